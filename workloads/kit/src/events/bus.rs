@@ -1,0 +1,133 @@
+//! The `EventBus` interface. Two implementations sit behind it: Kafka for deployments and an in-process bus for
+//! the all-in-one mode and unit tests. Both have the same semantics where it matters: named topics that must
+//! exist before use, consumer groups with committed positions, redelivery of whatever was not acknowledged.
+
+use super::envelope::Message;
+use super::in_process::{InProcessBus, InProcessSubscription};
+use super::kafka::{KafkaBus, KafkaSubscription};
+
+/// Why the bus refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// The Kafka client reported an error.
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// A topic could not be created or does not exist.
+    #[error("topic {topic}: {problem}")]
+    Topic {
+        /// The topic.
+        topic: String,
+        /// What went wrong.
+        problem: String,
+    },
+    /// The broker did not answer in time.
+    #[error("broker unreachable: {0}")]
+    Unreachable(String),
+}
+
+/// A message taken from a subscription, with its coordinates for logging and acknowledgement.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The message.
+    pub message: Message,
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset in the partition.
+    pub offset: i64,
+}
+
+/// The event bus a service publishes to and consumes from.
+#[derive(Debug, Clone)]
+pub enum EventBus {
+    /// Apache Kafka (or any Kafka-protocol broker) through librdkafka.
+    Kafka(KafkaBus),
+    /// Topics in this process's memory.
+    InProcess(InProcessBus),
+}
+
+impl EventBus {
+    /// Creates the topics that do not exist yet.
+    pub async fn ensure_topics(&self, topics: &[String]) -> Result<(), BusError> {
+        match self {
+            Self::Kafka(bus) => bus.ensure_topics(topics).await,
+            Self::InProcess(bus) => {
+                bus.ensure_topics(topics);
+                Ok(())
+            }
+        }
+    }
+
+    /// Publishes messages in the given order and waits until the broker has each of them; one result per message.
+    pub async fn publish_all(&self, messages: Vec<Message>) -> Vec<Result<(), BusError>> {
+        match self {
+            Self::Kafka(bus) => bus.publish_all(messages).await,
+            Self::InProcess(bus) => messages
+                .into_iter()
+                .map(|message| bus.publish(message))
+                .collect(),
+        }
+    }
+
+    /// Joins consumer group `group` on `topics`, starting where the group left off (or at the beginning).
+    pub fn subscribe(&self, group: &str, topics: &[String]) -> Result<Subscription, BusError> {
+        match self {
+            Self::Kafka(bus) => bus.subscribe(group, topics).map(Subscription::Kafka),
+            Self::InProcess(bus) => bus.subscribe(group, topics).map(Subscription::InProcess),
+        }
+    }
+
+    /// Whether the broker answers, for readiness.
+    pub async fn ping(&self) -> Result<(), BusError> {
+        match self {
+            Self::Kafka(bus) => bus.ping().await,
+            Self::InProcess(_) => Ok(()),
+        }
+    }
+
+    /// A short name for logs and readiness details.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Kafka(_) => "kafka",
+            Self::InProcess(_) => "in-process",
+        }
+    }
+}
+
+/// A consumer group membership.
+#[derive(Debug)]
+pub enum Subscription {
+    /// A Kafka consumer.
+    Kafka(KafkaSubscription),
+    /// An in-process reader.
+    InProcess(InProcessSubscription),
+}
+
+impl Subscription {
+    /// Waits for the next message.
+    pub async fn next(&mut self) -> Result<Delivery, BusError> {
+        match self {
+            Self::Kafka(subscription) => subscription.next().await,
+            Self::InProcess(subscription) => Ok(subscription.next().await),
+        }
+    }
+
+    /// Records that `delivery` (and everything before it on its partition) is done; the group resumes after it.
+    /// Call only after the local transaction that applied it has committed.
+    pub fn acknowledge(&self, delivery: &Delivery) -> Result<(), BusError> {
+        match self {
+            Self::Kafka(subscription) => subscription.acknowledge(delivery),
+            Self::InProcess(subscription) => {
+                subscription.acknowledge(delivery);
+                Ok(())
+            }
+        }
+    }
+
+    /// Leaves the group, committing acknowledged positions.
+    pub fn close(self) {
+        match self {
+            Self::Kafka(subscription) => subscription.close(),
+            Self::InProcess(_) => {}
+        }
+    }
+}

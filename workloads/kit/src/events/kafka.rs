@@ -1,0 +1,257 @@
+//! The Kafka implementation of the bus, on librdkafka: an idempotent producer (no duplicates or reordering from
+//! the producer's own retries), consumer groups with offsets stored by hand after the local commit and committed
+//! by librdkafka in the background, and topic creation through the admin API.
+
+use super::bus::{BusError, Delivery};
+use super::envelope::Message;
+use crate::config::KafkaConfig;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::statistics::Statistics;
+use std::time::Duration;
+
+/// How long the producer keeps retrying one message before reporting it failed; the outbox relay then backs
+/// off and tries again, so this only bounds one attempt.
+const MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a readiness or admin round trip may take.
+const BROKER_ROUND_TRIP: Duration = Duration::from_secs(3);
+
+/// A connection to a Kafka cluster.
+#[derive(Clone)]
+pub struct KafkaBus {
+    config: KafkaConfig,
+    client_id: String,
+    producer: FutureProducer,
+}
+
+impl std::fmt::Debug for KafkaBus {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("KafkaBus")
+            .field("config", &self.config)
+            .field("client_id", &self.client_id)
+            .finish()
+    }
+}
+
+impl KafkaBus {
+    /// Creates the producer; connections are made lazily, so this succeeds while the broker is down.
+    pub fn connect(config: &KafkaConfig, client_id: &str) -> Result<Self, BusError> {
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", &config.bootstrap_servers)
+            .set("client.id", client_id)
+            .set("enable.idempotence", "true")
+            .set(
+                "message.timeout.ms",
+                MESSAGE_TIMEOUT.as_millis().to_string(),
+            )
+            .set("linger.ms", "2")
+            .create()?;
+        Ok(Self {
+            config: config.clone(),
+            client_id: client_id.to_owned(),
+            producer,
+        })
+    }
+
+    fn base_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.config.bootstrap_servers)
+            .set("client.id", &self.client_id);
+        config
+    }
+
+    pub(super) async fn ensure_topics(&self, topics: &[String]) -> Result<(), BusError> {
+        let admin: AdminClient<DefaultClientContext> = self.base_config().create()?;
+        let new_topics: Vec<NewTopic<'_>> = topics
+            .iter()
+            .map(|topic| {
+                NewTopic::new(
+                    topic,
+                    self.config.topic_partitions,
+                    TopicReplication::Fixed(self.config.replication_factor),
+                )
+            })
+            .collect();
+        let options = AdminOptions::new().request_timeout(Some(BROKER_ROUND_TRIP));
+        for result in admin.create_topics(&new_topics, &options).await? {
+            match result {
+                Ok(topic) => tracing::info!(topic, "created topic"),
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => {
+                    return Err(BusError::Topic {
+                        topic,
+                        problem: code.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn publish_all(&self, messages: Vec<Message>) -> Vec<Result<(), BusError>> {
+        // Enqueue everything first, in order (librdkafka keeps per-partition order), then wait for the acks.
+        let mut pending = Vec::with_capacity(messages.len());
+        for message in &messages {
+            let headers = message.headers.iter().fold(
+                OwnedHeaders::new_with_capacity(message.headers.len()),
+                |headers, (key, value)| {
+                    headers.insert(Header {
+                        key,
+                        value: Some(value.as_bytes()),
+                    })
+                },
+            );
+            let record = FutureRecord::to(&message.topic)
+                .key(&message.key)
+                .payload(&message.payload)
+                .headers(headers);
+            pending.push(
+                self.producer
+                    .send_result(record)
+                    .map_err(|(error, _)| BusError::Kafka(error)),
+            );
+        }
+        let mut results = Vec::with_capacity(pending.len());
+        for enqueued in pending {
+            results.push(match enqueued {
+                Err(error) => Err(error),
+                Ok(delivery) => match delivery.await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err((error, _))) => Err(BusError::Kafka(error)),
+                    Err(_canceled) => Err(BusError::Unreachable(
+                        "producer dropped the message".to_owned(),
+                    )),
+                },
+            });
+        }
+        results
+    }
+
+    pub(super) async fn ping(&self) -> Result<(), BusError> {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, BROKER_ROUND_TRIP)
+                .map(|_| ())
+        })
+        .await
+        .map_err(|error| BusError::Unreachable(error.to_string()))?
+        .map_err(BusError::Kafka)
+    }
+
+    pub(super) fn subscribe(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<KafkaSubscription, BusError> {
+        let consumer: StreamConsumer<LagReporter> = self
+            .base_config()
+            .set("group.id", group)
+            // Offsets are stored by the consumer loop after the local transaction commits; librdkafka commits
+            // the stored ones in the background and on close.
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("allow.auto.create.topics", "false")
+            .set("session.timeout.ms", "10000")
+            .set("statistics.interval.ms", "5000")
+            .create_with_context(LagReporter {
+                group: group.to_owned(),
+            })?;
+        let topic_names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topic_names)?;
+        Ok(KafkaSubscription { consumer })
+    }
+}
+
+/// Publishes consumer lag from librdkafka's periodic statistics.
+struct LagReporter {
+    group: String,
+}
+
+impl ClientContext for LagReporter {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, topic_statistics) in statistics.topics {
+            for (partition, partition_statistics) in topic_statistics.partitions {
+                // librdkafka reports -1 for unknown lag and uses partition -1 for its internal queue.
+                if partition >= 0 && partition_statistics.consumer_lag >= 0 {
+                    metrics::gauge!(
+                        crate::metrics::CONSUMER_LAG,
+                        "group" => self.group.clone(),
+                        "topic" => topic.clone(),
+                        "partition" => partition.to_string(),
+                    )
+                    .set(partition_statistics.consumer_lag as f64);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for LagReporter {}
+
+/// A Kafka consumer group member.
+pub struct KafkaSubscription {
+    consumer: StreamConsumer<LagReporter>,
+}
+
+impl std::fmt::Debug for KafkaSubscription {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("KafkaSubscription")
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaSubscription {
+    pub(super) async fn next(&mut self) -> Result<Delivery, BusError> {
+        use rdkafka::Message as _;
+        let message = self.consumer.recv().await?;
+        let headers = message
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|header| {
+                        (
+                            header.key.to_owned(),
+                            String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Delivery {
+            message: Message {
+                topic: message.topic().to_owned(),
+                key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+                headers,
+                payload: message.payload().unwrap_or_default().to_vec(),
+            },
+            partition: message.partition(),
+            offset: message.offset(),
+        })
+    }
+
+    pub(super) fn acknowledge(&self, delivery: &Delivery) -> Result<(), BusError> {
+        // librdkafka's store commits offset + 1: the next message to read.
+        self.consumer
+            .store_offset(&delivery.message.topic, delivery.partition, delivery.offset)
+            .map_err(BusError::Kafka)
+    }
+
+    pub(super) fn close(self) {
+        // Dropping closes the consumer: it commits stored offsets and leaves the group, so the partitions are
+        // reassigned at once instead of after the session timeout.
+        drop(self.consumer);
+    }
+}

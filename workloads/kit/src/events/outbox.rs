@@ -1,0 +1,324 @@
+//! The transactional outbox. A state change and the events it causes are written in one local transaction;
+//! the relay publishes committed rows in id order and marks them sent. A crash anywhere loses nothing: unsent
+//! rows are simply published after restart, and consumers' inboxes absorb the duplicates a crash between
+//! publish and mark can cause.
+
+use super::Topics;
+use super::bus::EventBus;
+use super::envelope::{Event, Message};
+use crate::store::{Backend, Store, StoreTransaction, now_millis};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Rows published per round trip.
+const BATCH_SIZE: i64 = 256;
+/// Longest pause between attempts while the broker is down.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Sent rows are kept this long for inspection, then deleted.
+const SENT_RETENTION: Duration = Duration::from_secs(3600);
+/// Inbox entries are kept this long: far beyond any redelivery (a rebalance or restart), bounded for disk.
+const INBOX_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// PostgreSQL advisory lock key held by the one replica that relays ("outbox" in ASCII), so replicas do not
+/// publish the same rows concurrently and out of order.
+const RELAY_LOCK_KEY: i64 = 0x6f75_7462_6f78;
+
+/// Where a service appends the events of a state change.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    topics: Topics,
+    wake: Arc<Notify>,
+}
+
+impl Outbox {
+    /// An outbox naming topics with `topics`.
+    pub fn new(topics: Topics) -> Self {
+        Self {
+            topics,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Appends `event` for the topic called `topic` (without prefix) inside the caller's transaction.
+    pub async fn append(
+        &self,
+        transaction: &mut StoreTransaction,
+        topic: &str,
+        event: &Event,
+    ) -> Result<(), sqlx::Error> {
+        let message = event.to_message(self.topics.name(topic));
+        let headers = serde_json::to_string(&message.headers)
+            .map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
+        sqlx::query(
+            "INSERT INTO kit_outbox (topic, message_key, headers, payload, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(message.topic)
+        .bind(message.key)
+        .bind(headers)
+        .bind(String::from_utf8_lossy(&message.payload).into_owned())
+        .bind(now_millis())
+        .execute(&mut **transaction)
+        .await?;
+        Ok(())
+    }
+
+    /// Tells the relay that rows were committed, so it publishes now instead of at its next poll.
+    pub fn wake_relay(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The topic naming in use.
+    pub fn topics(&self) -> &Topics {
+        &self.topics
+    }
+}
+
+/// Why a relay round failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// Reading or marking rows failed.
+    #[error("outbox store: {0}")]
+    Store(#[from] sqlx::Error),
+    /// The bus refused a message; the round stops there and is retried.
+    #[error("publish to {topic} failed: {source}")]
+    Publish {
+        /// Topic of the first message that failed.
+        topic: String,
+        /// The bus error.
+        source: super::bus::BusError,
+    },
+}
+
+/// Publishes committed outbox rows.
+#[derive(Debug, Clone)]
+pub struct OutboxRelay {
+    store: Store,
+    bus: EventBus,
+    wake: Arc<Notify>,
+    poll_interval: Duration,
+    service: &'static str,
+}
+
+type OutboxRow = (i64, String, String, String, String);
+
+impl OutboxRelay {
+    /// A relay for `outbox`'s rows in `store`.
+    pub fn new(
+        service: &'static str,
+        store: Store,
+        bus: EventBus,
+        outbox: &Outbox,
+        poll_interval: Duration,
+    ) -> Self {
+        Self {
+            store,
+            bus,
+            wake: outbox.wake.clone(),
+            poll_interval,
+            service,
+        }
+    }
+
+    /// Publishes one batch of unsent rows; returns how many were published. Rows up to the first failure are
+    /// marked sent; the failed one and those after it stay for the next round, keeping per-key order.
+    pub async fn publish_pending(&self) -> Result<usize, RelayError> {
+        let rows: Vec<OutboxRow> = sqlx::query_as(
+            "SELECT id, topic, message_key, headers, payload FROM kit_outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1",
+        )
+        .bind(BATCH_SIZE)
+        .fetch_all(self.store.pool())
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut ids = Vec::with_capacity(rows.len());
+        let mut messages = Vec::with_capacity(rows.len());
+        for (id, topic, key, headers, payload) in rows {
+            // A row whose headers cannot be read would block the outbox forever; it was written by this code, so
+            // this only happens after manual edits. Publish it without headers and let consumers park it.
+            let headers = serde_json::from_str(&headers).unwrap_or_else(|error| {
+                tracing::error!(outbox_id = id, %error, "outbox row has unreadable headers");
+                Vec::new()
+            });
+            ids.push(id);
+            messages.push(Message {
+                topic,
+                key,
+                headers,
+                payload: payload.into_bytes(),
+            });
+        }
+        let topics: Vec<String> = messages
+            .iter()
+            .map(|message| message.topic.clone())
+            .collect();
+        let results = self.bus.publish_all(messages).await;
+        let delivered = results.iter().take_while(|result| result.is_ok()).count();
+        if delivered > 0 {
+            self.mark_sent(&ids[..delivered]).await?;
+            metrics::counter!(crate::metrics::OUTBOX_PUBLISHED, "service" => self.service)
+                .increment(delivered as u64);
+        }
+        if let Some((index, Err(source))) = results
+            .into_iter()
+            .enumerate()
+            .find(|(_, result)| result.is_err())
+        {
+            let failed = ids.len() - index;
+            metrics::counter!(crate::metrics::OUTBOX_PUBLISH_FAILURES, "service" => self.service)
+                .increment(failed as u64);
+            return Err(RelayError::Publish {
+                topic: topics[index].clone(),
+                source,
+            });
+        }
+        Ok(delivered)
+    }
+
+    async fn mark_sent(&self, ids: &[i64]) -> Result<(), sqlx::Error> {
+        // Explicit ids, never a range: a row with a lower id may commit after we read (PostgreSQL sequences).
+        let placeholders: Vec<String> = (2..ids.len() + 2)
+            .map(|index| format!("${index}"))
+            .collect();
+        let statement = format!(
+            "UPDATE kit_outbox SET sent_at = $1 WHERE id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&statement).bind(now_millis());
+        for id in ids {
+            query = query.bind(*id);
+        }
+        query.execute(self.store.pool()).await?;
+        Ok(())
+    }
+
+    /// Rows waiting to be published.
+    pub async fn backlog(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM kit_outbox WHERE sent_at IS NULL")
+            .fetch_one(self.store.pool())
+            .await
+    }
+
+    async fn delete_old_rows(&self) -> Result<(), sqlx::Error> {
+        let now = now_millis();
+        sqlx::query("DELETE FROM kit_outbox WHERE sent_at IS NOT NULL AND sent_at < $1")
+            .bind(now - i64::try_from(SENT_RETENTION.as_millis()).unwrap_or(i64::MAX))
+            .execute(self.store.pool())
+            .await?;
+        sqlx::query("DELETE FROM kit_inbox WHERE processed_at < $1")
+            .bind(now - i64::try_from(INBOX_RETENTION.as_millis()).unwrap_or(i64::MAX))
+            .execute(self.store.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// On PostgreSQL, takes the relay lock on a connection of its own (held while relaying; closing the connection
+    /// releases it). SQLite has one replica, so no lock is needed.
+    async fn try_become_leader(&self) -> Result<Option<sqlx::AnyConnection>, sqlx::Error> {
+        let mut connection = self.store.pool().acquire().await?.detach();
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(RELAY_LOCK_KEY)
+            .fetch_one(&mut connection)
+            .await?;
+        Ok(locked.then_some(connection))
+    }
+
+    /// Relays until `shutdown`, then flushes what it can within `flush_timeout`.
+    pub async fn run(self, shutdown: CancellationToken, flush_timeout: Duration) {
+        let mut backoff = Duration::ZERO;
+        let mut leader_connection: Option<sqlx::AnyConnection> = None;
+        let mut last_cleanup = tokio::time::Instant::now();
+        while !shutdown.is_cancelled() {
+            if self.store.backend() == Backend::Postgres && leader_connection.is_none() {
+                match self.try_become_leader().await {
+                    Ok(Some(connection)) => {
+                        tracing::info!("this replica relays the outbox");
+                        leader_connection = Some(connection);
+                    }
+                    Ok(None) => {
+                        self.pause(&shutdown, self.poll_interval * 8).await;
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot take the outbox relay lock");
+                        self.pause(&shutdown, MAX_BACKOFF).await;
+                        continue;
+                    }
+                }
+            }
+            match self.publish_pending().await {
+                Ok(published) => {
+                    backoff = Duration::ZERO;
+                    if usize::try_from(BATCH_SIZE).is_ok_and(|batch| published == batch) {
+                        continue;
+                    }
+                    self.report_backlog().await;
+                    if last_cleanup.elapsed() > Duration::from_secs(60) {
+                        last_cleanup = tokio::time::Instant::now();
+                        if let Err(error) = self.delete_old_rows().await {
+                            tracing::warn!(%error, "outbox cleanup failed");
+                        }
+                    }
+                    if let Some(connection) = &mut leader_connection {
+                        // A lost lock connection means another replica may relay now.
+                        if sqlx::query("SELECT 1")
+                            .execute(&mut *connection)
+                            .await
+                            .is_err()
+                        {
+                            leader_connection = None;
+                            continue;
+                        }
+                    }
+                    self.pause(&shutdown, self.poll_interval).await;
+                }
+                Err(error) => {
+                    backoff = (backoff * 2).clamp(Duration::from_millis(100), MAX_BACKOFF);
+                    tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "outbox relay backing off");
+                    self.report_backlog().await;
+                    self.pause(&shutdown, backoff).await;
+                }
+            }
+        }
+        if self.store.backend() == Backend::Sqlite || leader_connection.is_some() {
+            self.flush(flush_timeout).await;
+        }
+    }
+
+    /// Publishes until the outbox is empty, a round fails, or `timeout` passes.
+    pub async fn flush(&self, timeout: Duration) {
+        let flushed = tokio::time::timeout(timeout, async {
+            loop {
+                match self.publish_pending().await {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "outbox flush stopped; unsent rows will be published after restart");
+                        break;
+                    }
+                }
+            }
+        })
+        .await;
+        if flushed.is_err() {
+            tracing::warn!("outbox flush timed out; unsent rows will be published after restart");
+        }
+        self.report_backlog().await;
+    }
+
+    async fn report_backlog(&self) {
+        if let Ok(backlog) = self.backlog().await {
+            metrics::gauge!(crate::metrics::OUTBOX_BACKLOG, "service" => self.service)
+                .set(backlog as f64);
+        }
+    }
+
+    async fn pause(&self, shutdown: &CancellationToken, duration: Duration) {
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = self.wake.notified() => {}
+            _ = tokio::time::sleep(duration) => {}
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! The host of one service: startup (store, migrations, topics, relay), the HTTP server with the kit's routes
+//! and middleware, and the shutdown sequence Kubernetes needs for zero-downtime rollouts:
+//!
+//! 1. SIGTERM: readiness answers 503 at once, so endpoints stop routing new requests here;
+//! 2. the drain delay passes while requests already routed here are still served;
+//! 3. the listener closes and in-flight requests finish (bounded by the shutdown timeout);
+//! 4. consumers finish the event in hand and leave their groups (partitions move at once);
+//! 5. the outbox relay publishes what it can (bounded), then the store closes and the process exits 0.
+
+use crate::config::KitConfig;
+use crate::events::{EventBus, EventHandler, KafkaBus, Outbox, OutboxRelay, Topics, run_consumer};
+use crate::health::{self, BusCheck, Health, StoreCheck};
+use crate::store::{Migration, Store, StoreError};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How long startup waits for the broker to create topics before giving up (Kubernetes restarts it).
+const STARTUP_BROKER_WAIT: Duration = Duration::from_secs(60);
+
+/// What a service declares about itself.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceSpec {
+    /// Its name: logs, metrics, consumer groups, event source.
+    pub name: &'static str,
+    /// Its schema, applied after the kit's own tables.
+    pub migrations: &'static [Migration],
+    /// Topics (without prefix) it publishes to or consumes; created at startup when missing.
+    pub topics: &'static [&'static str],
+}
+
+/// Why a service could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// The store failed to open or migrate.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The bus failed.
+    #[error("event bus: {0}")]
+    Bus(#[from] crate::events::BusError),
+    /// The listener could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The server failed.
+    #[error("http server: {0}")]
+    Serve(std::io::Error),
+    /// The service needs something the configuration does not provide.
+    #[error("{0}")]
+    Missing(String),
+}
+
+/// A running service's shared parts.
+#[derive(Debug)]
+pub struct ServiceHost {
+    spec: ServiceSpec,
+    config: KitConfig,
+    health: Health,
+    store: Option<Store>,
+    bus: Option<EventBus>,
+    outbox: Outbox,
+    consumers_stop: CancellationToken,
+    consumers: Vec<JoinHandle<()>>,
+    relay_stop: CancellationToken,
+    relay: Option<JoinHandle<()>>,
+    background_stop: CancellationToken,
+}
+
+impl ServiceHost {
+    /// Opens and migrates the store, connects the bus (`bus`, or Kafka when configured), creates topics and
+    /// starts the outbox relay.
+    pub async fn start(
+        spec: ServiceSpec,
+        config: KitConfig,
+        bus: Option<EventBus>,
+    ) -> Result<Self, HostError> {
+        let health = Health::new();
+        let topics = Topics::new(config.topic_prefix.clone());
+        let store = match &config.database_url {
+            Some(url) => {
+                let store = Store::connect(url, config.database_max_connections).await?;
+                store.migrate(spec.migrations).await?;
+                health.add_check(Arc::new(StoreCheck(store.clone())));
+                tracing::info!(backend = ?store.backend(), "store ready");
+                Some(store)
+            }
+            None => None,
+        };
+        let bus = match (bus, &config.kafka) {
+            (Some(bus), _) => Some(bus),
+            (None, Some(kafka)) => Some(EventBus::Kafka(KafkaBus::connect(kafka, spec.name)?)),
+            (None, None) => None,
+        };
+        if let Some(bus) = &bus {
+            ensure_topics_patiently(bus, &topics.names(spec.topics)).await?;
+            health.add_check(Arc::new(BusCheck {
+                bus: bus.clone(),
+                required: config.readiness_requires_broker,
+            }));
+        }
+        let outbox = Outbox::new(topics);
+        let relay_stop = CancellationToken::new();
+        let relay = match (&store, &bus) {
+            (Some(store), Some(bus)) => {
+                let relay = OutboxRelay::new(
+                    spec.name,
+                    store.clone(),
+                    bus.clone(),
+                    &outbox,
+                    config.outbox_poll_interval,
+                );
+                Some(tokio::spawn(
+                    relay.run(relay_stop.clone(), config.shutdown_timeout),
+                ))
+            }
+            _ => None,
+        };
+        let background_stop = CancellationToken::new();
+        crate::metrics::spawn_upkeep(background_stop.clone());
+        Ok(Self {
+            spec,
+            config,
+            health,
+            store,
+            bus,
+            outbox,
+            consumers_stop: CancellationToken::new(),
+            consumers: Vec::new(),
+            relay_stop,
+            relay,
+            background_stop,
+        })
+    }
+
+    /// The service's store; an error names `DATABASE_URL` when it is not configured.
+    pub fn store(&self) -> Result<Store, HostError> {
+        self.store
+            .clone()
+            .ok_or_else(|| HostError::Missing(format!("{} needs DATABASE_URL", self.spec.name)))
+    }
+
+    /// Where the service appends events.
+    pub fn outbox(&self) -> Outbox {
+        self.outbox.clone()
+    }
+
+    /// The health shared with the probes; add readiness checks here (breakers, say).
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// The settings the service was started with.
+    pub fn config(&self) -> &KitConfig {
+        &self.config
+    }
+
+    /// Starts a consumer of `topics` (without prefix) as group `<prefix>.<group>`, applying events with `handler`.
+    pub fn spawn_consumer<H: EventHandler>(
+        &mut self,
+        group: &str,
+        topics: &[&str],
+        handler: H,
+    ) -> Result<(), HostError> {
+        let store = self.store()?;
+        let bus = self.bus.clone().ok_or_else(|| {
+            HostError::Missing(format!(
+                "{} consumes events and needs KAFKA_BOOTSTRAP_SERVERS",
+                self.spec.name
+            ))
+        })?;
+        let names = self.outbox.topics();
+        let task = run_consumer(
+            store,
+            bus,
+            Some(self.outbox.clone()),
+            names.name(group),
+            names.names(topics),
+            handler,
+            self.consumers_stop.clone(),
+        );
+        self.consumers.push(tokio::spawn(task));
+        Ok(())
+    }
+
+    /// The service's API with the kit's routes and middleware around it: probes, `/metrics`, correlation ids,
+    /// HTTP metrics, the body limit and problem+json fallbacks.
+    pub fn router(&self, api: Router) -> Router {
+        let service: &'static str = self.spec.name;
+        api.merge(health::routes(self.health.clone()))
+            .route(
+                health::METRICS_PATH,
+                axum::routing::get(crate::metrics::metrics_endpoint),
+            )
+            .fallback(crate::http::no_such_route)
+            .method_not_allowed_fallback(crate::http::method_not_allowed)
+            .layer(DefaultBodyLimit::max(self.config.http_body_limit))
+            .layer(axum::middleware::from_fn_with_state(
+                service,
+                crate::metrics::record_http,
+            ))
+            .layer(axum::middleware::from_fn(crate::telemetry::correlate))
+    }
+
+    /// Binds the configured address.
+    pub async fn bind(&self) -> Result<TcpListener, HostError> {
+        let address = self.config.http_address;
+        TcpListener::bind(address)
+            .await
+            .map_err(|source| HostError::Bind { address, source })
+    }
+
+    /// Serves `api` on `listener` until `shutdown` resolves, then runs the shutdown sequence.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        api: Router,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), HostError> {
+        let app = self.router(api);
+        let address = listener.local_addr().map_err(HostError::Serve)?;
+        self.health.mark_started();
+        tracing::info!(service = self.spec.name, %address, "listening");
+        let listener_closing = CancellationToken::new();
+        let health = self.health.clone();
+        let drain_delay = self.config.drain_delay;
+        let closing = listener_closing.clone();
+        let graceful = async move {
+            shutdown.await;
+            health.start_draining();
+            tracing::info!(
+                drain_delay_ms = drain_delay.as_millis() as u64,
+                "shutdown: readiness is 503, draining"
+            );
+            tokio::time::sleep(drain_delay).await;
+            tracing::info!("shutdown: closing the listener, finishing in-flight requests");
+            closing.cancel();
+        };
+        let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
+        let in_flight_bound = async {
+            listener_closing.cancelled().await;
+            tokio::time::sleep(self.config.shutdown_timeout).await;
+        };
+        tokio::select! {
+            served = server => served.map_err(HostError::Serve)?,
+            () = in_flight_bound => tracing::warn!("shutdown: in-flight requests did not finish in time"),
+        }
+        self.stop().await;
+        Ok(())
+    }
+
+    /// Steps 4 and 5 of the shutdown sequence; also for hosts that never served.
+    pub async fn stop(self) {
+        let timeout = self.config.shutdown_timeout;
+        self.consumers_stop.cancel();
+        if tokio::time::timeout(timeout, futures::future::join_all(self.consumers))
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown: consumers did not stop in time");
+        }
+        self.relay_stop.cancel();
+        if let Some(relay) = self.relay {
+            // The relay bounds its own flush by the same timeout; the margin covers one publish round.
+            if tokio::time::timeout(timeout + Duration::from_secs(2), relay)
+                .await
+                .is_err()
+            {
+                tracing::warn!("shutdown: outbox relay did not stop in time");
+            }
+        }
+        self.background_stop.cancel();
+        if let Some(store) = self.store {
+            store.close().await;
+        }
+        tracing::info!(service = self.spec.name, "shutdown complete");
+    }
+}
+
+async fn ensure_topics_patiently(bus: &EventBus, topics: &[String]) -> Result<(), HostError> {
+    let give_up = tokio::time::Instant::now() + STARTUP_BROKER_WAIT;
+    let mut pause = Duration::from_millis(200);
+    loop {
+        match bus.ensure_topics(topics).await {
+            Ok(()) => return Ok(()),
+            Err(error) if tokio::time::Instant::now() + pause < give_up => {
+                tracing::warn!(%error, "cannot create topics yet; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+/// Resolves on SIGTERM (Kubernetes) or Ctrl-C (a terminal).
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("interrupt received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}

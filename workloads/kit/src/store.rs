@@ -1,0 +1,316 @@
+//! The store: SQLite or PostgreSQL behind one interface (sqlx's `Any` driver), migrated at startup.
+//!
+//! Services write portable SQL with `$1`-style placeholders, integers, text and booleans; the few statements that
+//! differ between the two (auto-increment keys, mostly) are written twice in a [`Migration`].
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::{Migration as SqlxMigration, MigrationSource, MigrationType, Migrator};
+use sqlx::{AnyPool, ConnectOptions, Executor};
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A transaction on the store; state changes, outbox rows and inbox marks go in the same one.
+pub type StoreTransaction = sqlx::Transaction<'static, sqlx::Any>;
+
+/// Which database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file: local mode and single-replica deployments on a volume.
+    Sqlite,
+    /// PostgreSQL: production, several replicas.
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a URL names, or what was wrong with it.
+    pub fn from_url(url: &str) -> Result<Self, String> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else {
+            let scheme = url.split(':').next().unwrap_or_default();
+            Err(format!(
+                "expected a sqlite:// or postgres:// URL, got scheme '{scheme}'"
+            ))
+        }
+    }
+}
+
+/// One schema change, written for each backend.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Ordering key. The kit's own tables use 1-99; services start at 100.
+    pub version: i64,
+    /// What the migration does.
+    pub description: &'static str,
+    /// The SQL for SQLite.
+    pub sqlite: &'static str,
+    /// The SQL for PostgreSQL.
+    pub postgres: &'static str,
+}
+
+/// The kit's own tables: the transactional outbox and the idempotent inbox.
+pub const KIT_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "kit outbox",
+        sqlite: "CREATE TABLE kit_outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            topic TEXT NOT NULL,
+            message_key TEXT NOT NULL,
+            headers TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            sent_at BIGINT
+        );
+        CREATE INDEX kit_outbox_unsent ON kit_outbox (id) WHERE sent_at IS NULL;",
+        postgres: "CREATE TABLE kit_outbox (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            topic TEXT NOT NULL,
+            message_key TEXT NOT NULL,
+            headers TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            sent_at BIGINT
+        );
+        CREATE INDEX kit_outbox_unsent ON kit_outbox (id) WHERE sent_at IS NULL;",
+    },
+    Migration {
+        version: 2,
+        description: "kit inbox",
+        sqlite: "CREATE TABLE kit_inbox (
+            consumer TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            processed_at BIGINT NOT NULL,
+            PRIMARY KEY (consumer, event_id)
+        );",
+        postgres: "CREATE TABLE kit_inbox (
+            consumer TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            processed_at BIGINT NOT NULL,
+            PRIMARY KEY (consumer, event_id)
+        );",
+    },
+];
+
+/// Why the store could not be opened or migrated.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL is not one the store understands.
+    #[error("invalid DATABASE_URL: {0}")]
+    InvalidUrl(String),
+    /// Could not connect.
+    #[error("cannot connect to the {backend:?} database: {source}")]
+    Connect {
+        /// The backend tried.
+        backend: Backend,
+        /// The driver's error.
+        source: sqlx::Error,
+    },
+    /// A migration failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A query failed.
+    #[error(transparent)]
+    Query(#[from] sqlx::Error),
+}
+
+/// A service's own database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects to `url`. SQLite files (and their directories) are created when missing.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(url).map_err(StoreError::InvalidUrl)?;
+        let options = match backend {
+            Backend::Sqlite => {
+                let url = sqlite_url_creating_file(url).map_err(StoreError::InvalidUrl)?;
+                AnyConnectOptions::from_str(&url)
+            }
+            Backend::Postgres => AnyConnectOptions::from_str(url),
+        }
+        .map_err(|error| StoreError::InvalidUrl(error.to_string()))?
+        .log_statements(tracing::log::LevelFilter::Trace)
+        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+        let pool_options = match backend {
+            // One connection: SQLite has one writer anyway, and a second connection upgrading a read lock to a
+            // write lock fails with SQLITE_BUSY instead of waiting. It also keeps `sqlite::memory:` one database.
+            Backend::Sqlite => AnyPoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .after_connect(|connection, _| {
+                    Box::pin(async move {
+                        for pragma in [
+                            "PRAGMA journal_mode = WAL",
+                            "PRAGMA synchronous = NORMAL",
+                            "PRAGMA busy_timeout = 5000",
+                            "PRAGMA foreign_keys = ON",
+                        ] {
+                            connection.execute(pragma).await?;
+                        }
+                        Ok(())
+                    })
+                }),
+            Backend::Postgres => AnyPoolOptions::new().max_connections(max_connections),
+        }
+        .acquire_timeout(Duration::from_secs(5));
+        let pool = pool_options
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Connect { backend, source })?;
+        Ok(Self { pool, backend })
+    }
+
+    /// Applies the kit's migrations and the service's, in version order, each once. Safe to run from several
+    /// replicas at once: sqlx takes a database lock on PostgreSQL.
+    pub async fn migrate(&self, service_migrations: &[Migration]) -> Result<(), StoreError> {
+        let source = MigrationSet {
+            backend: self.backend,
+            migrations: KIT_MIGRATIONS
+                .iter()
+                .chain(service_migrations)
+                .copied()
+                .collect(),
+        };
+        Migrator::new(source).await?.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Starts a transaction.
+    pub async fn begin(&self) -> Result<StoreTransaction, sqlx::Error> {
+        self.pool.begin().await
+    }
+
+    /// The connection pool, for queries outside a transaction.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A cheap round trip, for readiness.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+    }
+
+    /// Closes every connection (the last step of shutdown).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Adds `mode=rwc` (create if missing) to a SQLite URL and creates the file's directory.
+fn sqlite_url_creating_file(url: &str) -> Result<String, String> {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() {
+        return Err("a sqlite URL needs a file path, e.g. sqlite://data/order.db".to_owned());
+    }
+    let directory = std::path::Path::new(path)
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty());
+    if let Some(directory) = directory.filter(|_| path != ":memory:") {
+        std::fs::create_dir_all(directory).map_err(|error| {
+            format!("cannot create directory '{}': {error}", directory.display())
+        })?;
+    }
+    Ok(if url.contains("mode=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    })
+}
+
+/// Feeds sqlx's migrator the SQL for this backend.
+#[derive(Debug)]
+struct MigrationSet {
+    backend: Backend,
+    migrations: Vec<Migration>,
+}
+
+impl<'s> MigrationSource<'s> for MigrationSet {
+    fn resolve(
+        self,
+    ) -> futures::future::BoxFuture<'s, Result<Vec<SqlxMigration>, sqlx::error::BoxDynError>> {
+        Box::pin(async move {
+            Ok(self
+                .migrations
+                .into_iter()
+                .map(|migration| {
+                    let sql = match self.backend {
+                        Backend::Sqlite => migration.sqlite,
+                        Backend::Postgres => migration.postgres,
+                    };
+                    SqlxMigration::new(
+                        migration.version,
+                        Cow::Borrowed(migration.description),
+                        MigrationType::Simple,
+                        Cow::Borrowed(sql),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+/// Milliseconds since the Unix epoch: how the kit stores instants (portable across both backends).
+pub fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backends_are_recognised_by_scheme() {
+        assert_eq!(Backend::from_url("sqlite://data/a.db"), Ok(Backend::Sqlite));
+        assert_eq!(
+            Backend::from_url("postgres://u@h/db"),
+            Ok(Backend::Postgres)
+        );
+        assert_eq!(
+            Backend::from_url("postgresql://u@h/db"),
+            Ok(Backend::Postgres)
+        );
+        assert!(
+            Backend::from_url("mysql://h/db")
+                .unwrap_err()
+                .contains("'mysql'")
+        );
+    }
+
+    #[test]
+    fn sqlite_urls_get_create_mode() {
+        let directory = std::env::temp_dir().join(format!("kit-store-{}", uuid::Uuid::new_v4()));
+        let url = format!("sqlite://{}/order.db", directory.display());
+        assert_eq!(
+            sqlite_url_creating_file(&url).unwrap(),
+            format!("{url}?mode=rwc")
+        );
+        assert!(directory.is_dir());
+        assert_eq!(
+            sqlite_url_creating_file("sqlite::memory:").unwrap(),
+            "sqlite::memory:?mode=rwc"
+        );
+        assert!(sqlite_url_creating_file("sqlite://").is_err());
+    }
+}
