@@ -149,6 +149,7 @@ impl CircuitBreaker {
                     settings.window,
                     open,
                 ));
+        crate::metrics::install();
         let machine = StateMachine::new(
             policy,
             StateRecorder {

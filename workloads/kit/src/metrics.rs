@@ -54,6 +54,12 @@ pub fn prometheus() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
+/// Installs the recorder if nobody has yet. Every kit component that records calls this, so no metric is lost
+/// to the order in which a service wires things.
+pub fn install() {
+    let _ = prometheus();
+}
+
 /// The text exposition of every metric.
 pub fn render() -> String {
     prometheus()
@@ -108,6 +114,16 @@ pub async fn record_http(
         .map(|path| path.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let response = next.run(request).await;
+    let elapsed = started.elapsed();
+    // Probes and scrapes every few seconds would drown the access log.
+    if !(route.starts_with("/health/") || route == crate::health::METRICS_PATH) {
+        tracing::info!(
+            status = response.status().as_u16(),
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            route,
+            "request handled"
+        );
+    }
     let labels = [
         ("service", service.0.to_owned()),
         ("method", method),
@@ -115,6 +131,6 @@ pub async fn record_http(
         ("status", response.status().as_u16().to_string()),
     ];
     metrics::counter!(HTTP_REQUESTS, &labels).increment(1);
-    metrics::histogram!(HTTP_REQUEST_DURATION, &labels).record(started.elapsed().as_secs_f64());
+    metrics::histogram!(HTTP_REQUEST_DURATION, &labels).record(elapsed.as_secs_f64());
     response
 }

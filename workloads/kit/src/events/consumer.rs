@@ -117,6 +117,7 @@ pub async fn run_consumer<H: EventHandler>(
     handler: H,
     shutdown: CancellationToken,
 ) {
+    crate::metrics::install();
     let mut subscription = loop {
         match bus.subscribe(&group, &topics) {
             Ok(subscription) => break subscription,

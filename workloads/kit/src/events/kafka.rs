@@ -13,6 +13,7 @@ use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::statistics::Statistics;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 /// How long the producer keeps retrying one message before reporting it failed; the outbox relay then backs
@@ -26,7 +27,9 @@ const BROKER_ROUND_TRIP: Duration = Duration::from_secs(3);
 pub struct KafkaBus {
     config: KafkaConfig,
     client_id: String,
-    producer: FutureProducer,
+    /// Replaced when librdkafka reports a fatal error: an idempotent producer that lost its sequence state
+    /// (the broker forgot it, say) refuses every later message, which would stop the outbox for good.
+    producer: Arc<RwLock<FutureProducer>>,
 }
 
 impl std::fmt::Debug for KafkaBus {
@@ -42,7 +45,16 @@ impl std::fmt::Debug for KafkaBus {
 impl KafkaBus {
     /// Creates the producer; connections are made lazily, so this succeeds while the broker is down.
     pub fn connect(config: &KafkaConfig, client_id: &str) -> Result<Self, BusError> {
-        let producer = ClientConfig::new()
+        let producer = Self::create_producer(config, client_id)?;
+        Ok(Self {
+            config: config.clone(),
+            client_id: client_id.to_owned(),
+            producer: Arc::new(RwLock::new(producer)),
+        })
+    }
+
+    fn create_producer(config: &KafkaConfig, client_id: &str) -> Result<FutureProducer, BusError> {
+        Ok(ClientConfig::new()
             .set("bootstrap.servers", &config.bootstrap_servers)
             .set("client.id", client_id)
             .set("enable.idempotence", "true")
@@ -51,12 +63,35 @@ impl KafkaBus {
                 MESSAGE_TIMEOUT.as_millis().to_string(),
             )
             .set("linger.ms", "2")
-            .create()?;
-        Ok(Self {
-            config: config.clone(),
-            client_id: client_id.to_owned(),
-            producer,
-        })
+            .create()?)
+    }
+
+    fn producer(&self) -> FutureProducer {
+        self.producer
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Swaps in a fresh producer when the current one has hit a fatal error; the failed messages stay in the
+    /// outbox and go out through the new producer on the next round.
+    fn replace_producer_if_fatal(&self, producer: &FutureProducer) {
+        if let Some((code, reason)) = producer.client().fatal_error() {
+            tracing::error!(
+                ?code,
+                reason,
+                "kafka producer hit a fatal error; replacing it"
+            );
+            match Self::create_producer(&self.config, &self.client_id) {
+                Ok(fresh) => {
+                    *self
+                        .producer
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner) = fresh
+                }
+                Err(error) => tracing::error!(%error, "cannot create a new kafka producer"),
+            }
+        }
     }
 
     fn base_config(&self) -> ClientConfig {
@@ -97,6 +132,7 @@ impl KafkaBus {
 
     pub(super) async fn publish_all(&self, messages: Vec<Message>) -> Vec<Result<(), BusError>> {
         // Enqueue everything first, in order (librdkafka keeps per-partition order), then wait for the acks.
+        let producer = self.producer();
         let mut pending = Vec::with_capacity(messages.len());
         for message in &messages {
             let headers = message.headers.iter().fold(
@@ -113,7 +149,7 @@ impl KafkaBus {
                 .payload(&message.payload)
                 .headers(headers);
             pending.push(
-                self.producer
+                producer
                     .send_result(record)
                     .map_err(|(error, _)| BusError::Kafka(error)),
             );
@@ -131,11 +167,14 @@ impl KafkaBus {
                 },
             });
         }
+        if results.iter().any(Result::is_err) {
+            self.replace_producer_if_fatal(&producer);
+        }
         results
     }
 
     pub(super) async fn ping(&self) -> Result<(), BusError> {
-        let producer = self.producer.clone();
+        let producer = self.producer();
         tokio::task::spawn_blocking(move || {
             producer
                 .client()

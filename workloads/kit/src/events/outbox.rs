@@ -111,6 +111,7 @@ impl OutboxRelay {
         outbox: &Outbox,
         poll_interval: Duration,
     ) -> Self {
+        crate::metrics::install();
         Self {
             store,
             bus,

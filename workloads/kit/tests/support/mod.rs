@@ -1,0 +1,344 @@
+//! Fixtures for the kit's integration tests: real stores (SQLite and PostgreSQL), the real broker, and a
+//! private broker process a test may stop and restart.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use food_delivery_kit::config::KafkaConfig;
+use food_delivery_kit::events::{Event, EventHandler, HandlerError, PoisonReason};
+use food_delivery_kit::{Migration, StoreTransaction};
+use sqlx::Connection;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The shared broker started by `scripts/test.sh`.
+pub fn kafka_bootstrap() -> String {
+    std::env::var("KAFKA_BOOTSTRAP_SERVERS").expect(
+        "KAFKA_BOOTSTRAP_SERVERS is not set: these tests need the real broker; run them with scripts/test.sh",
+    )
+}
+
+/// Kafka settings for tests, with topics of `topic_partitions` partitions.
+pub fn kafka_config(bootstrap_servers: String, topic_partitions: i32) -> KafkaConfig {
+    KafkaConfig {
+        bootstrap_servers,
+        topic_partitions,
+        replication_factor: 1,
+    }
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// Which store a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty database.
+pub struct TestDatabase {
+    pub url: String,
+    _directory: Option<tempfile::TempDir>,
+    postgres: Option<(String, String)>,
+}
+
+/// The PostgreSQL server tests use (trust auth on these machines).
+pub fn postgres_admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+impl TestDatabase {
+    pub async fn create(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let directory = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}/service.db", directory.path().display());
+                Self {
+                    url,
+                    _directory: Some(directory),
+                    postgres: None,
+                }
+            }
+            Backend::Postgres => {
+                sqlx::any::install_default_drivers();
+                let admin_url = postgres_admin_url();
+                let name = unique("kit_test_");
+                let mut admin = sqlx::AnyConnection::connect(&admin_url)
+                    .await
+                    .expect("PostgreSQL must run at 127.0.0.1:5432 (or set TEST_POSTGRES_URL)");
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut admin)
+                    .await
+                    .unwrap();
+                admin.close().await.ok();
+                let base = admin_url
+                    .rsplit_once('/')
+                    .map(|(base, _)| base.to_owned())
+                    .unwrap();
+                Self {
+                    url: format!("{base}/{name}"),
+                    _directory: None,
+                    postgres: Some((admin_url, name)),
+                }
+            }
+        }
+    }
+
+    /// Drops a PostgreSQL database (best effort; `scripts/test.sh` also removes leftovers).
+    pub async fn remove(self) {
+        if let Some((admin_url, name)) = &self.postgres
+            && let Ok(mut admin) = sqlx::AnyConnection::connect(admin_url).await
+        {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut admin)
+                .await;
+        }
+    }
+}
+
+/// Runs each named `async fn(Backend)` test once per store, as `sqlite::NAME` and `postgres::NAME`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::support::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::support::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+/// The effects table tests apply events to: deliberately without a unique key, so a double application shows.
+pub const EFFECT_MIGRATIONS: &[Migration] = &[Migration {
+    version: 100,
+    description: "test widgets and effects",
+    sqlite: "CREATE TABLE widgets (id TEXT PRIMARY KEY, name TEXT NOT NULL);
+             CREATE TABLE effects (id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, subject TEXT NOT NULL, seq BIGINT NOT NULL);",
+    postgres: "CREATE TABLE widgets (id TEXT PRIMARY KEY, name TEXT NOT NULL);
+               CREATE TABLE effects (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, event_id TEXT NOT NULL, subject TEXT NOT NULL, seq BIGINT NOT NULL);",
+}];
+
+/// The only event type tests publish.
+pub const WIDGET_CHANGED: &str = "test.widget.changed.v1";
+
+/// A widget event with a per-subject sequence number.
+pub fn widget_event(subject: &str, seq: i64) -> Event {
+    Event::new(
+        WIDGET_CHANGED,
+        "kit-test",
+        subject,
+        &serde_json::json!({"seq": seq}),
+    )
+    .unwrap()
+}
+
+/// Records each applied event in `effects`; unknown types are poison.
+pub struct RecordEffects;
+
+impl EventHandler for RecordEffects {
+    async fn handle(
+        &self,
+        transaction: &mut StoreTransaction,
+        event: &Event,
+    ) -> Result<(), HandlerError> {
+        if event.event_type != WIDGET_CHANGED {
+            return Err(PoisonReason::UnknownType(event.event_type.clone()).into());
+        }
+        let seq = event.data["seq"]
+            .as_i64()
+            .ok_or_else(|| PoisonReason::BadData {
+                event_type: event.event_type.clone(),
+                problem: "seq must be an integer".to_owned(),
+            })?;
+        sqlx::query("INSERT INTO effects (event_id, subject, seq) VALUES ($1, $2, $3)")
+            .bind(&event.id)
+            .bind(&event.subject)
+            .bind(seq)
+            .execute(&mut **transaction)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Polls `probe` every 50 ms until it returns `Some`, failing the test with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The broker binary: `TANSU_BIN`, or `tansu` on the PATH.
+pub fn tansu_binary() -> PathBuf {
+    std::env::var_os("TANSU_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("tansu"))
+}
+
+/// A broker of the test's own behind a proxy the test can cut. Clients only know the proxy's address, so
+/// cutting it is what a broker outage looks like to them: every connection drops and new ones are refused.
+///
+/// The broker itself keeps running: tansu 0.6's durable (libsql) storage panics when a consumer group from
+/// before a restart heartbeats again ("more or less than one row"), so a kill-and-restart cannot be tested on it.
+pub struct BrokerBehindProxy {
+    proxy_port: u16,
+    reachable: tokio::sync::watch::Sender<bool>,
+    child: Child,
+    log: tempfile::NamedTempFile,
+}
+
+impl BrokerBehindProxy {
+    pub async fn start() -> Self {
+        let broker_port = free_port();
+        let proxy_port = free_port();
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let child = Command::new(tansu_binary())
+            .arg("broker")
+            .args(["--listener-url", &format!("tcp://127.0.0.1:{broker_port}")])
+            .args([
+                "--advertised-listener-url",
+                &format!("tcp://127.0.0.1:{proxy_port}"),
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .expect("the tansu broker must be installed (scripts/test.sh installs it)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", broker_port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "private broker did not start listening"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let (reachable, watcher) = tokio::sync::watch::channel(true);
+        tokio::spawn(run_proxy(proxy_port, broker_port, watcher));
+        let proxy = Self {
+            proxy_port,
+            reachable,
+            child,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", proxy.proxy_port)).is_err() {
+            assert!(Instant::now() < deadline, "proxy did not start listening");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        proxy
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.proxy_port)
+    }
+
+    /// The broker becomes unreachable: open connections drop, new ones are refused.
+    pub fn cut(&self) {
+        self.reachable.send_replace(false);
+    }
+
+    /// The broker is reachable again.
+    pub fn restore(&self) {
+        self.reachable.send_replace(true);
+    }
+}
+
+impl Drop for BrokerBehindProxy {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+            eprintln!("--- private broker log: errors and panics ---");
+            for line in log
+                .lines()
+                .filter(|line| line.contains("ERROR") || line.contains("panicked"))
+                .take(40)
+            {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+async fn run_proxy(
+    proxy_port: u16,
+    broker_port: u16,
+    mut reachable: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        // While cut, nothing listens on the port, so connecting is refused as with a stopped broker.
+        while !*reachable.borrow_and_update() {
+            if reachable.changed().await.is_err() {
+                return;
+            }
+        }
+        let listener = loop {
+            match tokio::net::TcpListener::bind(("127.0.0.1", proxy_port)).await {
+                Ok(listener) => break listener,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        loop {
+            tokio::select! {
+                changed = reachable.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    if !*reachable.borrow() {
+                        break;
+                    }
+                }
+                accepted = listener.accept() => {
+                    let Ok((mut client, _)) = accepted else { continue };
+                    let mut cut = reachable.clone();
+                    tokio::spawn(async move {
+                        let Ok(mut broker) = tokio::net::TcpStream::connect(("127.0.0.1", broker_port)).await else { return };
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut client, &mut broker) => {}
+                            _ = cut.wait_for(|reachable| !*reachable) => {}
+                        }
+                    });
+                }
+            }
+        }
+    }
+}
