@@ -1,7 +1,7 @@
-//! The client for synchronous calls between services. Every call gets a deadline, waits for a bounded share of
-//! concurrency (the bulkhead: a slow dependency cannot tie up every request of ours) and goes through a circuit
-//! breaker (a dependency that keeps failing is not called at all for a while, so we answer fast). The caller's
-//! correlation id travels along.
+//! The client for synchronous calls between services. Every call gets a deadline; takes one of a bounded number
+//! of concurrency slots or fails at once (the bulkhead: a slow dependency cannot tie up every request of ours);
+//! and goes through a circuit breaker (a dependency that keeps failing is not called at all for a while, so we
+//! answer fast). The caller's correlation id travels along.
 
 use crate::breaker::{BreakerSettings, CircuitBreaker};
 use crate::config::{ConfigError, Environment};
@@ -20,7 +20,7 @@ use tokio::sync::Semaphore;
 pub struct CallPolicy {
     /// Base URL, e.g. `http://good-morning-payment:8080`.
     pub base_url: String,
-    /// Deadline for one call, waiting for the bulkhead included.
+    /// Deadline for one call.
     pub timeout: Duration,
     /// Calls in flight at once.
     pub max_concurrent: usize,
@@ -66,7 +66,7 @@ pub enum CallError {
         /// When a trial call will be allowed.
         retry_after: Duration,
     },
-    /// No concurrency slot came free before the deadline.
+    /// Every concurrency slot is taken.
     #[error("{target} is saturated: too many calls in flight")]
     Saturated {
         /// The dependency.
@@ -243,12 +243,12 @@ impl ServiceClient {
                 retry_after: self.breaker.open_for(),
             });
         }
-        let deadline = tokio::time::Instant::from_std(started + self.policy.timeout);
-        // Waiting for a slot is not the dependency's fault, so it does not count against the breaker.
-        let _permit = match tokio::time::timeout_at(deadline, self.bulkhead.acquire()).await {
-            Ok(Ok(permit)) => permit,
-            _ => return Err(CallError::Saturated { target: target() }),
+        // A full bulkhead fails fast rather than queueing: waiting in line behind a slow dependency only turns
+        // into a timeout later. Being saturated is not the dependency's failure, so the breaker does not count it.
+        let Ok(_permit) = self.bulkhead.try_acquire() else {
+            return Err(CallError::Saturated { target: target() });
         };
+        let deadline = tokio::time::Instant::from_std(started + self.policy.timeout);
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.policy.base_url));

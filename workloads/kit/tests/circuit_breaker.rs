@@ -150,34 +150,39 @@ async fn a_failed_half_open_trial_reopens_the_breaker() {
 }
 
 #[tokio::test]
-async fn slow_dependency_hits_the_deadline_and_the_bulkhead_bounds_concurrency() {
+async fn slow_dependency_hits_the_deadline_and_a_full_bulkhead_fails_fast() {
     let (dependency, base_url) = start_dependency().await;
     dependency.mode.store(SLOW, Ordering::SeqCst);
     let client = client(base_url, 1);
     let started = Instant::now();
-    let (first, second) = tokio::join!(client.get("/pay"), client.get("/pay"));
-    let errors = [first.unwrap_err(), second.unwrap_err()];
+    let first = tokio::spawn({
+        let client = client.clone();
+        async move { client.get("/pay").await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let refused_at = Instant::now();
+    let second = client.get("/pay").await.unwrap_err();
+    assert!(matches!(second, CallError::Saturated { .. }), "{second:?}");
     assert!(
-        errors
-            .iter()
-            .any(|error| matches!(error, CallError::Timeout { .. })),
-        "{errors:?}"
+        refused_at.elapsed() < Duration::from_millis(50),
+        "a full bulkhead answers at once"
     );
-    assert!(
-        errors
-            .iter()
-            .any(|error| matches!(error, CallError::Saturated { .. })),
-        "{errors:?}"
-    );
+    let first = first.await.unwrap().unwrap_err();
+    assert!(matches!(first, CallError::Timeout { .. }), "{first:?}");
     assert!(
         started.elapsed() < Duration::from_millis(700),
-        "the deadline bounds the wait: {:?}",
+        "the deadline bounds the call: {:?}",
         started.elapsed()
     );
     assert_eq!(
         dependency.calls.load(Ordering::SeqCst),
         1,
         "the bulkhead let one call through"
+    );
+    assert_eq!(
+        client.breaker().state(),
+        BreakerState::Closed,
+        "saturation is not counted as failure"
     );
 }
 

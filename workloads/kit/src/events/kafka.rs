@@ -9,7 +9,7 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::statistics::Statistics;
@@ -73,24 +73,40 @@ impl KafkaBus {
             .clone()
     }
 
-    /// Swaps in a fresh producer when the current one has hit a fatal error; the failed messages stay in the
-    /// outbox and go out through the new producer on the next round.
-    fn replace_producer_if_fatal(&self, producer: &FutureProducer) {
-        if let Some((code, reason)) = producer.client().fatal_error() {
-            tracing::error!(
-                ?code,
-                reason,
-                "kafka producer hit a fatal error; replacing it"
-            );
-            match Self::create_producer(&self.config, &self.client_id) {
-                Ok(fresh) => {
-                    *self
-                        .producer
-                        .write()
-                        .unwrap_or_else(PoisonError::into_inner) = fresh
-                }
-                Err(error) => tracing::error!(%error, "cannot create a new kafka producer"),
+    /// Swaps in a fresh producer when the current one can no longer publish: librdkafka reported a fatal
+    /// error, or the broker rejected its idempotence state (fenced epoch, unknown producer id, sequence gap),
+    /// which happens after timeouts during an outage and never heals by itself. The failed messages stay in the
+    /// outbox and go out through the new producer on the next round; consumers' inboxes absorb any duplicate.
+    fn replace_producer_if_stuck(
+        &self,
+        producer: &FutureProducer,
+        results: &[Result<(), BusError>],
+    ) {
+        let fatal = producer.client().fatal_error();
+        let lost_idempotence_state = results.iter().any(|result| {
+            matches!(
+                result,
+                Err(BusError::Kafka(KafkaError::MessageProduction(
+                    RDKafkaErrorCode::ProducerFenced
+                        | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                        | RDKafkaErrorCode::UnknownProducerId
+                        | RDKafkaErrorCode::InvalidProducerEpoch
+                        | RDKafkaErrorCode::InvalidProducerIdMapping
+                )))
+            )
+        });
+        if fatal.is_none() && !lost_idempotence_state {
+            return;
+        }
+        tracing::error!(?fatal, "kafka producer can no longer publish; replacing it");
+        match Self::create_producer(&self.config, &self.client_id) {
+            Ok(fresh) => {
+                *self
+                    .producer
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = fresh
             }
+            Err(error) => tracing::error!(%error, "cannot create a new kafka producer"),
         }
     }
 
@@ -168,7 +184,7 @@ impl KafkaBus {
             });
         }
         if results.iter().any(Result::is_err) {
-            self.replace_producer_if_fatal(&producer);
+            self.replace_producer_if_stuck(&producer, &results);
         }
         results
     }
