@@ -192,6 +192,10 @@ pub struct KafkaConfig {
     pub topic_partitions: i32,
     /// `KAFKA_REPLICATION_FACTOR`: replication of topics this service creates (default 1).
     pub replication_factor: i32,
+    /// `KAFKA_FETCH_WAIT_MAX_MS`: the longest a consumer's fetch waits for data (default 20). Kafka answers as
+    /// soon as data arrives, so this only sets how often an idle consumer asks; brokers that hold every fetch
+    /// for the full wait (tansu 0.6) add up to this much latency per hop.
+    pub fetch_wait_max: std::time::Duration,
 }
 
 /// Settings every service reads, whatever its domain.
@@ -256,6 +260,9 @@ impl KitConfig {
                         1..=10,
                         1,
                     )?,
+                    fetch_wait_max: environment
+                        .number_in_or("KAFKA_FETCH_WAIT_MAX_MS", 1..=10_000, 20)
+                        .map(Duration::from_millis)?,
                 })
             }
         };
@@ -346,6 +353,7 @@ mod tests {
             ("READINESS_REQUIRES_BROKER", "maybe", "true or false"),
             ("LOG_FORMAT", "xml", "json or text"),
             ("DATABASE_MAX_CONNECTIONS", "0", "between 1 and 500"),
+            ("KAFKA_FETCH_WAIT_MAX_MS", "0", "between 1 and 10000"),
         ];
         for (variable, value, expected) in cases {
             let mut pairs = vec![(variable, value)];

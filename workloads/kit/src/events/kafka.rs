@@ -219,6 +219,10 @@ impl KafkaBus {
             .set("allow.auto.create.topics", "false")
             .set("session.timeout.ms", "10000")
             .set("statistics.interval.ms", "5000")
+            .set(
+                "fetch.wait.max.ms",
+                self.config.fetch_wait_max.as_millis().to_string(),
+            )
             .create_with_context(LagReporter {
                 group: group.to_owned(),
             })?;

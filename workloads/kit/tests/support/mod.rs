@@ -23,6 +23,7 @@ pub fn kafka_config(bootstrap_servers: String, topic_partitions: i32) -> KafkaCo
         bootstrap_servers,
         topic_partitions,
         replication_factor: 1,
+        fetch_wait_max: std::time::Duration::from_millis(20),
     }
 }
 
