@@ -16,10 +16,14 @@ use food_delivery_kit::events::{
     run_consumer,
 };
 use food_delivery_kit::{Migration, Store, StoreTransaction};
-use sqlx::Connection;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+
+// The integration tests' fixtures: databases on both stores.
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::{Backend, TestDatabase};
 
 const MIGRATIONS: &[Migration] = &[Migration {
     version: 100,
@@ -65,26 +69,6 @@ fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
     sorted[index.min(sorted.len() - 1)]
 }
 
-async fn database_url(postgres: bool, directory: &std::path::Path, name: &str) -> String {
-    if postgres {
-        sqlx::any::install_default_drivers();
-        let admin = std::env::var("TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-        let database = format!(
-            "kit_test_bench_{name}_{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
-        let mut connection = sqlx::AnyConnection::connect(&admin).await.unwrap();
-        sqlx::query(&format!("CREATE DATABASE {database}"))
-            .execute(&mut connection)
-            .await
-            .unwrap();
-        format!("{}/{database}", admin.rsplit_once('/').unwrap().0)
-    } else {
-        format!("sqlite://{}/{name}.db", directory.display())
-    }
-}
-
 /// How the writers commit.
 #[derive(Clone, Copy)]
 enum Load {
@@ -94,21 +78,11 @@ enum Load {
     Paced(usize),
 }
 
-async fn run(backend: &str, bootstrap: &str, events: usize, writers: usize, load: Load) {
-    let directory = tempfile::tempdir().unwrap();
-    let postgres = backend == "postgresql";
-    let producer_store = Store::connect(
-        &database_url(postgres, directory.path(), "producer").await,
-        10,
-    )
-    .await
-    .unwrap();
-    let consumer_store = Store::connect(
-        &database_url(postgres, directory.path(), "consumer").await,
-        10,
-    )
-    .await
-    .unwrap();
+async fn run(backend: Backend, bootstrap: &str, events: usize, writers: usize, load: Load) {
+    let producer_database = TestDatabase::create(backend).await;
+    let consumer_database = TestDatabase::create(backend).await;
+    let producer_store = Store::connect(&producer_database.url, 10).await.unwrap();
+    let consumer_store = Store::connect(&consumer_database.url, 10).await.unwrap();
     producer_store.migrate(MIGRATIONS).await.unwrap();
     consumer_store.migrate(MIGRATIONS).await.unwrap();
     let config = food_delivery_kit::config::KafkaConfig {
@@ -208,6 +182,10 @@ async fn run(backend: &str, bootstrap: &str, events: usize, writers: usize, load
         .await
         .unwrap();
     assert_eq!(applied, events as i64, "every event applied exactly once");
+    producer_store.close().await;
+    consumer_store.close().await;
+    producer_database.remove().await;
+    consumer_database.remove().await;
 
     let mut sorted = latencies.lock().unwrap().clone();
     sorted.sort_unstable();
@@ -216,7 +194,8 @@ async fn run(backend: &str, bootstrap: &str, events: usize, writers: usize, load
         Load::Paced(rate) => format!("paced {rate}/s"),
     };
     println!(
-        "{backend:<10} {phase:<13} events {events:>6}  writers {writers:>2}  commits/s {:>7.0}  end-to-end events/s {:>7.0}  latency p50 {:>7.1} ms  p99 {:>7.1} ms  max {:>7.1} ms",
+        "{:<10} {phase:<13} events {events:>6}  writers {writers:>2}  commits/s {:>7.0}  end-to-end events/s {:>7.0}  latency p50 {:>7.1} ms  p99 {:>7.1} ms  max {:>7.1} ms",
+        format!("{backend:?}"),
         events as f64 / written.as_secs_f64(),
         events as f64 / elapsed.as_secs_f64(),
         percentile(&sorted, 0.50).as_secs_f64() * 1000.0,
@@ -271,7 +250,7 @@ fn main() {
         .unwrap();
     println!("event pipeline: outbox -> relay -> tansu ({bootstrap}) -> consumer with inbox");
     let paced_rate = environment_number("BENCH_PACED_RATE", 200);
-    for backend in ["sqlite", "postgresql"] {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
         runtime.block_on(run(backend, &bootstrap, events, writers, Load::Saturation));
         runtime.block_on(run(
             backend,

@@ -79,6 +79,21 @@ pub struct LogGuard {
     _file_writer: Option<tracing_appender::non_blocking::WorkerGuard>,
 }
 
+/// One JSON object per line with the event's fields at the top level and the current span's fields (the
+/// correlation id among them) under `span`: the same shape on stdout and in the log file.
+fn json_lines<S, W>(writer: W) -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'lookup> tracing_subscriber::registry::LookupSpan<'lookup>,
+    W: for<'writer> tracing_subscriber::fmt::MakeWriter<'writer> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_writer(writer)
+}
+
 /// Installs the process-wide logger: JSON (or text) on stdout, plus a JSON file when configured.
 /// A second call (tests starting several services in one process) keeps the first logger.
 pub fn init_logging(config: &LogConfig) -> Result<LogGuard, ConfigError> {
@@ -88,13 +103,7 @@ pub fn init_logging(config: &LogConfig) -> Result<LogGuard, ConfigError> {
         })
     };
     let stdout_layer = match config.format {
-        LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .with_filter(filter()?)
-            .boxed(),
+        LogFormat::Json => json_lines(std::io::stdout).with_filter(filter()?).boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_filter(filter()?)
             .boxed(),
@@ -120,13 +129,7 @@ pub fn init_logging(config: &LogConfig) -> Result<LogGuard, ConfigError> {
             })?;
             let appender = tracing_appender::rolling::never(directory, file_name);
             let (writer, guard) = tracing_appender::non_blocking(appender);
-            let layer = tracing_subscriber::fmt::layer()
-                .json()
-                .flatten_event(true)
-                .with_current_span(true)
-                .with_span_list(false)
-                .with_writer(writer)
-                .with_filter(filter()?);
+            let layer = json_lines(writer).with_filter(filter()?);
             (Some(layer), Some(guard))
         }
     };
