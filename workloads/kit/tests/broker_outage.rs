@@ -4,8 +4,8 @@
 
 mod support;
 
-use food_delivery_kit::Store;
 use food_delivery_kit::events::{EventBus, KafkaBus, Outbox, OutboxRelay, Topics, run_consumer};
+use food_delivery_kit::{Environment, KitConfig, ServiceHost, ServiceSpec, Store};
 use std::collections::HashMap;
 use std::time::Duration;
 use support::{
@@ -151,3 +151,44 @@ async fn every_event_arrives_in_order_exactly_once_after_a_broker_outage(backend
 }
 
 on_both_backends!(every_event_arrives_in_order_exactly_once_after_a_broker_outage);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_while_the_broker_is_unreachable_and_recovers() {
+    let broker = BrokerBehindProxy::start().await;
+    let database = TestDatabase::create(Backend::Sqlite).await;
+    let environment = Environment::from_pairs([
+        ("DATABASE_URL", database.url.clone()),
+        ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
+        ("KAFKA_TOPIC_PREFIX", unique("t")),
+    ]);
+    let spec = ServiceSpec {
+        name: "readiness-test",
+        migrations: &[],
+        topics: &["widgets"],
+    };
+    let host = ServiceHost::start(spec, KitConfig::from_env(&environment).unwrap(), None)
+        .await
+        .unwrap();
+    host.health().mark_started();
+    let readiness = || async { host.health().readiness().await };
+    let (ready, body) = readiness().await;
+    assert!(ready, "{body}");
+    assert_eq!(body["checks"]["broker"]["status"], "up");
+    assert_eq!(body["checks"]["store"]["backend"], "sqlite");
+
+    broker.cut();
+    let body = eventually(Duration::from_secs(30), "readiness to fail", || async {
+        let (ready, body) = readiness().await;
+        (!ready).then_some(body)
+    })
+    .await;
+    assert_eq!(body["checks"]["broker"]["status"], "down", "{body}");
+    assert_eq!(body["checks"]["store"]["status"], "up", "{body}");
+
+    broker.restore();
+    eventually(Duration::from_secs(30), "readiness to recover", || async {
+        readiness().await.0.then_some(())
+    })
+    .await;
+    host.stop().await;
+}
