@@ -249,12 +249,16 @@ impl ServiceHost {
             listener_closing.cancelled().await;
             tokio::time::sleep(self.config.shutdown_timeout).await;
         };
-        tokio::select! {
-            served = server => served.map_err(HostError::Serve)?,
-            () = in_flight_bound => tracing::warn!("shutdown: in-flight requests did not finish in time"),
-        }
+        let served = tokio::select! {
+            served = server => served.map_err(HostError::Serve),
+            () = in_flight_bound => {
+                tracing::warn!("shutdown: in-flight requests did not finish in time");
+                Ok(())
+            }
+        };
+        // Consumers and the relay stop cleanly even when the server failed.
         self.stop().await;
-        Ok(())
+        served
     }
 
     /// Steps 4 and 5 of the shutdown sequence; also for hosts that never served.

@@ -230,6 +230,7 @@ impl OutboxRelay {
         let mut backoff = Duration::ZERO;
         let mut leader_connection: Option<sqlx::AnyConnection> = None;
         let mut last_cleanup = tokio::time::Instant::now();
+        let mut last_backlog_report: Option<tokio::time::Instant> = None;
         while !shutdown.is_cancelled() {
             if self.store.backend() == Backend::Postgres && leader_connection.is_none() {
                 match self.try_become_leader().await {
@@ -238,12 +239,12 @@ impl OutboxRelay {
                         leader_connection = Some(connection);
                     }
                     Ok(None) => {
-                        self.pause(&shutdown, self.poll_interval * 8).await;
+                        self.sleep(&shutdown, self.poll_interval * 8).await;
                         continue;
                     }
                     Err(error) => {
                         tracing::warn!(%error, "cannot take the outbox relay lock");
-                        self.pause(&shutdown, MAX_BACKOFF).await;
+                        self.sleep(&shutdown, MAX_BACKOFF).await;
                         continue;
                     }
                 }
@@ -254,7 +255,11 @@ impl OutboxRelay {
                     if usize::try_from(BATCH_SIZE).is_ok_and(|batch| published == batch) {
                         continue;
                     }
-                    self.report_backlog().await;
+                    // Counting on every round would cost a query per commit under load; once a second will do.
+                    if last_backlog_report.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                        last_backlog_report = Some(tokio::time::Instant::now());
+                        self.report_backlog().await;
+                    }
                     if last_cleanup.elapsed() > Duration::from_secs(60) {
                         last_cleanup = tokio::time::Instant::now();
                         if let Err(error) = self.delete_old_rows().await {
@@ -272,13 +277,14 @@ impl OutboxRelay {
                             continue;
                         }
                     }
-                    self.pause(&shutdown, self.poll_interval).await;
+                    self.wait_for_work(&shutdown).await;
                 }
                 Err(error) => {
                     backoff = (backoff * 2).clamp(Duration::from_millis(100), MAX_BACKOFF);
                     tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "outbox relay backing off");
                     self.report_backlog().await;
-                    self.pause(&shutdown, backoff).await;
+                    // Commits keep waking the relay during an outage; the backoff must not be cut short by them.
+                    self.sleep(&shutdown, backoff).await;
                 }
             }
         }
@@ -315,10 +321,19 @@ impl OutboxRelay {
         }
     }
 
-    async fn pause(&self, shutdown: &CancellationToken, duration: Duration) {
+    /// Until a commit wakes the relay, the poll interval passes, or shutdown.
+    async fn wait_for_work(&self, shutdown: &CancellationToken) {
         tokio::select! {
             _ = shutdown.cancelled() => {}
             _ = self.wake.notified() => {}
+            _ = tokio::time::sleep(self.poll_interval) => {}
+        }
+    }
+
+    /// For `duration` or until shutdown, whatever commits happen meanwhile.
+    async fn sleep(&self, shutdown: &CancellationToken, duration: Duration) {
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
             _ = tokio::time::sleep(duration) => {}
         }
     }
