@@ -51,7 +51,7 @@ pub struct Migration {
     pub postgres: &'static str,
 }
 
-/// The kit's own tables: the transactional outbox and the idempotent inbox.
+/// The kit's own tables: the transactional outbox, the idempotent inbox and the parked poison messages.
 pub const KIT_MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -93,7 +93,27 @@ pub const KIT_MIGRATIONS: &[Migration] = &[
             PRIMARY KEY (consumer, event_id)
         );",
     },
+    Migration {
+        version: 3,
+        description: "kit parked poison messages",
+        sqlite: PARKED_MESSAGES_TABLE,
+        postgres: PARKED_MESSAGES_TABLE,
+    },
 ];
+
+/// Poison messages a consumer skipped, kept for inspection and replay (same SQL on both backends).
+const PARKED_MESSAGES_TABLE: &str = "CREATE TABLE kit_parked_messages (
+    consumer TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    partition_number INTEGER NOT NULL,
+    message_offset BIGINT NOT NULL,
+    message_key TEXT NOT NULL,
+    headers TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    parked_at BIGINT NOT NULL,
+    PRIMARY KEY (consumer, topic, partition_number, message_offset)
+);";
 
 /// Why the store could not be opened or migrated.
 #[derive(Debug, thiserror::Error)]

@@ -217,7 +217,7 @@ async fn redelivery_after_a_crash_before_the_offset_is_stored_is_not_applied_twi
     fixture.database.remove().await;
 }
 
-async fn poison_messages_are_skipped_and_counted_and_the_next_good_one_is_applied(
+async fn poison_messages_are_skipped_counted_and_parked_and_the_next_good_one_is_applied(
     backend: Backend,
 ) {
     food_delivery_kit::metrics::prometheus().expect("recorder installed");
@@ -268,6 +268,36 @@ async fn poison_messages_are_skipped_and_counted_and_the_next_good_one_is_applie
         })
         .await;
     assert_eq!(applied, vec![(good.id.clone(), 3)]);
+    let parked: Vec<(String, i64, String)> = sqlx::query_as(
+        "SELECT consumer, message_offset, reason FROM kit_parked_messages ORDER BY message_offset",
+    )
+    .fetch_all(fixture.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        parked.len(),
+        2,
+        "both poison messages are parked: {parked:?}"
+    );
+    assert!(parked.iter().all(|(consumer, _, _)| consumer == &group));
+    assert!(parked[0].2.starts_with("unparseable payload"), "{parked:?}");
+    assert_eq!(parked[1].2, "unknown event type 'test.widget.exploded.v9'");
+    // librdkafka reports lag every 5 s while the consumer runs.
+    eventually(
+        Duration::from_secs(20),
+        "consumer lag to be reported",
+        || async {
+            let metrics = food_delivery_kit::metrics::render();
+            metrics
+                .lines()
+                .any(|line| {
+                    line.starts_with("kafka_consumer_lag")
+                        && line.contains(&format!("group=\"{group}\""))
+                })
+                .then_some(())
+        },
+    )
+    .await;
     stop.cancel();
     tokio::time::timeout(WAIT, consumer)
         .await
@@ -291,5 +321,5 @@ on_both_backends!(
     state_change_and_event_commit_together,
     event_committed_before_a_crash_is_published_after_restart,
     redelivery_after_a_crash_before_the_offset_is_stored_is_not_applied_twice,
-    poison_messages_are_skipped_and_counted_and_the_next_good_one_is_applied,
+    poison_messages_are_skipped_counted_and_parked_and_the_next_good_one_is_applied,
 );

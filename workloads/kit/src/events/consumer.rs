@@ -1,5 +1,6 @@
 //! The consumer loop: take a message, decode it, apply it through the inbox and the service's handler in one
-//! transaction, commit, and only then acknowledge. Poison is logged with its coordinates, counted and skipped.
+//! transaction, commit, and only then acknowledge. Poison is logged with its coordinates, counted, parked in the
+//! consumer's store and skipped, so the partition moves on.
 
 use super::bus::{Delivery, EventBus};
 use super::envelope::{Event, PoisonReason};
@@ -146,6 +147,9 @@ pub async fn run_consumer<H: EventHandler>(
         let outcome = apply_with_retries(&store, &group, &handler, &delivery, &shutdown).await;
         let Some(outcome) = outcome else { break };
         record_outcome(&group, &delivery, &outcome);
+        if let ConsumerOutcome::Skipped(reason) = &outcome {
+            park(&store, &group, &delivery, reason).await;
+        }
         if let Err(error) = subscription.acknowledge(&delivery) {
             // After a rebalance the partition may belong to another member, which will redeliver; the inbox
             // makes that harmless.
@@ -199,6 +203,31 @@ async fn apply_with_retries<H: EventHandler>(
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
+    }
+}
+
+/// Keeps a skipped message in the consumer's store (`kit_parked_messages`) so it can be inspected and replayed.
+/// If even that fails, the error log has the coordinates and the broker still has the message until retention.
+async fn park(store: &Store, group: &str, delivery: &Delivery, reason: &PoisonReason) {
+    let headers = serde_json::to_string(&delivery.message.headers).unwrap_or_default();
+    let parked = sqlx::query(
+        "INSERT INTO kit_parked_messages (consumer, topic, partition_number, message_offset, message_key, headers, \
+         payload, reason, parked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+    )
+    .bind(group)
+    .bind(&delivery.message.topic)
+    .bind(delivery.partition)
+    .bind(delivery.offset)
+    .bind(&delivery.message.key)
+    .bind(headers)
+    .bind(String::from_utf8_lossy(&delivery.message.payload).into_owned())
+    .bind(reason.to_string())
+    .bind(crate::store::now_millis())
+    .execute(store.pool())
+    .await;
+    if let Err(error) = parked {
+        tracing::error!(%error, group, topic = delivery.message.topic, partition = delivery.partition,
+            offset = delivery.offset, "could not park a poison message");
     }
 }
 
