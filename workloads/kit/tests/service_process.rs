@@ -163,6 +163,11 @@ async fn sigterm_turns_readiness_503_finishes_in_flight_requests_and_exits_zero(
             .any(|line| line["span"]["correlation_id"] == "shutdown-test-request"),
         "no log line carries the request's correlation id:\n{log}"
     );
+    assert!(
+        lines.iter().any(|line| line["message"] == "balance updated"
+            && line["span"]["correlation_id"] == "shutdown-test-request"),
+        "the consumer's log line for the request's event does not carry its correlation id:\n{log}"
+    );
     for step in ["consumer left its group", "shutdown complete"] {
         assert!(
             lines.iter().any(|line| line["message"] == step),

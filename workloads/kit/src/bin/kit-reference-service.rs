@@ -164,6 +164,11 @@ impl EventHandler for BalancePolicy {
         .bind(entry.amount)
         .execute(&mut **transaction)
         .await?;
+        tracing::info!(
+            account = entry.account,
+            amount = entry.amount,
+            "balance updated"
+        );
         Ok(())
     }
 }

@@ -85,9 +85,17 @@ pub async fn apply_delivery<H: EventHandler>(
         transaction.rollback().await?;
         return Ok(ConsumerOutcome::Duplicate);
     }
+    // The span puts the correlation id on every log line the handler writes, as requests' spans do.
+    let span = tracing::info_span!(
+        "event",
+        correlation_id = %event.correlation_id,
+        event_type = %event.event_type,
+        event_id = %event.id,
+        consumer = group,
+    );
     let handled = crate::telemetry::with_correlation_id(
         event.correlation_id.clone(),
-        handler.handle(&mut transaction, &event),
+        tracing::Instrument::instrument(handler.handle(&mut transaction, &event), span),
     )
     .await;
     match handled {
