@@ -17,6 +17,20 @@ fn http() -> reqwest::Client {
         .unwrap()
 }
 
+/// Polls the readiness probe until it answers `status`.
+async fn readiness_answers(client: &reqwest::Client, base: &str, status: u16, within: Duration) {
+    let what = format!("readiness to answer {status}");
+    eventually(within, &what, || async {
+        let response = client
+            .get(format!("{base}/health/ready"))
+            .send()
+            .await
+            .ok()?;
+        (response.status() == status).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_turns_readiness_503_finishes_in_flight_requests_and_exits_zero() {
     let directory = tempfile::tempdir().unwrap();
@@ -40,19 +54,7 @@ async fn sigterm_turns_readiness_503_finishes_in_flight_requests_and_exits_zero(
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let client = http();
-    eventually(
-        Duration::from_secs(60),
-        "the service to become ready",
-        || async {
-            let response = client
-                .get(format!("{base}/health/ready"))
-                .send()
-                .await
-                .ok()?;
-            (response.status() == 200).then_some(())
-        },
-    )
-    .await;
+    readiness_answers(&client, &base, 200, Duration::from_secs(60)).await;
 
     // The whole path works: a write with its event, applied by the service's own consumer.
     let recorded = client
@@ -99,19 +101,7 @@ async fn sigterm_turns_readiness_503_finishes_in_flight_requests_and_exits_zero(
     assert!(killed.success());
 
     // Signal delivery is asynchronous: poll, and require the flip well inside the drain delay.
-    eventually(
-        Duration::from_millis(1000),
-        "readiness to answer 503 after SIGTERM",
-        || async {
-            let response = client
-                .get(format!("{base}/health/ready"))
-                .send()
-                .await
-                .ok()?;
-            (response.status() == 503).then_some(())
-        },
-    )
-    .await;
+    readiness_answers(&client, &base, 503, Duration::from_millis(1000)).await;
     assert!(
         sigterm.elapsed() < Duration::from_millis(1500),
         "readiness turned 503 during the drain delay, while the listener was still open"
