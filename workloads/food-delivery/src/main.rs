@@ -2,6 +2,7 @@
 //! whole platform in one process. One binary keeps the image, the build and the operator simple.
 
 use clap::{Parser, Subcommand, ValueEnum};
+use food_delivery_kit::{Environment, KitConfig, shutdown_signal};
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
@@ -37,34 +38,100 @@ enum Service {
 
 impl Service {
     /// The issue that delivers the service, while it is not built yet.
-    fn arrives_with(self) -> &'static str {
+    fn arrives_with(self) -> Option<&'static str> {
         match self {
-            Self::Order | Self::Payment | Self::Kitchen | Self::Delivery => {
-                "the ordering-saga work (issue 3)"
+            Self::Payment => None,
+            Self::Order | Self::Kitchen | Self::Delivery => {
+                Some("the ordering-saga work (issue 3)")
             }
             Self::Gateway | Self::Customer | Self::Mypage | Self::Stamp => {
-                "the read-side and edge work (issue 4)"
+                Some("the read-side and edge work (issue 4)")
             }
         }
     }
 }
 
+/// Exit code for a configuration error: the operator's Stalled condition and a human both see the message.
+const CONFIGURATION_ERROR: u8 = 2;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { service } => {
-            eprintln!(
-                "food-delivery: the {service:?} service is not built yet; it arrives with {}. \
-                 The runtime it will stand on (workloads/kit) is ready.",
-                service.arrives_with()
-            );
-            ExitCode::from(2)
-        }
+        Command::Serve { service } => match service.arrives_with() {
+            None => serve(service),
+            Some(issue) => {
+                eprintln!(
+                    "food-delivery: the {service:?} service is not built yet; it arrives with {issue}."
+                );
+                ExitCode::from(CONFIGURATION_ERROR)
+            }
+        },
         Command::Up => {
             eprintln!("food-delivery: `up` arrives with the read-side and edge work (issue 4).");
-            ExitCode::from(2)
+            ExitCode::from(CONFIGURATION_ERROR)
         }
     }
+}
+
+/// Runs one service configured from the environment until SIGTERM or Ctrl-C.
+fn serve(service: Service) -> ExitCode {
+    let environment = Environment::from_process();
+    let configured = KitConfig::from_env(&environment).and_then(|config| {
+        let logs = food_delivery_kit::telemetry::init_logging(&config.log)?;
+        Ok((config, logs))
+    });
+    let (config, _logs) = match configured {
+        Ok(configured) => configured,
+        Err(error) => {
+            eprintln!("food-delivery: {error}");
+            return ExitCode::from(CONFIGURATION_ERROR);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("food-delivery: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let served = runtime.block_on(async {
+        match service {
+            Service::Payment => {
+                let settings = food_delivery_payment::Settings::from_env(&environment)
+                    .map_err(ServeError::Config)?;
+                food_delivery_payment::serve(config, settings, shutdown_signal())
+                    .await
+                    .map_err(ServeError::Host)
+            }
+            other => unreachable_service(other),
+        }
+    });
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(ServeError::Config(error)) => {
+            eprintln!("food-delivery: {error}");
+            ExitCode::from(CONFIGURATION_ERROR)
+        }
+        Err(ServeError::Host(error)) => {
+            tracing::error!(%error, "service stopped");
+            eprintln!("food-delivery: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Why `serve` stopped with an error.
+enum ServeError {
+    Config(food_delivery_kit::ConfigError),
+    Host(food_delivery_kit::host::HostError),
+}
+
+/// Services without an implementation are turned away before the runtime starts.
+fn unreachable_service(service: Service) -> Result<(), ServeError> {
+    Err(ServeError::Config(food_delivery_kit::ConfigError::new(
+        "service",
+        format!("{service:?} is not built yet"),
+    )))
 }
 
 #[cfg(test)]

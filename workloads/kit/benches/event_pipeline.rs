@@ -21,8 +21,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 // The integration tests' fixtures: databases on both stores.
-#[path = "../tests/support/mod.rs"]
-mod support;
+use food_delivery_testkit as support;
 use support::{Backend, TestDatabase};
 
 const MIGRATIONS: &[Migration] = &[Migration {

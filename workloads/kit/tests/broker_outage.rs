@@ -2,7 +2,7 @@
 //! twice. Runs its own broker, so cutting it off does not disturb other tests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use food_delivery_testkit as support;
 
 use food_delivery_kit::events::{EventBus, KafkaBus, Outbox, OutboxRelay, Topics, run_consumer};
 use food_delivery_kit::{Environment, KitConfig, ServiceHost, ServiceSpec, Store};
@@ -150,7 +150,9 @@ async fn every_event_arrives_in_order_exactly_once_after_a_broker_outage(backend
     database.remove().await;
 }
 
-on_both_backends!(every_event_arrives_in_order_exactly_once_after_a_broker_outage);
+food_delivery_testkit::on_both_backends!(
+    every_event_arrives_in_order_exactly_once_after_a_broker_outage
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_fails_while_the_broker_is_unreachable_and_recovers() {

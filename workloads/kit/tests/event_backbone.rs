@@ -1,7 +1,7 @@
 //! The outbox, relay, inbox and consumer loop against the real broker, on both stores.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use food_delivery_testkit as support;
 
 use food_delivery_kit::events::{
     ConsumerOutcome, EventBus, KafkaBus, Message, Outbox, OutboxRelay, Topics, apply_delivery,
@@ -317,7 +317,7 @@ async fn poison_messages_are_skipped_counted_and_parked_and_the_next_good_one_is
     fixture.database.remove().await;
 }
 
-on_both_backends!(
+food_delivery_testkit::on_both_backends!(
     state_change_and_event_commit_together,
     event_committed_before_a_crash_is_published_after_restart,
     redelivery_after_a_crash_before_the_offset_is_stored_is_not_applied_twice,

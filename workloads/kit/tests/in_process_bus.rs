@@ -1,7 +1,7 @@
 //! The all-in-one mode's bus through the whole kit: host, outbox, relay, consumer loop and inbox, no broker.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use food_delivery_testkit as support;
 
 use food_delivery_kit::events::{EventBus, InProcessBus};
 use food_delivery_kit::{Environment, KitConfig, ServiceHost, ServiceSpec};

@@ -2,7 +2,7 @@
 //! published twice or out of order by racing relays, and another takes over when the relaying one stops.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use food_delivery_testkit as support;
 
 use food_delivery_kit::Store;
 use food_delivery_kit::events::{EventBus, InProcessBus, Outbox, OutboxRelay, Topics};

@@ -2,7 +2,7 @@
 //! the correlation id in the optional log file.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use food_delivery_testkit as support;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,6 +1,6 @@
-//! Fixtures for the kit's integration tests: real stores (SQLite and PostgreSQL), the real broker, and a
-//! private broker process a test may stop and restart.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+//! Fixtures for the kit's and the services' integration tests: real stores (SQLite and PostgreSQL), the real
+//! broker, a private broker a test may cut off, and polling.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
 
 use food_delivery_kit::config::KafkaConfig;
 use food_delivery_kit::events::{Event, EventHandler, HandlerError, PoisonReason};
@@ -112,7 +112,7 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(super::support::Backend::Sqlite).await
+                    super::$name($crate::Backend::Sqlite).await
                 }
             )*
         }
@@ -120,7 +120,7 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(super::support::Backend::Postgres).await
+                    super::$name($crate::Backend::Postgres).await
                 }
             )*
         }

@@ -1,0 +1,201 @@
+//! HTTP: translates requests into domain calls and results into responses; validation of input lives here.
+
+use crate::domain::{self, Authorization, AuthorizationRequest, Payment};
+use crate::events::{PAYMENT_APPROVED, PAYMENTS_TOPIC, PaymentChanged};
+use crate::{Settings, store};
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use food_delivery_kit::events::{Event, Outbox};
+use food_delivery_kit::http::{Json, Path, Query};
+use food_delivery_kit::{FieldViolation, Problem, Store};
+use serde::Deserialize;
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct PaymentApi {
+    /// The payments store.
+    pub store: Store,
+    /// Where events go.
+    pub outbox: Outbox,
+    /// Limits and simulated latency.
+    pub settings: Settings,
+}
+
+/// The payment routes.
+pub fn routes(api: PaymentApi) -> Router {
+    Router::new()
+        .route("/payments", post(authorize_payment).get(payments_of_order))
+        .route("/payments/{payment_id}", get(payment_by_id))
+        .with_state(api)
+}
+
+/// `POST /payments` body.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuthorizePayment {
+    order_id: String,
+    customer_id: String,
+    amount: i64,
+    qty: i64,
+}
+
+const MAX_ID_LENGTH: usize = 64;
+const MAX_QTY: i64 = 1000;
+
+fn validate_id(field: &str, value: &str, violations: &mut Vec<FieldViolation>) {
+    if value.trim().is_empty() {
+        violations.push(FieldViolation::new(field, "must not be empty"));
+    } else if value.len() > MAX_ID_LENGTH {
+        violations.push(FieldViolation::new(
+            field,
+            format!("must be at most {MAX_ID_LENGTH} characters"),
+        ));
+    }
+}
+
+impl AuthorizePayment {
+    fn validate(self) -> Result<AuthorizationRequest, Problem> {
+        let mut violations = Vec::new();
+        validate_id("orderId", &self.order_id, &mut violations);
+        validate_id("customerId", &self.customer_id, &mut violations);
+        if self.amount < 1 {
+            violations.push(FieldViolation::new(
+                "amount",
+                "must be at least 1 (minor units)",
+            ));
+        }
+        if !(1..=MAX_QTY).contains(&self.qty) {
+            violations.push(FieldViolation::new(
+                "qty",
+                format!("must be between 1 and {MAX_QTY}"),
+            ));
+        }
+        if !violations.is_empty() {
+            return Err(Problem::validation(violations));
+        }
+        Ok(AuthorizationRequest {
+            order_id: self.order_id,
+            customer_id: self.customer_id,
+            amount: self.amount,
+            qty: self.qty,
+        })
+    }
+}
+
+fn internal(error: impl std::fmt::Display) -> Problem {
+    tracing::error!(%error, "payment request failed");
+    Problem::internal()
+}
+
+/// The answer for a retry: the first result if it asked for the same thing, a conflict otherwise.
+fn existing_answer(
+    existing: Payment,
+    request: &AuthorizationRequest,
+) -> Result<(StatusCode, axum::Json<Payment>), Problem> {
+    if domain::is_same_request(&existing, request) {
+        Ok((StatusCode::OK, axum::Json(existing)))
+    } else {
+        Err(Problem::conflict(format!(
+            "order {} already has payment {} for a different customer, amount or qty",
+            existing.order_id, existing.payment_id
+        )))
+    }
+}
+
+async fn authorize_payment(
+    State(api): State<PaymentApi>,
+    Json(body): Json<AuthorizePayment>,
+) -> Result<(StatusCode, axum::Json<Payment>), Problem> {
+    let request = body.validate()?;
+    if let Some(existing) = store::find_by_order(api.store.pool(), &request.order_id)
+        .await
+        .map_err(internal)?
+    {
+        return existing_answer(existing, &request);
+    }
+    if !api.settings.latency.is_zero() {
+        tokio::time::sleep(api.settings.latency).await;
+    }
+    let payment_id = uuid::Uuid::now_v7().to_string();
+    let payment = match domain::authorize(
+        &request,
+        api.settings.approval_limit,
+        payment_id,
+        food_delivery_kit::store::now_millis(),
+    ) {
+        Authorization::Approved(payment) => payment,
+        Authorization::Declined(reason) => {
+            return Err(Problem::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "payment-declined",
+                "Payment declined",
+            )
+            .with_detail(reason));
+        }
+    };
+    let approved = PaymentChanged {
+        payment_id: payment.payment_id.clone(),
+        order_id: payment.order_id.clone(),
+        customer_id: payment.customer_id.clone(),
+        amount: payment.amount,
+        qty: payment.qty,
+        reason: None,
+    };
+    let event = Event::new(
+        PAYMENT_APPROVED,
+        crate::SPEC.name,
+        &payment.order_id,
+        &approved,
+    )
+    .map_err(internal)?;
+    let mut transaction = api.store.begin().await.map_err(internal)?;
+    if !store::insert_if_first_for_order(&mut transaction, &payment)
+        .await
+        .map_err(internal)?
+    {
+        // A concurrent request for the same order won the race; answer as a retry.
+        transaction.rollback().await.map_err(internal)?;
+        let existing = store::find_by_order(api.store.pool(), &request.order_id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(Problem::internal)?;
+        return existing_answer(existing, &request);
+    }
+    api.outbox
+        .append(&mut transaction, PAYMENTS_TOPIC, &event)
+        .await
+        .map_err(internal)?;
+    transaction.commit().await.map_err(internal)?;
+    api.outbox.wake_relay();
+    Ok((StatusCode::CREATED, axum::Json(payment)))
+}
+
+async fn payment_by_id(
+    State(api): State<PaymentApi>,
+    Path(payment_id): Path<String>,
+) -> Result<axum::Json<Payment>, Problem> {
+    store::find_by_id(api.store.pool(), &payment_id)
+        .await
+        .map_err(internal)?
+        .map(axum::Json)
+        .ok_or_else(|| Problem::not_found(format!("no payment {payment_id}")))
+}
+
+/// `GET /payments?orderId=` query.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ByOrder {
+    order_id: String,
+}
+
+async fn payments_of_order(
+    State(api): State<PaymentApi>,
+    Query(query): Query<ByOrder>,
+) -> Result<axum::Json<Vec<Payment>>, Problem> {
+    let payment = store::find_by_order(api.store.pool(), &query.order_id)
+        .await
+        .map_err(internal)?;
+    Ok(axum::Json(payment.into_iter().collect()))
+}

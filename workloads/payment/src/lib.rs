@@ -1,0 +1,84 @@
+//! The payment service: authorizes an order's payment (idempotent per order; the order service calls it
+//! synchronously before registering an order) and refunds it when the order is cancelled or rejected.
+//! Wiring only; the rules live in `domain`, the HTTP edge in `api`, reactions to events in `policies`.
+
+pub mod api;
+pub mod domain;
+pub mod events;
+pub mod policies;
+pub mod store;
+
+use axum::Router;
+use food_delivery_kit::events::EventBus;
+use food_delivery_kit::host::HostError;
+use food_delivery_kit::{ConfigError, Environment, KitConfig, ServiceHost, ServiceSpec};
+use std::future::Future;
+use std::time::Duration;
+
+/// What the service is to the kit.
+pub const SPEC: ServiceSpec = ServiceSpec {
+    name: "payment",
+    migrations: store::MIGRATIONS,
+    topics: &[events::PAYMENTS_TOPIC, events::ORDERS_TOPIC],
+};
+
+/// The payment service's own settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `PAYMENT_APPROVAL_LIMIT`: larger amounts (minor units) are declined (default 1,000,000).
+    pub approval_limit: i64,
+    /// `PAYMENT_LATENCY_MS`: a delay added to every authorization, to show what a slow payment provider does to
+    /// the platform (default 0).
+    pub latency: Duration,
+}
+
+impl Settings {
+    /// Reads the settings.
+    pub fn from_env(environment: &Environment) -> Result<Self, ConfigError> {
+        Ok(Self {
+            approval_limit: environment.number_in_or(
+                "PAYMENT_APPROVAL_LIMIT",
+                1..=i64::MAX / 2,
+                1_000_000,
+            )?,
+            latency: environment
+                .number_in_or("PAYMENT_LATENCY_MS", 0..=60_000, 0)
+                .map(Duration::from_millis)?,
+        })
+    }
+}
+
+/// Starts the service's parts (store, bus, relay, the refund consumer) and returns the host with the API.
+/// `bus` replaces Kafka (the all-in-one mode passes the in-process bus).
+pub async fn start(
+    config: KitConfig,
+    settings: Settings,
+    bus: Option<EventBus>,
+) -> Result<(ServiceHost, Router), HostError> {
+    let mut host = ServiceHost::start(SPEC, config, bus).await?;
+    let outbox = host.outbox();
+    host.spawn_consumer(
+        SPEC.name,
+        &[events::ORDERS_TOPIC],
+        policies::RefundWhenOrderEnds {
+            outbox: outbox.clone(),
+        },
+    )?;
+    let api = api::routes(api::PaymentApi {
+        store: host.store()?,
+        outbox,
+        settings,
+    });
+    Ok((host, api))
+}
+
+/// Runs the service until `shutdown`, as `food-delivery serve payment` does.
+pub async fn serve(
+    config: KitConfig,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), HostError> {
+    let (host, api) = start(config, settings, None).await?;
+    let listener = host.bind().await?;
+    host.serve(listener, api, shutdown).await
+}

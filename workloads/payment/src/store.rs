@@ -1,0 +1,113 @@
+//! The payment service's queries and schema.
+
+use crate::domain::{Payment, PaymentStatus};
+use food_delivery_kit::{Migration, StoreTransaction};
+use sqlx::Row;
+
+/// The schema (the kit's tables come first).
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 100,
+    description: "payments",
+    sqlite: PAYMENTS_TABLE,
+    postgres: PAYMENTS_TABLE,
+}];
+
+const PAYMENTS_TABLE: &str = "CREATE TABLE payments (
+    payment_id TEXT PRIMARY KEY,
+    order_id TEXT NOT NULL UNIQUE,
+    customer_id TEXT NOT NULL,
+    amount BIGINT NOT NULL,
+    qty BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    authorized_at BIGINT NOT NULL,
+    refunded_at BIGINT,
+    refund_reason TEXT
+);";
+
+const COLUMNS: &str = "payment_id, order_id, customer_id, amount, qty, status, authorized_at, refunded_at, refund_reason";
+
+fn payment_from_row(row: &sqlx::any::AnyRow) -> Result<Payment, sqlx::Error> {
+    let status: String = row.try_get("status")?;
+    Ok(Payment {
+        payment_id: row.try_get("payment_id")?,
+        order_id: row.try_get("order_id")?,
+        customer_id: row.try_get("customer_id")?,
+        amount: row.try_get("amount")?,
+        qty: row.try_get("qty")?,
+        status: PaymentStatus::parse(&status).ok_or_else(|| {
+            sqlx::Error::Decode(format!("unknown payment status '{status}'").into())
+        })?,
+        authorized_at: row.try_get("authorized_at")?,
+        refunded_at: row.try_get("refunded_at")?,
+        refund_reason: row.try_get("refund_reason")?,
+    })
+}
+
+/// Inserts `payment` unless its order already has one; `false` when it did.
+pub async fn insert_if_first_for_order(
+    transaction: &mut StoreTransaction,
+    payment: &Payment,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(&format!(
+        "INSERT INTO payments ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (order_id) DO NOTHING"
+    ))
+    .bind(&payment.payment_id)
+    .bind(&payment.order_id)
+    .bind(&payment.customer_id)
+    .bind(payment.amount)
+    .bind(payment.qty)
+    .bind(payment.status.as_str())
+    .bind(payment.authorized_at)
+    .bind(payment.refunded_at)
+    .bind(&payment.refund_reason)
+    .execute(&mut **transaction)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// Records a refund.
+pub async fn save_refund(
+    transaction: &mut StoreTransaction,
+    payment: &Payment,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE payments SET status = $1, refunded_at = $2, refund_reason = $3 WHERE payment_id = $4")
+        .bind(payment.status.as_str())
+        .bind(payment.refunded_at)
+        .bind(&payment.refund_reason)
+        .bind(&payment.payment_id)
+        .execute(&mut **transaction)
+        .await?;
+    Ok(())
+}
+
+/// The payment with this id.
+pub async fn find_by_id<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    executor: E,
+    payment_id: &str,
+) -> Result<Option<Payment>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM payments WHERE payment_id = $1"
+    ))
+    .bind(payment_id)
+    .fetch_optional(executor)
+    .await?
+    .as_ref()
+    .map(payment_from_row)
+    .transpose()
+}
+
+/// The payment of this order.
+pub async fn find_by_order<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    executor: E,
+    order_id: &str,
+) -> Result<Option<Payment>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM payments WHERE order_id = $1"
+    ))
+    .bind(order_id)
+    .fetch_optional(executor)
+    .await?
+    .as_ref()
+    .map(payment_from_row)
+    .transpose()
+}
