@@ -1,0 +1,351 @@
+//! The payment service through its HTTP API and its events, on both stores, over the in-process bus.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use food_delivery_kit::events::{Event, EventBus, InProcessBus};
+use food_delivery_kit::{Environment, KitConfig, ServiceHost};
+use food_delivery_payment::events::{
+    ORDER_CANCELLED, ORDER_REJECTED, PAYMENT_APPROVED, PAYMENT_REFUNDED,
+};
+use food_delivery_payment::{Settings, start};
+use food_delivery_testkit::{Backend, TestDatabase, eventually};
+use serde_json::{Value, json};
+use std::time::Duration;
+use tower::ServiceExt;
+
+struct PaymentService {
+    database: TestDatabase,
+    host: ServiceHost,
+    app: Router,
+    bus: InProcessBus,
+}
+
+impl PaymentService {
+    async fn start(backend: Backend, approval_limit: i64) -> Self {
+        let database = TestDatabase::create(backend).await;
+        let config = KitConfig::from_env(&Environment::from_pairs([(
+            "DATABASE_URL",
+            database.url.clone(),
+        )]))
+        .unwrap();
+        let settings = Settings {
+            approval_limit,
+            latency: Duration::ZERO,
+        };
+        let bus = InProcessBus::new();
+        let (host, api) = start(config, settings, Some(EventBus::InProcess(bus.clone())))
+            .await
+            .unwrap();
+        let app = host.router(api);
+        Self {
+            database,
+            host,
+            app,
+            bus,
+        }
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<&str>) -> (StatusCode, Value) {
+        let mut request = Request::builder().method(method).uri(path);
+        if body.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        let request = request
+            .body(
+                body.map(|text| Body::from(text.to_owned()))
+                    .unwrap_or_default(),
+            )
+            .unwrap();
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        if status.is_client_error() {
+            assert_eq!(
+                response.headers()["content-type"],
+                "application/problem+json",
+                "{method} {path}"
+            );
+        }
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn authorize(&self, order_id: &str, amount: i64) -> (StatusCode, Value) {
+        let body =
+            json!({"orderId": order_id, "customerId": "customer-1", "amount": amount, "qty": 2})
+                .to_string();
+        self.call("POST", "/payments", Some(&body)).await
+    }
+
+    /// Payment events published so far, as (type, order id, data).
+    fn published(&self) -> Vec<(String, String, Value)> {
+        self.bus
+            .messages("food.payments")
+            .iter()
+            .map(|message| {
+                let event = Event::from_message(message).unwrap();
+                (event.event_type, event.subject, event.data)
+            })
+            .collect()
+    }
+
+    async fn publish_order_event(&self, event_type: &str, order_id: &str, data: Value) {
+        let event = Event::new(event_type, "order", order_id, &data).unwrap();
+        let results = EventBus::InProcess(self.bus.clone())
+            .publish_all(vec![event.to_message("food.orders")])
+            .await;
+        assert!(results.into_iter().all(|result| result.is_ok()));
+    }
+
+    async fn stop(self) {
+        self.host.stop().await;
+        self.database.remove().await;
+    }
+}
+
+async fn authorization_is_idempotent_per_order(backend: Backend) {
+    let service = PaymentService::start(backend, 1_000_000).await;
+    let (status, first) = service.authorize("order-1", 1250).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    assert_eq!(first["status"], "APPROVED");
+    let (status, retry) = service.authorize("order-1", 1250).await;
+    assert_eq!(status, StatusCode::OK, "a retry gets the first result");
+    assert_eq!(retry["paymentId"], first["paymentId"]);
+    let (status, conflict) = service.authorize("order-1", 9999).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{conflict}");
+    assert!(conflict["detail"].as_str().unwrap().contains("order-1"));
+
+    let payment_id = first["paymentId"].as_str().unwrap();
+    let (status, by_id) = service
+        .call("GET", &format!("/payments/{payment_id}"), None)
+        .await;
+    assert_eq!(
+        (status, by_id["orderId"].as_str()),
+        (StatusCode::OK, Some("order-1"))
+    );
+    let (status, by_order) = service.call("GET", "/payments?orderId=order-1", None).await;
+    assert_eq!(
+        (status, by_order.as_array().unwrap().len()),
+        (StatusCode::OK, 1)
+    );
+    assert_eq!(
+        service
+            .call("GET", "/payments/no-such-payment", None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+
+    let published = eventually(Duration::from_secs(10), "the approval event", || async {
+        let published = service.published();
+        (!published.is_empty()).then_some(published)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        service.published().len(),
+        1,
+        "one charge, one event, however often it is retried"
+    );
+    let (event_type, subject, data) = &published[0];
+    assert_eq!(
+        (event_type.as_str(), subject.as_str()),
+        (PAYMENT_APPROVED, "order-1")
+    );
+    assert_eq!(
+        (
+            data["customerId"].as_str(),
+            data["qty"].as_i64(),
+            data["amount"].as_i64()
+        ),
+        (Some("customer-1"), Some(2), Some(1250))
+    );
+    service.stop().await;
+}
+
+async fn a_declined_payment_leaves_nothing_behind(backend: Backend) {
+    let service = PaymentService::start(backend, 1000).await;
+    let (status, problem) = service.authorize("order-big", 1001).await;
+    assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("limit"));
+    let (_, payments) = service
+        .call("GET", "/payments?orderId=order-big", None)
+        .await;
+    assert_eq!(payments, json!([]));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        service.published().is_empty(),
+        "a decline publishes nothing"
+    );
+    service.stop().await;
+}
+
+async fn a_cancelled_or_rejected_order_is_refunded_exactly_once(backend: Backend) {
+    let service = PaymentService::start(backend, 1_000_000).await;
+    service.authorize("order-cancelled", 500).await;
+    service.authorize("order-rejected", 700).await;
+    service
+        .publish_order_event(
+            ORDER_CANCELLED,
+            "order-cancelled",
+            json!({"orderId": "order-cancelled"}),
+        )
+        .await;
+    // The same cancellation again (a second event for the same order) must not refund twice.
+    service
+        .publish_order_event(
+            ORDER_CANCELLED,
+            "order-cancelled",
+            json!({"orderId": "order-cancelled"}),
+        )
+        .await;
+    service
+        .publish_order_event(
+            ORDER_REJECTED,
+            "order-rejected",
+            json!({"orderId": "order-rejected", "reason": "OUT_OF_STOCK"}),
+        )
+        .await;
+    service
+        .publish_order_event(ORDER_CANCELLED, "order-without-payment", json!({}))
+        .await;
+    service
+        .publish_order_event("food.order.teleported.v1", "order-cancelled", json!({}))
+        .await;
+
+    for (order_id, reason) in [
+        ("order-cancelled", "order cancelled"),
+        ("order-rejected", "OUT_OF_STOCK"),
+    ] {
+        let payment = eventually(Duration::from_secs(10), "the refund", || async {
+            let (_, payments) = service
+                .call("GET", &format!("/payments?orderId={order_id}"), None)
+                .await;
+            let payment = payments[0].clone();
+            (payment["status"] == "REFUNDED").then_some(payment)
+        })
+        .await;
+        assert_eq!(payment["refundReason"], reason);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let refunds: Vec<String> = service
+        .published()
+        .into_iter()
+        .filter(|(event_type, _, _)| event_type == PAYMENT_REFUNDED)
+        .map(|(_, order_id, _)| order_id)
+        .collect();
+    assert_eq!(
+        refunds,
+        vec!["order-cancelled".to_owned(), "order-rejected".to_owned()],
+        "one refund per order"
+    );
+    service.stop().await;
+}
+
+food_delivery_testkit::on_both_backends!(
+    authorization_is_idempotent_per_order,
+    a_declined_payment_leaves_nothing_behind,
+    a_cancelled_or_rejected_order_is_refunded_exactly_once,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_a_problem_naming_the_field_and_change_nothing() {
+    let service = PaymentService::start(Backend::Sqlite, 1_000_000).await;
+    let valid = json!({"orderId": "o-1", "customerId": "c-1", "amount": 100, "qty": 1});
+    let with = |field: &str, value: Value| {
+        let mut body = valid.clone();
+        body[field] = value;
+        body.to_string()
+    };
+    let without = |field: &str| {
+        let mut body = valid.clone();
+        body.as_object_mut().unwrap().remove(field);
+        body.to_string()
+    };
+    let cases: Vec<(String, StatusCode, &str)> = vec![
+        (
+            "{\"orderId\": ".to_owned(),
+            StatusCode::BAD_REQUEST,
+            "malformed JSON",
+        ),
+        (
+            with("amount", json!(0)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "amount",
+        ),
+        (
+            with("amount", json!(-5)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "amount",
+        ),
+        (
+            with("amount", json!("ten")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "amount",
+        ),
+        (
+            with("qty", json!(0)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "qty",
+        ),
+        (
+            with("qty", json!(1001)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "qty",
+        ),
+        (
+            with("orderId", json!("")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "orderId",
+        ),
+        (
+            with("orderId", json!("x".repeat(65))),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "orderId",
+        ),
+        (
+            with("customerId", json!("  ")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "customerId",
+        ),
+        (
+            without("customerId"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "customerId",
+        ),
+        (
+            with("tip", json!(5)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "tip",
+        ),
+    ];
+    for (body, expected, field) in cases {
+        let (status, problem) = service.call("POST", "/payments", Some(&body)).await;
+        assert_eq!(status, expected, "{body}: {problem}");
+        let text = problem.to_string();
+        assert!(
+            text.contains(field),
+            "{body}: the problem does not name {field}: {text}"
+        );
+    }
+    let (status, problem) = service.call("GET", "/payments", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        problem["detail"].as_str().unwrap().contains("orderId"),
+        "{problem}"
+    );
+    let (_, payments) = service.call("GET", "/payments?orderId=o-1", None).await;
+    assert_eq!(payments, json!([]), "no bad request left a payment");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        service.published().is_empty(),
+        "no bad request published an event"
+    );
+    service.stop().await;
+}
