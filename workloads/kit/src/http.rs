@@ -7,6 +7,9 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{StatusCode, header, request::Parts};
 use serde::de::DeserializeOwned;
 
+/// Where every service serves its OpenAPI document, generated from its code.
+pub const OPENAPI_PATH: &str = "/openapi.json";
+
 /// A JSON request body. Malformed JSON is a 400; a well-formed body with a missing field or a wrong type is a
 /// 422 naming the field's path; a body over the limit is a 413; a body that is not JSON is a 415.
 #[derive(Debug, Clone, Copy, Default)]

@@ -12,7 +12,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 const PROBLEM_TYPE_BASE: &str = "https://fooddelivery.dev/problems/";
 
 /// One field that broke one rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FieldViolation {
     /// The field's path in the request, e.g. `items[0].qty`.
     pub field: String,
@@ -30,8 +30,8 @@ impl FieldViolation {
     }
 }
 
-/// A problem details body plus the status it is sent with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A problem details body (RFC 9457), sent as `application/problem+json` with every error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Problem {
     /// A URI naming the kind of problem.
     #[serde(rename = "type")]

@@ -28,16 +28,37 @@ pub fn routes(api: PaymentApi) -> Router {
     Router::new()
         .route("/payments", post(authorize_payment).get(payments_of_order))
         .route("/payments/{payment_id}", get(payment_by_id))
+        .route(food_delivery_kit::http::OPENAPI_PATH, get(openapi_document))
         .with_state(api)
 }
 
+/// The service's OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "food-delivery payment",
+        description = "Authorizes an order's payment (idempotent per order) and refunds it when the order is cancelled or rejected."
+    ),
+    paths(authorize_payment, payment_by_id, payments_of_order),
+    components(schemas(Payment, AuthorizePayment, Problem))
+)]
+pub struct PaymentApiDocument;
+
+async fn openapi_document() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(<PaymentApiDocument as utoipa::OpenApi>::openapi())
+}
+
 /// `POST /payments` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuthorizePayment {
+    /// The order being paid: at most one payment per order, 1-64 characters.
     order_id: String,
+    /// Who pays, 1-64 characters.
     customer_id: String,
+    /// Amount in minor units (cents), at least 1.
     amount: i64,
+    /// Items in the order, 1-1000.
     qty: i64,
 }
 
@@ -104,6 +125,21 @@ fn existing_answer(
     }
 }
 
+/// Authorizes the payment of an order. Retrying with the same order, customer, amount and qty returns the first
+/// result; anything else for that order is a conflict, never a second charge.
+#[utoipa::path(
+    post,
+    path = "/payments",
+    request_body = AuthorizePayment,
+    responses(
+        (status = 201, description = "Authorized", body = Payment),
+        (status = 200, description = "A retry: the payment authorized the first time", body = Payment),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 402, description = "Declined", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The order already has a different payment", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field breaks a rule; `errors` names it", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn authorize_payment(
     State(api): State<PaymentApi>,
     Json(body): Json<AuthorizePayment>,
@@ -172,6 +208,16 @@ async fn authorize_payment(
     Ok((StatusCode::CREATED, axum::Json(payment)))
 }
 
+/// One payment.
+#[utoipa::path(
+    get,
+    path = "/payments/{payment_id}",
+    params(("payment_id" = String, Path, description = "The payment's id")),
+    responses(
+        (status = 200, description = "The payment", body = Payment),
+        (status = 404, description = "No such payment", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn payment_by_id(
     State(api): State<PaymentApi>,
     Path(payment_id): Path<String>,
@@ -184,12 +230,24 @@ async fn payment_by_id(
 }
 
 /// `GET /payments?orderId=` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 pub struct ByOrder {
+    /// The order whose payment to show.
     order_id: String,
 }
 
+/// The payment of an order: a list of zero or one.
+#[utoipa::path(
+    get,
+    path = "/payments",
+    params(ByOrder),
+    responses(
+        (status = 200, description = "The order's payment, if any", body = Vec<Payment>),
+        (status = 400, description = "orderId is missing", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn payments_of_order(
     State(api): State<PaymentApi>,
     Query(query): Query<ByOrder>,

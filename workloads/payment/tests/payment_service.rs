@@ -349,3 +349,29 @@ async fn bad_requests_get_a_problem_naming_the_field_and_change_nothing() {
     );
     service.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_every_route_and_is_valid() {
+    let service = PaymentService::start(Backend::Sqlite, 1_000_000).await;
+    let (status, document) = service.call("GET", "/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let operations = [
+        ("/payments", "post"),
+        ("/payments", "get"),
+        ("/payments/{payment_id}", "get"),
+    ];
+    for (path, method) in operations {
+        assert!(
+            document["paths"][path][method].is_object(),
+            "{method} {path} missing from the document"
+        );
+    }
+    for schema in ["Payment", "AuthorizePayment", "Problem", "PaymentStatus"] {
+        assert!(
+            document["components"]["schemas"][schema].is_object(),
+            "schema {schema} missing"
+        );
+    }
+    food_delivery_testkit::assert_valid_openapi(&document);
+    service.stop().await;
+}

@@ -343,3 +343,26 @@ async fn run_proxy(
         }
     }
 }
+
+/// The Python tools `scripts/test.sh` installs: `FOOD_DELIVERY_VENV`.
+pub fn python_tool(name: &str) -> PathBuf {
+    let venv = std::env::var_os("FOOD_DELIVERY_VENV")
+        .expect("FOOD_DELIVERY_VENV is not set: these tests use the Python tools scripts/test.sh installs; run them with it");
+    PathBuf::from(venv).join("bin").join(name)
+}
+
+/// Fails the test unless `document` is a valid OpenAPI document (checked by `openapi-spec-validator`).
+pub fn assert_valid_openapi(document: &serde_json::Value) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), serde_json::to_vec_pretty(document).unwrap()).unwrap();
+    let output = Command::new(python_tool("openapi-spec-validator"))
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "invalid OpenAPI document:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
