@@ -40,10 +40,8 @@ impl Service {
     /// The issue that delivers the service, while it is not built yet.
     fn arrives_with(self) -> Option<&'static str> {
         match self {
-            Self::Payment => None,
-            Self::Order | Self::Kitchen | Self::Delivery => {
-                Some("the ordering-saga work (issue 3)")
-            }
+            Self::Payment | Self::Kitchen => None,
+            Self::Order | Self::Delivery => Some("the ordering-saga work (issue 3)"),
             Self::Gateway | Self::Customer | Self::Mypage | Self::Stamp => {
                 Some("the read-side and edge work (issue 4)")
             }
@@ -103,6 +101,13 @@ fn serve(service: Service) -> ExitCode {
                     .await
                     .map_err(ServeError::Host)
             }
+            Service::Kitchen => {
+                let settings = food_delivery_kitchen::Settings::from_env(&environment)
+                    .map_err(ServeError::Config)?;
+                food_delivery_kitchen::serve(config, settings, shutdown_signal())
+                    .await
+                    .map_err(ServeError::Host)
+            }
             other => unreachable_service(other),
         }
     });
@@ -110,6 +115,10 @@ fn serve(service: Service) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(ServeError::Config(error)) => {
             eprintln!("food-delivery: {error}");
+            ExitCode::from(CONFIGURATION_ERROR)
+        }
+        Err(ServeError::Host(error @ food_delivery_kit::host::HostError::Missing(_))) => {
+            eprintln!("food-delivery: configuration error: {error}");
             ExitCode::from(CONFIGURATION_ERROR)
         }
         Err(ServeError::Host(error)) => {

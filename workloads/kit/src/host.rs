@@ -191,6 +191,17 @@ impl ServiceHost {
         Ok(())
     }
 
+    /// Runs a background task of the service (a timer-driven policy, say) until shutdown; it is stopped with
+    /// the consumers, after the listener has closed.
+    pub fn spawn_worker<F, Work>(&mut self, work: F)
+    where
+        F: FnOnce(CancellationToken) -> Work,
+        Work: Future<Output = ()> + Send + 'static,
+    {
+        self.consumers
+            .push(tokio::spawn(work(self.consumers_stop.clone())));
+    }
+
     /// The service's API with the kit's routes and middleware around it: probes, `/metrics`, correlation ids,
     /// HTTP metrics, the body limit and problem+json fallbacks.
     pub fn router(&self, api: Router) -> Router {

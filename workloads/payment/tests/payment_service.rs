@@ -1,79 +1,47 @@
 //! The payment service through its HTTP API and its events, on both stores, over the in-process bus.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use axum::Router;
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use food_delivery_kit::events::{Event, EventBus, InProcessBus};
-use food_delivery_kit::{Environment, KitConfig, ServiceHost};
+use axum::http::StatusCode;
+use food_delivery_kit::events::{EventBus, InProcessBus};
 use food_delivery_payment::events::{
     ORDER_CANCELLED, ORDER_REJECTED, PAYMENT_APPROVED, PAYMENT_REFUNDED,
 };
 use food_delivery_payment::{Settings, start};
-use food_delivery_testkit::{Backend, TestDatabase, eventually};
+use food_delivery_testkit::{Backend, InProcessService, TestDatabase, eventually};
 use serde_json::{Value, json};
 use std::time::Duration;
-use tower::ServiceExt;
 
-struct PaymentService {
-    database: TestDatabase,
-    host: ServiceHost,
-    app: Router,
-    bus: InProcessBus,
+struct PaymentService(InProcessService);
+
+impl std::ops::Deref for PaymentService {
+    type Target = InProcessService;
+    fn deref(&self) -> &InProcessService {
+        &self.0
+    }
 }
 
 impl PaymentService {
     async fn start(backend: Backend, approval_limit: i64) -> Self {
         let database = TestDatabase::create(backend).await;
-        let config = KitConfig::from_env(&Environment::from_pairs([(
-            "DATABASE_URL",
-            database.url.clone(),
-        )]))
-        .unwrap();
         let settings = Settings {
             approval_limit,
             latency: Duration::ZERO,
         };
         let bus = InProcessBus::new();
-        let (host, api) = start(config, settings, Some(EventBus::InProcess(bus.clone())))
-            .await
-            .unwrap();
+        let (host, api) = start(
+            InProcessService::config(&database),
+            settings,
+            Some(EventBus::InProcess(bus.clone())),
+        )
+        .await
+        .unwrap();
         let app = host.router(api);
-        Self {
+        Self(InProcessService {
             database,
             host,
             app,
             bus,
-        }
-    }
-
-    async fn call(&self, method: &str, path: &str, body: Option<&str>) -> (StatusCode, Value) {
-        let mut request = Request::builder().method(method).uri(path);
-        if body.is_some() {
-            request = request.header("content-type", "application/json");
-        }
-        let request = request
-            .body(
-                body.map(|text| Body::from(text.to_owned()))
-                    .unwrap_or_default(),
-            )
-            .unwrap();
-        let response = self.app.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        if status.is_client_error() {
-            assert_eq!(
-                response.headers()["content-type"],
-                "application/problem+json",
-                "{method} {path}"
-            );
-        }
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        })
     }
 
     async fn authorize(&self, order_id: &str, amount: i64) -> (StatusCode, Value) {
@@ -83,29 +51,17 @@ impl PaymentService {
         self.call("POST", "/payments", Some(&body)).await
     }
 
-    /// Payment events published so far, as (type, order id, data).
-    fn published(&self) -> Vec<(String, String, Value)> {
-        self.bus
-            .messages("food.payments")
-            .iter()
-            .map(|message| {
-                let event = Event::from_message(message).unwrap();
-                (event.event_type, event.subject, event.data)
-            })
-            .collect()
+    fn payment_events(&self) -> Vec<(String, String, Value)> {
+        self.published("food.payments")
     }
 
     async fn publish_order_event(&self, event_type: &str, order_id: &str, data: Value) {
-        let event = Event::new(event_type, "order", order_id, &data).unwrap();
-        let results = EventBus::InProcess(self.bus.clone())
-            .publish_all(vec![event.to_message("food.orders")])
+        self.publish("food.orders", event_type, order_id, data)
             .await;
-        assert!(results.into_iter().all(|result| result.is_ok()));
     }
 
     async fn stop(self) {
-        self.host.stop().await;
-        self.database.remove().await;
+        self.0.stop().await;
     }
 }
 
@@ -143,13 +99,13 @@ async fn authorization_is_idempotent_per_order(backend: Backend) {
     );
 
     let published = eventually(Duration::from_secs(10), "the approval event", || async {
-        let published = service.published();
+        let published = service.payment_events();
         (!published.is_empty()).then_some(published)
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        service.published().len(),
+        service.payment_events().len(),
         1,
         "one charge, one event, however often it is retried"
     );
@@ -180,7 +136,7 @@ async fn a_declined_payment_leaves_nothing_behind(backend: Backend) {
     assert_eq!(payments, json!([]));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
-        service.published().is_empty(),
+        service.payment_events().is_empty(),
         "a decline publishes nothing"
     );
     service.stop().await;
@@ -235,7 +191,7 @@ async fn a_cancelled_or_rejected_order_is_refunded_exactly_once(backend: Backend
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let refunds: Vec<String> = service
-        .published()
+        .payment_events()
         .into_iter()
         .filter(|(event_type, _, _)| event_type == PAYMENT_REFUNDED)
         .map(|(_, order_id, _)| order_id)
@@ -344,7 +300,7 @@ async fn bad_requests_get_a_problem_naming_the_field_and_change_nothing() {
     assert_eq!(payments, json!([]), "no bad request left a payment");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
-        service.published().is_empty(),
+        service.payment_events().is_empty(),
         "no bad request published an event"
     );
     service.stop().await;

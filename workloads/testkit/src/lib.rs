@@ -366,3 +366,94 @@ pub fn assert_valid_openapi(document: &serde_json::Value) {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// A service started in this process on the in-process bus, driven through its whole HTTP app (the kit's
+/// routes and middleware included) and observed through the events it publishes.
+pub struct InProcessService {
+    pub database: TestDatabase,
+    pub host: food_delivery_kit::ServiceHost,
+    pub app: axum::Router,
+    pub bus: food_delivery_kit::events::InProcessBus,
+}
+
+impl InProcessService {
+    /// The kit's configuration for a service on `database` (defaults otherwise).
+    pub fn config(database: &TestDatabase) -> food_delivery_kit::KitConfig {
+        let environment =
+            food_delivery_kit::Environment::from_pairs([("DATABASE_URL", database.url.clone())]);
+        food_delivery_kit::KitConfig::from_env(&environment).unwrap()
+    }
+
+    /// Sends a request; returns the status and the JSON body (`null` when there is none). Every 4xx must be
+    /// problem+json.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> (axum::http::StatusCode, serde_json::Value) {
+        use tower::ServiceExt;
+        let mut request = axum::http::Request::builder().method(method).uri(path);
+        if body.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        let request = request
+            .body(
+                body.map(|text| axum::body::Body::from(text.to_owned()))
+                    .unwrap_or_default(),
+            )
+            .unwrap();
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        if status.is_client_error() {
+            assert_eq!(
+                response.headers()["content-type"],
+                "application/problem+json",
+                "{method} {path}"
+            );
+        }
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// Events published to `topic` (full name) so far, as (type, subject, data).
+    pub fn published(&self, topic: &str) -> Vec<(String, String, serde_json::Value)> {
+        self.bus
+            .messages(topic)
+            .iter()
+            .map(|message| {
+                let event = Event::from_message(message).unwrap();
+                (event.event_type, event.subject, event.data)
+            })
+            .collect()
+    }
+
+    /// Publishes an event to `topic` (full name) as another service would.
+    pub async fn publish(
+        &self,
+        topic: &str,
+        event_type: &str,
+        subject: &str,
+        data: serde_json::Value,
+    ) {
+        let event = Event::new(event_type, "test", subject, &data).unwrap();
+        let bus = food_delivery_kit::events::EventBus::InProcess(self.bus.clone());
+        assert!(
+            bus.publish_all(vec![event.to_message(topic)])
+                .await
+                .into_iter()
+                .all(|result| result.is_ok())
+        );
+    }
+
+    /// Stops the service and drops its database.
+    pub async fn stop(self) {
+        self.host.stop().await;
+        self.database.remove().await;
+    }
+}

@@ -1,0 +1,217 @@
+//! HTTP: the menu (read and change) and the cooks' buttons. Validation of input lives here.
+
+use crate::domain::{CookAction, MenuItem, Ticket};
+use crate::events::{KITCHEN_TOPIC, MENU_ITEM_UPDATED};
+use crate::policies::{self, CookError};
+use crate::store;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::{get, post, put};
+use food_delivery_kit::events::{Event, Outbox};
+use food_delivery_kit::http::{Json, Path};
+use food_delivery_kit::{FieldViolation, Problem, Store};
+use serde::Deserialize;
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct KitchenApi {
+    /// The kitchen's store.
+    pub store: Store,
+    /// Where events go.
+    pub outbox: Outbox,
+}
+
+/// The kitchen's routes.
+pub fn routes(api: KitchenApi) -> Router {
+    Router::new()
+        .route("/menu", get(menu))
+        .route("/menu/{menu_id}", put(update_menu_item))
+        .route("/tickets/{order_id}", get(ticket))
+        .route("/tickets/{order_id}/start", post(start_cooking))
+        .route("/tickets/{order_id}/finish", post(finish_cooking))
+        .route(food_delivery_kit::http::OPENAPI_PATH, get(openapi_document))
+        .with_state(api)
+}
+
+/// The service's OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "food-delivery kitchen",
+        description = "Menu and stock; tickets for placed orders; cooking."
+    ),
+    paths(menu, update_menu_item, ticket, start_cooking, finish_cooking),
+    components(schemas(MenuItem, MenuItemChange, Ticket, Problem))
+)]
+pub struct KitchenApiDocument;
+
+async fn openapi_document() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(<KitchenApiDocument as utoipa::OpenApi>::openapi())
+}
+
+fn internal(error: impl std::fmt::Display) -> Problem {
+    tracing::error!(%error, "kitchen request failed");
+    Problem::internal()
+}
+
+/// The menu with prices and stock.
+#[utoipa::path(get, path = "/menu", responses((status = 200, description = "Every dish", body = Vec<MenuItem>)))]
+async fn menu(State(api): State<KitchenApi>) -> Result<axum::Json<Vec<MenuItem>>, Problem> {
+    store::menu(api.store.pool())
+        .await
+        .map(axum::Json)
+        .map_err(internal)
+}
+
+/// `PUT /menu/{menuId}` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MenuItemChange {
+    /// The dish's name, 1-100 characters.
+    name: String,
+    /// Price in minor units, 0 or more.
+    price: i64,
+    /// Portions available, 0 to 1,000,000.
+    stock: i64,
+}
+
+/// Menu ids are short, lower-case and URL-safe: they travel in paths, events and other services' tables.
+fn valid_menu_id(menu_id: &str) -> bool {
+    (1..=64).contains(&menu_id.len())
+        && menu_id
+            .bytes()
+            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-')
+}
+
+/// Creates or replaces a dish; the order service learns of it through the event.
+#[utoipa::path(
+    put,
+    path = "/menu/{menu_id}",
+    params(("menu_id" = String, Path, description = "Lower-case letters, digits and '-', 1-64 characters")),
+    request_body = MenuItemChange,
+    responses(
+        (status = 200, description = "The dish as saved", body = MenuItem),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field breaks a rule; `errors` names it", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn update_menu_item(
+    State(api): State<KitchenApi>,
+    Path(menu_id): Path<String>,
+    Json(change): Json<MenuItemChange>,
+) -> Result<axum::Json<MenuItem>, Problem> {
+    let mut violations = Vec::new();
+    if !valid_menu_id(&menu_id) {
+        violations.push(FieldViolation::new(
+            "menuId",
+            "must be 1-64 lower-case letters, digits or '-'",
+        ));
+    }
+    if change.name.trim().is_empty() || change.name.len() > 100 {
+        violations.push(FieldViolation::new("name", "must be 1-100 characters"));
+    }
+    if change.price < 0 {
+        violations.push(FieldViolation::new("price", "must not be negative"));
+    }
+    if !(0..=1_000_000).contains(&change.stock) {
+        violations.push(FieldViolation::new(
+            "stock",
+            "must be between 0 and 1000000",
+        ));
+    }
+    if !violations.is_empty() {
+        return Err(Problem::validation(violations));
+    }
+    let item = MenuItem {
+        menu_id,
+        name: change.name.trim().to_owned(),
+        price: change.price,
+        stock: change.stock,
+    };
+    let event =
+        Event::new(MENU_ITEM_UPDATED, crate::SPEC.name, &item.menu_id, &item).map_err(internal)?;
+    let mut transaction = api.store.begin().await.map_err(internal)?;
+    store::save_menu_item(&mut transaction, &item)
+        .await
+        .map_err(internal)?;
+    api.outbox
+        .append(&mut transaction, KITCHEN_TOPIC, &event)
+        .await
+        .map_err(internal)?;
+    transaction.commit().await.map_err(internal)?;
+    api.outbox.wake_relay();
+    Ok(axum::Json(item))
+}
+
+/// The ticket of an order.
+#[utoipa::path(
+    get,
+    path = "/tickets/{order_id}",
+    params(("order_id" = String, Path, description = "The order")),
+    responses(
+        (status = 200, description = "The ticket", body = Ticket),
+        (status = 404, description = "No ticket for that order", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn ticket(
+    State(api): State<KitchenApi>,
+    Path(order_id): Path<String>,
+) -> Result<axum::Json<Ticket>, Problem> {
+    store::ticket(api.store.pool(), &order_id)
+        .await
+        .map_err(internal)?
+        .map(axum::Json)
+        .ok_or_else(|| Problem::not_found(format!("no ticket for order {order_id}")))
+}
+
+fn cook_problem(error: CookError) -> Problem {
+    match error {
+        CookError::NoTicket(order_id) => {
+            Problem::not_found(format!("no ticket for order {order_id}"))
+        }
+        CookError::NotAllowed(reason) => Problem::conflict(reason),
+        CookError::Store(error) => internal(error),
+    }
+}
+
+/// A cook starts an accepted ticket.
+#[utoipa::path(
+    post,
+    path = "/tickets/{order_id}/start",
+    params(("order_id" = String, Path, description = "The order")),
+    responses(
+        (status = 200, description = "Cooking", body = Ticket),
+        (status = 404, description = "No ticket for that order", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not accepted (already cooking, ready or cancelled)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn start_cooking(
+    State(api): State<KitchenApi>,
+    Path(order_id): Path<String>,
+) -> Result<axum::Json<Ticket>, Problem> {
+    policies::cook(&api.store, &api.outbox, &order_id, CookAction::Start)
+        .await
+        .map(axum::Json)
+        .map_err(cook_problem)
+}
+
+/// A cook finishes a ticket: ready for pickup.
+#[utoipa::path(
+    post,
+    path = "/tickets/{order_id}/finish",
+    params(("order_id" = String, Path, description = "The order")),
+    responses(
+        (status = 200, description = "Ready", body = Ticket),
+        (status = 404, description = "No ticket for that order", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not cooking", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn finish_cooking(
+    State(api): State<KitchenApi>,
+    Path(order_id): Path<String>,
+) -> Result<axum::Json<Ticket>, Problem> {
+    policies::cook(&api.store, &api.outbox, &order_id, CookAction::Finish)
+        .await
+        .map(axum::Json)
+        .map_err(cook_problem)
+}

@@ -1,0 +1,147 @@
+//! The kitchen service: owns the menu and its stock; turns each placed order into a ticket (reserving stock) or an
+//! out-of-stock rejection; cooks; gives the stock back when an order is cancelled. Wiring only; the rules live
+//! in `domain`, the HTTP edge in `api`, reactions to events and the auto mode in `policies`.
+
+pub mod api;
+pub mod domain;
+pub mod events;
+pub mod policies;
+pub mod store;
+
+use axum::Router;
+use domain::MenuItem;
+use food_delivery_kit::events::{Event, EventBus};
+use food_delivery_kit::host::HostError;
+use food_delivery_kit::{ConfigError, Environment, KitConfig, ServiceHost, ServiceSpec, Store};
+use std::future::Future;
+use std::time::Duration;
+
+/// What the service is to the kit.
+pub const SPEC: ServiceSpec = ServiceSpec {
+    name: "kitchen",
+    migrations: store::MIGRATIONS,
+    topics: &[events::KITCHEN_TOPIC, events::ORDERS_TOPIC],
+};
+
+/// The kitchen's own settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `KITCHEN_MENU`: the starter menu as a JSON array of `{menuId, name, price, stock}`; dishes missing from the
+    /// store are added at startup, existing ones are left as they are (changes made through the API persist).
+    pub starter_menu: Vec<MenuItem>,
+    /// `KITCHEN_AUTO_COOK`: start and finish tickets without a cook (default false).
+    pub auto_cook: bool,
+    /// `KITCHEN_COOK_TIME_MS`: how long auto mode cooks (default 2000).
+    pub cook_time: Duration,
+}
+
+/// The menu a fresh kitchen starts with.
+pub fn default_menu() -> Vec<MenuItem> {
+    [
+        ("bibimbap", "Bibimbap", 1200, 100),
+        ("kimchi-stew", "Kimchi stew", 1000, 100),
+        ("tteokbokki", "Tteokbokki", 800, 100),
+        ("green-tea", "Green tea", 300, 200),
+    ]
+    .into_iter()
+    .map(|(menu_id, name, price, stock)| MenuItem {
+        menu_id: menu_id.to_owned(),
+        name: name.to_owned(),
+        price,
+        stock,
+    })
+    .collect()
+}
+
+impl Settings {
+    /// Reads the settings.
+    pub fn from_env(environment: &Environment) -> Result<Self, ConfigError> {
+        let starter_menu = match environment.optional("KITCHEN_MENU") {
+            None => default_menu(),
+            Some(json) => {
+                let menu: Vec<MenuItem> = serde_json::from_str(&json).map_err(|error| {
+                    ConfigError::new(
+                        "KITCHEN_MENU",
+                        format!("expected a JSON array of {{menuId, name, price, stock}}: {error}"),
+                    )
+                })?;
+                if let Some(bad) = menu.iter().find(|item| item.price < 0 || item.stock < 0) {
+                    return Err(ConfigError::new(
+                        "KITCHEN_MENU",
+                        format!("{}: price and stock must not be negative", bad.menu_id),
+                    ));
+                }
+                menu
+            }
+        };
+        Ok(Self {
+            starter_menu,
+            auto_cook: environment.flag_or("KITCHEN_AUTO_COOK", false)?,
+            cook_time: environment
+                .number_in_or("KITCHEN_COOK_TIME_MS", 0..=3_600_000, 2000)
+                .map(Duration::from_millis)?,
+        })
+    }
+}
+
+/// Adds the starter dishes the store does not have yet, each with its event.
+async fn seed_menu(
+    store: &Store,
+    outbox: &food_delivery_kit::events::Outbox,
+    menu: &[MenuItem],
+) -> Result<(), sqlx::Error> {
+    for item in menu {
+        let mut transaction = store.begin().await?;
+        if store::add_menu_item_if_missing(&mut transaction, item).await? {
+            let event = Event::new(events::MENU_ITEM_UPDATED, SPEC.name, &item.menu_id, item)
+                .map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
+            outbox
+                .append(&mut transaction, events::KITCHEN_TOPIC, &event)
+                .await?;
+        }
+        transaction.commit().await?;
+    }
+    outbox.wake_relay();
+    Ok(())
+}
+
+/// Starts the service's parts (store, bus, relay, the order consumer, auto mode) and returns the host with the API.
+/// `bus` replaces Kafka (the all-in-one mode passes the in-process bus).
+pub async fn start(
+    config: KitConfig,
+    settings: Settings,
+    bus: Option<EventBus>,
+) -> Result<(ServiceHost, Router), HostError> {
+    let mut host = ServiceHost::start(SPEC, config, bus).await?;
+    let store = host.store()?;
+    let outbox = host.outbox();
+    seed_menu(&store, &outbox, &settings.starter_menu)
+        .await
+        .map_err(|error| HostError::Store(error.into()))?;
+    host.spawn_consumer(
+        SPEC.name,
+        &[events::ORDERS_TOPIC],
+        policies::KitchenOrders {
+            outbox: outbox.clone(),
+        },
+    )?;
+    if settings.auto_cook {
+        let (store, outbox, cook_time) = (store.clone(), outbox.clone(), settings.cook_time);
+        host.spawn_worker(move |shutdown| {
+            policies::cook_unattended(store, outbox, cook_time, shutdown)
+        });
+    }
+    let api = api::routes(api::KitchenApi { store, outbox });
+    Ok((host, api))
+}
+
+/// Runs the service until `shutdown`, as `food-delivery serve kitchen` does.
+pub async fn serve(
+    config: KitConfig,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), HostError> {
+    let (host, api) = start(config, settings, None).await?;
+    let listener = host.bind().await?;
+    host.serve(listener, api, shutdown).await
+}

@@ -1,0 +1,228 @@
+//! What the kitchen does when an order event arrives (reserve or reject, cancel and give back), and the cooking
+//! use case shared by the cooks' API and the unattended auto mode.
+
+use crate::domain::{self, CookAction, StockDecision, Ticket, TicketStatus};
+use crate::events::{
+    COOKING_FINISHED, COOKING_STARTED, KITCHEN_REJECTED, KITCHEN_TOPIC, KitchenRejectedData,
+    ORDER_CANCELLED, ORDER_PLACED, ORDER_REJECTED, OrderPlacedView, TICKET_ACCEPTED,
+    TICKET_CANCELLED, TicketChanged,
+};
+use crate::store;
+use food_delivery_kit::events::{Event, EventHandler, HandlerError, Outbox, PoisonReason};
+use food_delivery_kit::store::now_millis;
+use food_delivery_kit::{Store, StoreTransaction};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+fn ticket_event(event_type: &str, ticket: &Ticket) -> Result<Event, serde_json::Error> {
+    let data = TicketChanged {
+        order_id: ticket.order_id.clone(),
+        lines: ticket.lines.clone(),
+    };
+    Event::new(event_type, crate::SPEC.name, &ticket.order_id, &data)
+}
+
+fn unencodable(error: serde_json::Error) -> HandlerError {
+    HandlerError::Retry(error.to_string())
+}
+
+/// Reserves stock for placed orders and gives it back for cancelled ones.
+#[derive(Debug, Clone)]
+pub struct KitchenOrders {
+    /// Where the kitchen's events go.
+    pub outbox: Outbox,
+}
+
+impl EventHandler for KitchenOrders {
+    async fn handle(
+        &self,
+        transaction: &mut StoreTransaction,
+        event: &Event,
+    ) -> Result<(), HandlerError> {
+        match event.event_type.as_str() {
+            ORDER_PLACED => {
+                let placed: OrderPlacedView =
+                    event.data_as().map_err(|error| PoisonReason::BadData {
+                        event_type: event.event_type.clone(),
+                        problem: error.to_string(),
+                    })?;
+                self.reserve(transaction, &event.subject, placed).await
+            }
+            ORDER_CANCELLED => self.cancel(transaction, &event.subject).await,
+            ORDER_REJECTED => Ok(()),
+            other => Err(PoisonReason::UnknownType(other.to_owned()).into()),
+        }
+    }
+}
+
+impl KitchenOrders {
+    async fn reserve(
+        &self,
+        transaction: &mut StoreTransaction,
+        order_id: &str,
+        placed: OrderPlacedView,
+    ) -> Result<(), HandlerError> {
+        if store::ticket(&mut **transaction, order_id).await?.is_some() {
+            return Ok(());
+        }
+        let stock = store::stock(transaction).await?;
+        match domain::take_stock(&stock, &placed.items) {
+            StockDecision::OutOfStock(missing_items) => {
+                let data = KitchenRejectedData {
+                    order_id: order_id.to_owned(),
+                    reason: "OUT_OF_STOCK".to_owned(),
+                    missing_items,
+                };
+                let rejected = Event::new(KITCHEN_REJECTED, crate::SPEC.name, order_id, &data)
+                    .map_err(unencodable)?;
+                self.outbox
+                    .append(transaction, KITCHEN_TOPIC, &rejected)
+                    .await?;
+                tracing::info!(order_id, "order rejected: out of stock");
+            }
+            StockDecision::Take(_) => {
+                for line in &placed.items {
+                    // Conditional on what is left, so concurrent consumers can never take the stock below zero;
+                    // losing such a race rolls back and retries with fresh stock.
+                    if !store::take_portions(transaction, &line.menu_id, line.qty).await? {
+                        return Err(HandlerError::Retry(format!(
+                            "stock of {} changed meanwhile",
+                            line.menu_id
+                        )));
+                    }
+                }
+                let ticket = Ticket {
+                    order_id: order_id.to_owned(),
+                    status: TicketStatus::Accepted,
+                    lines: placed.items,
+                    accepted_at: now_millis(),
+                    started_at: None,
+                    finished_at: None,
+                    cancelled_at: None,
+                };
+                store::save_ticket(transaction, &ticket).await?;
+                let accepted = ticket_event(TICKET_ACCEPTED, &ticket).map_err(unencodable)?;
+                self.outbox
+                    .append(transaction, KITCHEN_TOPIC, &accepted)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn cancel(
+        &self,
+        transaction: &mut StoreTransaction,
+        order_id: &str,
+    ) -> Result<(), HandlerError> {
+        let Some(mut ticket) = store::ticket(&mut **transaction, order_id).await? else {
+            return Ok(());
+        };
+        if !domain::cancels(ticket.status) {
+            return Ok(());
+        }
+        for line in &ticket.lines {
+            store::give_back_portions(transaction, &line.menu_id, line.qty).await?;
+        }
+        ticket.status = TicketStatus::Cancelled;
+        ticket.cancelled_at = Some(now_millis());
+        store::save_ticket(transaction, &ticket).await?;
+        let cancelled = ticket_event(TICKET_CANCELLED, &ticket).map_err(unencodable)?;
+        self.outbox
+            .append(transaction, KITCHEN_TOPIC, &cancelled)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Why a cooking step did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum CookError {
+    /// No ticket for that order.
+    #[error("no ticket for order {0}")]
+    NoTicket(String),
+    /// The step does not follow from the ticket's status.
+    #[error("{0}")]
+    NotAllowed(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] sqlx::Error),
+}
+
+/// Starts or finishes cooking an order's ticket, with its event, in one transaction.
+pub async fn cook(
+    store: &Store,
+    outbox: &Outbox,
+    order_id: &str,
+    action: CookAction,
+) -> Result<Ticket, CookError> {
+    let mut transaction = store.begin().await?;
+    let mut ticket = store::ticket(&mut *transaction, order_id)
+        .await?
+        .ok_or_else(|| CookError::NoTicket(order_id.to_owned()))?;
+    ticket.status =
+        domain::apply_cook_action(ticket.status, action).map_err(CookError::NotAllowed)?;
+    let event_type = match action {
+        CookAction::Start => {
+            ticket.started_at = Some(now_millis());
+            COOKING_STARTED
+        }
+        CookAction::Finish => {
+            ticket.finished_at = Some(now_millis());
+            COOKING_FINISHED
+        }
+    };
+    store::save_ticket(&mut transaction, &ticket).await?;
+    let event =
+        ticket_event(event_type, &ticket).map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
+    outbox
+        .append(&mut transaction, KITCHEN_TOPIC, &event)
+        .await?;
+    transaction.commit().await?;
+    outbox.wake_relay();
+    Ok(ticket)
+}
+
+/// Auto mode: starts accepted tickets and finishes them after `cook_time`, so demos and load tests run the whole
+/// flow unattended. Driven by the stored state, so it picks up where it was after a restart.
+pub async fn cook_unattended(
+    store: Store,
+    outbox: Outbox,
+    cook_time: Duration,
+    shutdown: CancellationToken,
+) {
+    let cook_millis = i64::try_from(cook_time.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+        let due = async {
+            let to_start = store::tickets_in(store.pool(), TicketStatus::Accepted, None).await?;
+            let to_finish = store::tickets_in(
+                store.pool(),
+                TicketStatus::Cooking,
+                Some(now_millis() - cook_millis),
+            )
+            .await?;
+            Ok::<_, sqlx::Error>((to_start, to_finish))
+        };
+        let (to_start, to_finish) = match due.await {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::warn!(%error, "auto cook cannot read tickets");
+                continue;
+            }
+        };
+        let steps = to_start
+            .iter()
+            .map(|id| (id, CookAction::Start))
+            .chain(to_finish.iter().map(|id| (id, CookAction::Finish)));
+        for (order_id, action) in steps {
+            // A cancellation or a cook's button may have come first; that is not an error.
+            if let Err(error) = cook(&store, &outbox, order_id, action).await {
+                tracing::debug!(%error, order_id, "auto cook skipped a ticket");
+            }
+        }
+    }
+}
