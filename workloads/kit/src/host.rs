@@ -83,6 +83,13 @@ impl ServiceHost {
         config: KitConfig,
         bus: Option<EventBus>,
     ) -> Result<Self, HostError> {
+        // A service with a schema needs its store; say so before any connection is tried.
+        if !spec.migrations.is_empty() && config.database_url.is_none() {
+            return Err(HostError::Missing(format!(
+                "{} needs DATABASE_URL",
+                spec.name
+            )));
+        }
         let health = Health::new();
         let topics = Topics::new(config.topic_prefix.clone());
         let store = match &config.database_url {
