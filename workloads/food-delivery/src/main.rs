@@ -40,8 +40,8 @@ impl Service {
     /// The issue that delivers the service, while it is not built yet.
     fn arrives_with(self) -> Option<&'static str> {
         match self {
-            Self::Payment | Self::Kitchen => None,
-            Self::Order | Self::Delivery => Some("the ordering-saga work (issue 3)"),
+            Self::Payment | Self::Kitchen | Self::Delivery => None,
+            Self::Order => Some("the ordering-saga work (issue 3)"),
             Self::Gateway | Self::Customer | Self::Mypage | Self::Stamp => {
                 Some("the read-side and edge work (issue 4)")
             }
@@ -105,6 +105,13 @@ fn serve(service: Service) -> ExitCode {
                 let settings = food_delivery_kitchen::Settings::from_env(&environment)
                     .map_err(ServeError::Config)?;
                 food_delivery_kitchen::serve(config, settings, shutdown_signal())
+                    .await
+                    .map_err(ServeError::Host)
+            }
+            Service::Delivery => {
+                let settings = food_delivery_delivery::Settings::from_env(&environment)
+                    .map_err(ServeError::Config)?;
+                food_delivery_delivery::serve(config, settings, shutdown_signal())
                     .await
                     .map_err(ServeError::Host)
             }

@@ -112,7 +112,7 @@ async fn payment_serves_http_and_talks_kafka_and_stops_on_sigterm() {
 #[test]
 fn services_not_built_yet_and_bad_configuration_exit_2_with_a_message() {
     let output = Command::new(BINARY)
-        .args(["serve", "delivery"])
+        .args(["serve", "order"])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));

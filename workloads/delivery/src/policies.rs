@@ -1,0 +1,177 @@
+//! What the delivery service does when an event arrives (a cooked order waits for a rider; a cancelled order's
+//! delivery stops), and the riding use case shared by the riders' API and the unattended auto mode.
+
+use crate::domain::{self, Delivery, DeliveryStatus, RiderAction};
+use crate::events::{
+    COOKING_FINISHED, DELIVERED, DELIVERIES_TOPIC, DELIVERY_CANCELLED, DELIVERY_STARTED,
+    DeliveryChanged, IGNORED, ORDER_CANCELLED,
+};
+use crate::store;
+use food_delivery_kit::events::{Event, EventHandler, HandlerError, Outbox, PoisonReason};
+use food_delivery_kit::store::now_millis;
+use food_delivery_kit::{Store, StoreTransaction};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+fn delivery_event(event_type: &str, order_id: &str) -> Result<Event, serde_json::Error> {
+    Event::new(
+        event_type,
+        crate::SPEC.name,
+        order_id,
+        &DeliveryChanged {
+            order_id: order_id.to_owned(),
+        },
+    )
+}
+
+/// Opens a delivery for each cooked order and stops it when the order is cancelled.
+#[derive(Debug, Clone)]
+pub struct DeliveryOrders {
+    /// Where the delivery's events go.
+    pub outbox: Outbox,
+}
+
+impl EventHandler for DeliveryOrders {
+    async fn handle(
+        &self,
+        transaction: &mut StoreTransaction,
+        event: &Event,
+    ) -> Result<(), HandlerError> {
+        let order_id = &event.subject;
+        match event.event_type.as_str() {
+            COOKING_FINISHED => {
+                if store::delivery(&mut **transaction, order_id)
+                    .await?
+                    .is_none()
+                {
+                    let delivery = Delivery {
+                        order_id: order_id.clone(),
+                        status: DeliveryStatus::Waiting,
+                        ready_at: now_millis(),
+                        picked_up_at: None,
+                        delivered_at: None,
+                        cancelled_at: None,
+                    };
+                    store::save_delivery(transaction, &delivery).await?;
+                }
+                Ok(())
+            }
+            ORDER_CANCELLED => {
+                let Some(mut delivery) = store::delivery(&mut **transaction, order_id).await?
+                else {
+                    return Ok(());
+                };
+                if !domain::cancels(delivery.status) {
+                    if delivery.status == DeliveryStatus::Delivered {
+                        tracing::warn!(order_id, "order cancelled after its food was handed over");
+                    }
+                    return Ok(());
+                }
+                delivery.status = DeliveryStatus::Cancelled;
+                delivery.cancelled_at = Some(now_millis());
+                store::save_delivery(transaction, &delivery).await?;
+                let cancelled = delivery_event(DELIVERY_CANCELLED, order_id)
+                    .map_err(|error| HandlerError::Retry(error.to_string()))?;
+                self.outbox
+                    .append(transaction, DELIVERIES_TOPIC, &cancelled)
+                    .await?;
+                Ok(())
+            }
+            known if IGNORED.contains(&known) => Ok(()),
+            other => Err(PoisonReason::UnknownType(other.to_owned()).into()),
+        }
+    }
+}
+
+/// Why a rider's step did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum RideError {
+    /// No delivery for that order.
+    #[error("no delivery for order {0}")]
+    NoDelivery(String),
+    /// The step does not follow from the delivery's status.
+    #[error("{0}")]
+    NotAllowed(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] sqlx::Error),
+}
+
+/// Picks up or completes an order's delivery, with its event, in one transaction.
+pub async fn ride(
+    store: &Store,
+    outbox: &Outbox,
+    order_id: &str,
+    action: RiderAction,
+) -> Result<Delivery, RideError> {
+    let mut transaction = store.begin().await?;
+    let mut delivery = store::delivery(&mut *transaction, order_id)
+        .await?
+        .ok_or_else(|| RideError::NoDelivery(order_id.to_owned()))?;
+    delivery.status =
+        domain::apply_rider_action(delivery.status, action).map_err(RideError::NotAllowed)?;
+    let event_type = match action {
+        RiderAction::PickUp => {
+            delivery.picked_up_at = Some(now_millis());
+            DELIVERY_STARTED
+        }
+        RiderAction::Complete => {
+            delivery.delivered_at = Some(now_millis());
+            DELIVERED
+        }
+    };
+    store::save_delivery(&mut transaction, &delivery).await?;
+    let event = delivery_event(event_type, order_id)
+        .map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
+    outbox
+        .append(&mut transaction, DELIVERIES_TOPIC, &event)
+        .await?;
+    transaction.commit().await?;
+    outbox.wake_relay();
+    Ok(delivery)
+}
+
+/// Auto mode: picks up waiting deliveries and completes them after `ride_time`. Driven by the stored state, so
+/// it picks up where it was after a restart.
+pub async fn ride_unattended(
+    store: Store,
+    outbox: Outbox,
+    ride_time: Duration,
+    shutdown: CancellationToken,
+) {
+    let ride_millis = i64::try_from(ride_time.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+        let due = async {
+            let to_pick_up =
+                store::deliveries_in(store.pool(), DeliveryStatus::Waiting, None).await?;
+            let to_complete = store::deliveries_in(
+                store.pool(),
+                DeliveryStatus::Delivering,
+                Some(now_millis() - ride_millis),
+            )
+            .await?;
+            Ok::<_, sqlx::Error>((to_pick_up, to_complete))
+        };
+        let (to_pick_up, to_complete) = match due.await {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::warn!(%error, "auto ride cannot read deliveries");
+                continue;
+            }
+        };
+        let steps = to_pick_up
+            .iter()
+            .map(|id| (id, RiderAction::PickUp))
+            .chain(to_complete.iter().map(|id| (id, RiderAction::Complete)));
+        for (order_id, action) in steps {
+            // A cancellation or a rider's button may have come first; that is not an error.
+            if let Err(error) = ride(&store, &outbox, order_id, action).await {
+                tracing::debug!(%error, order_id, "auto ride skipped a delivery");
+            }
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! The delivery service through its HTTP API and its events, on both stores, over the in-process bus.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use axum::http::StatusCode;
+use food_delivery_delivery::events::{
+    COOKING_FINISHED, DELIVERED, DELIVERY_CANCELLED, DELIVERY_STARTED, ORDER_CANCELLED,
+};
+use food_delivery_delivery::{Settings, start};
+use food_delivery_kit::events::{EventBus, InProcessBus};
+use food_delivery_testkit::{Backend, InProcessService, TestDatabase, eventually};
+use serde_json::json;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+struct DeliveryService(InProcessService);
+
+impl std::ops::Deref for DeliveryService {
+    type Target = InProcessService;
+    fn deref(&self) -> &InProcessService {
+        &self.0
+    }
+}
+
+impl DeliveryService {
+    async fn start(backend: Backend, auto_ride: bool) -> Self {
+        let database = TestDatabase::create(backend).await;
+        let settings = Settings {
+            auto_ride,
+            ride_time: Duration::from_millis(200),
+        };
+        let bus = InProcessBus::new();
+        let (host, api) = start(
+            InProcessService::config(&database),
+            settings,
+            Some(EventBus::InProcess(bus.clone())),
+        )
+        .await
+        .unwrap();
+        let app = host.router(api);
+        Self(InProcessService {
+            database,
+            host,
+            app,
+            bus,
+        })
+    }
+
+    async fn cooked(&self, order_id: &str) {
+        self.publish(
+            "food.kitchen",
+            COOKING_FINISHED,
+            order_id,
+            json!({"orderId": order_id, "lines": []}),
+        )
+        .await;
+        eventually(WAIT, "the delivery", || async {
+            self.status(order_id).await
+        })
+        .await;
+    }
+
+    async fn status(&self, order_id: &str) -> Option<String> {
+        let (status, delivery) = self
+            .call("GET", &format!("/deliveries/{order_id}"), None)
+            .await;
+        (status == StatusCode::OK).then(|| delivery["status"].as_str().unwrap().to_owned())
+    }
+
+    fn events_of(&self, order_id: &str) -> Vec<String> {
+        self.published("food.deliveries")
+            .into_iter()
+            .filter(|(_, subject, _)| subject == order_id)
+            .map(|(event_type, _, _)| event_type)
+            .collect()
+    }
+}
+
+async fn a_cooked_order_is_picked_up_and_delivered(backend: Backend) {
+    let service = DeliveryService::start(backend, false).await;
+    assert_eq!(
+        service.status("order-1").await,
+        None,
+        "nothing before the food is cooked"
+    );
+    service.cooked("order-1").await;
+    assert_eq!(service.status("order-1").await.as_deref(), Some("WAITING"));
+    assert_eq!(
+        service
+            .call("POST", "/deliveries/order-1/complete", None)
+            .await
+            .0,
+        StatusCode::CONFLICT,
+        "not picked up"
+    );
+    assert_eq!(
+        service
+            .call("POST", "/deliveries/order-1/pickup", None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        service
+            .call("POST", "/deliveries/order-1/pickup", None)
+            .await
+            .0,
+        StatusCode::CONFLICT
+    );
+    let (status, delivery) = service
+        .call("POST", "/deliveries/order-1/complete", None)
+        .await;
+    assert_eq!(
+        (status, delivery["status"].as_str()),
+        (StatusCode::OK, Some("DELIVERED"))
+    );
+    eventually(WAIT, "the delivery events", || async {
+        (service.events_of("order-1") == [DELIVERY_STARTED, DELIVERED]).then_some(())
+    })
+    .await;
+    // A cancellation after the handover changes nothing.
+    service
+        .publish(
+            "food.orders",
+            ORDER_CANCELLED,
+            "order-1",
+            json!({"orderId": "order-1"}),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        service.status("order-1").await.as_deref(),
+        Some("DELIVERED")
+    );
+    assert_eq!(service.events_of("order-1"), [DELIVERY_STARTED, DELIVERED]);
+    service.0.stop().await;
+}
+
+async fn a_cancelled_order_stops_its_delivery_once(backend: Backend) {
+    let service = DeliveryService::start(backend, false).await;
+    service.cooked("order-2").await;
+    service
+        .publish(
+            "food.orders",
+            ORDER_CANCELLED,
+            "order-2",
+            json!({"orderId": "order-2"}),
+        )
+        .await;
+    service
+        .publish(
+            "food.orders",
+            ORDER_CANCELLED,
+            "order-2",
+            json!({"orderId": "order-2"}),
+        )
+        .await;
+    service
+        .publish(
+            "food.orders",
+            ORDER_CANCELLED,
+            "order-never-cooked",
+            json!({}),
+        )
+        .await;
+    eventually(WAIT, "the cancellation", || async {
+        (service.status("order-2").await.as_deref() == Some("CANCELLED")).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        service.events_of("order-2"),
+        [DELIVERY_CANCELLED],
+        "cancelled once"
+    );
+    assert_eq!(
+        service.status("order-never-cooked").await,
+        None,
+        "no delivery made up for an order never cooked"
+    );
+    assert_eq!(
+        service
+            .call("POST", "/deliveries/order-2/pickup", None)
+            .await
+            .0,
+        StatusCode::CONFLICT
+    );
+    service.0.stop().await;
+}
+
+food_delivery_testkit::on_both_backends!(
+    a_cooked_order_is_picked_up_and_delivered,
+    a_cancelled_order_stops_its_delivery_once
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_mode_delivers_without_a_rider_and_unknown_routes_are_problems() {
+    let service = DeliveryService::start(Backend::Sqlite, true).await;
+    service.cooked("order-auto").await;
+    eventually(WAIT, "the auto ride", || async {
+        (service.status("order-auto").await.as_deref() == Some("DELIVERED")).then_some(())
+    })
+    .await;
+    assert_eq!(
+        service.events_of("order-auto"),
+        [DELIVERY_STARTED, DELIVERED]
+    );
+    assert_eq!(
+        service
+            .call("POST", "/deliveries/nothing/pickup", None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        service
+            .call("DELETE", "/deliveries/order-auto", None)
+            .await
+            .0,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    service.0.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_every_route_and_is_valid() {
+    let service = DeliveryService::start(Backend::Sqlite, false).await;
+    let (status, document) = service.call("GET", "/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    for (path, method) in [
+        ("/deliveries/{order_id}", "get"),
+        ("/deliveries/{order_id}/pickup", "post"),
+        ("/deliveries/{order_id}/complete", "post"),
+    ] {
+        assert!(
+            document["paths"][path][method].is_object(),
+            "{method} {path} missing from the document"
+        );
+    }
+    food_delivery_testkit::assert_valid_openapi(&document);
+    service.0.stop().await;
+}
