@@ -6,8 +6,7 @@ use food_delivery_delivery::events::{
     COOKING_FINISHED, DELIVERED, DELIVERY_CANCELLED, DELIVERY_STARTED, ORDER_CANCELLED,
 };
 use food_delivery_delivery::{Settings, start};
-use food_delivery_kit::events::{EventBus, InProcessBus};
-use food_delivery_testkit::{Backend, InProcessService, TestDatabase, eventually};
+use food_delivery_testkit::{Backend, InProcessService, eventually};
 use serde_json::json;
 use std::time::Duration;
 
@@ -24,26 +23,14 @@ impl std::ops::Deref for DeliveryService {
 
 impl DeliveryService {
     async fn start(backend: Backend, auto_ride: bool) -> Self {
-        let database = TestDatabase::create(backend).await;
         let settings = Settings {
             auto_ride,
             ride_time: Duration::from_millis(200),
         };
-        let bus = InProcessBus::new();
-        let (host, api) = start(
-            InProcessService::config(&database),
-            settings,
-            Some(EventBus::InProcess(bus.clone())),
+        Self(
+            InProcessService::start_with(backend, |config, bus| start(config, settings, Some(bus)))
+                .await,
         )
-        .await
-        .unwrap();
-        let app = host.router(api);
-        Self(InProcessService {
-            database,
-            host,
-            app,
-            bus,
-        })
     }
 
     async fn cooked(&self, order_id: &str) {

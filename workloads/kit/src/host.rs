@@ -236,6 +236,16 @@ impl ServiceHost {
             .map_err(|source| HostError::Bind { address, source })
     }
 
+    /// Binds the configured address and serves `api` until `shutdown` (what `food-delivery serve` does).
+    pub async fn bind_and_serve(
+        self,
+        api: Router,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), HostError> {
+        let listener = self.bind().await?;
+        self.serve(listener, api, shutdown).await
+    }
+
     /// Serves `api` on `listener` until `shutdown` resolves, then runs the shutdown sequence.
     pub async fn serve(
         self,

@@ -2,7 +2,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use axum::http::StatusCode;
-use food_delivery_kit::events::{EventBus, InProcessBus};
 use food_delivery_kitchen::events::{
     COOKING_FINISHED, COOKING_STARTED, KITCHEN_REJECTED, MENU_ITEM_UPDATED, ORDER_CANCELLED,
     ORDER_PLACED, TICKET_ACCEPTED, TICKET_CANCELLED,
@@ -16,6 +15,14 @@ const WAIT: Duration = Duration::from_secs(10);
 
 struct Kitchen(InProcessService);
 
+fn settings(auto_cook: bool) -> Settings {
+    Settings {
+        starter_menu: default_menu(),
+        auto_cook,
+        cook_time: Duration::from_millis(200),
+    }
+}
+
 impl std::ops::Deref for Kitchen {
     type Target = InProcessService;
     fn deref(&self) -> &InProcessService {
@@ -25,30 +32,21 @@ impl std::ops::Deref for Kitchen {
 
 impl Kitchen {
     async fn start(backend: Backend, auto_cook: bool) -> Self {
-        Self::start_on(TestDatabase::create(backend).await, auto_cook).await
+        Self(
+            InProcessService::start_with(backend, |config, bus| {
+                start(config, settings(auto_cook), Some(bus))
+            })
+            .await,
+        )
     }
 
     async fn start_on(database: TestDatabase, auto_cook: bool) -> Self {
-        let settings = Settings {
-            starter_menu: default_menu(),
-            auto_cook,
-            cook_time: Duration::from_millis(200),
-        };
-        let bus = InProcessBus::new();
-        let (host, api) = start(
-            InProcessService::config(&database),
-            settings,
-            Some(EventBus::InProcess(bus.clone())),
+        Self(
+            InProcessService::start_on(database, |config, bus| {
+                start(config, settings(auto_cook), Some(bus))
+            })
+            .await,
         )
-        .await
-        .unwrap();
-        let app = host.router(api);
-        Self(InProcessService {
-            database,
-            host,
-            app,
-            bus,
-        })
     }
 
     fn kitchen_events(&self) -> Vec<(String, String, Value)> {

@@ -79,6 +79,5 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), HostError> {
     let (host, api) = start(config, settings, None).await?;
-    let listener = host.bind().await?;
-    host.serve(listener, api, shutdown).await
+    host.bind_and_serve(api, shutdown).await
 }

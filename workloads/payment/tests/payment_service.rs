@@ -2,12 +2,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use axum::http::StatusCode;
-use food_delivery_kit::events::{EventBus, InProcessBus};
 use food_delivery_payment::events::{
     ORDER_CANCELLED, ORDER_REJECTED, PAYMENT_APPROVED, PAYMENT_REFUNDED,
 };
 use food_delivery_payment::{Settings, start};
-use food_delivery_testkit::{Backend, InProcessService, TestDatabase, eventually};
+use food_delivery_testkit::{Backend, InProcessService, eventually};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -22,26 +21,14 @@ impl std::ops::Deref for PaymentService {
 
 impl PaymentService {
     async fn start(backend: Backend, approval_limit: i64) -> Self {
-        let database = TestDatabase::create(backend).await;
         let settings = Settings {
             approval_limit,
             latency: Duration::ZERO,
         };
-        let bus = InProcessBus::new();
-        let (host, api) = start(
-            InProcessService::config(&database),
-            settings,
-            Some(EventBus::InProcess(bus.clone())),
+        Self(
+            InProcessService::start_with(backend, |config, bus| start(config, settings, Some(bus)))
+                .await,
         )
-        .await
-        .unwrap();
-        let app = host.router(api);
-        Self(InProcessService {
-            database,
-            host,
-            app,
-            bus,
-        })
     }
 
     async fn authorize(&self, order_id: &str, amount: i64) -> (StatusCode, Value) {

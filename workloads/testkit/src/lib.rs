@@ -377,6 +377,49 @@ pub struct InProcessService {
 }
 
 impl InProcessService {
+    /// Starts a service on a fresh database of `backend` and a fresh in-process bus; `start` is the service's
+    /// own `start(config, settings, Some(bus))`.
+    pub async fn start_with<Start, Started>(backend: Backend, start: Start) -> Self
+    where
+        Start: FnOnce(food_delivery_kit::KitConfig, food_delivery_kit::events::EventBus) -> Started,
+        Started: std::future::Future<
+                Output = Result<
+                    (food_delivery_kit::ServiceHost, axum::Router),
+                    food_delivery_kit::host::HostError,
+                >,
+            >,
+    {
+        Self::start_on(TestDatabase::create(backend).await, start).await
+    }
+
+    /// Like [`Self::start_with`] on an existing database (a restart).
+    pub async fn start_on<Start, Started>(database: TestDatabase, start: Start) -> Self
+    where
+        Start: FnOnce(food_delivery_kit::KitConfig, food_delivery_kit::events::EventBus) -> Started,
+        Started: std::future::Future<
+                Output = Result<
+                    (food_delivery_kit::ServiceHost, axum::Router),
+                    food_delivery_kit::host::HostError,
+                >,
+            >,
+    {
+        let bus = food_delivery_kit::events::InProcessBus::new();
+        let config = Self::config(&database);
+        let (host, api) = start(
+            config,
+            food_delivery_kit::events::EventBus::InProcess(bus.clone()),
+        )
+        .await
+        .unwrap();
+        let app = host.router(api);
+        Self {
+            database,
+            host,
+            app,
+            bus,
+        }
+    }
+
     /// The kit's configuration for a service on `database` (defaults otherwise).
     pub fn config(database: &TestDatabase) -> food_delivery_kit::KitConfig {
         let environment =

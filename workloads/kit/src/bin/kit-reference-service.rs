@@ -211,7 +211,6 @@ async fn run(config: KitConfig) -> Result<(), food_delivery_kit::host::HostError
         .route("/balances/{account}", get(balance))
         .route("/slow", get(slow))
         .with_state(ledger);
-    let listener = host.bind().await?;
-    host.serve(listener, api, food_delivery_kit::shutdown_signal())
+    host.bind_and_serve(api, food_delivery_kit::shutdown_signal())
         .await
 }
