@@ -40,8 +40,7 @@ impl Service {
     /// The issue that delivers the service, while it is not built yet.
     fn arrives_with(self) -> Option<&'static str> {
         match self {
-            Self::Payment | Self::Kitchen | Self::Delivery => None,
-            Self::Order => Some("the ordering-saga work (issue 3)"),
+            Self::Payment | Self::Kitchen | Self::Delivery | Self::Order => None,
             Self::Gateway | Self::Customer | Self::Mypage | Self::Stamp => {
                 Some("the read-side and edge work (issue 4)")
             }
@@ -112,6 +111,13 @@ fn serve(service: Service) -> ExitCode {
                 let settings = food_delivery_delivery::Settings::from_env(&environment)
                     .map_err(ServeError::Config)?;
                 food_delivery_delivery::serve(config, settings, shutdown_signal())
+                    .await
+                    .map_err(ServeError::Host)
+            }
+            Service::Order => {
+                let settings = food_delivery_order::Settings::from_env(&environment)
+                    .map_err(ServeError::Config)?;
+                food_delivery_order::serve(config, settings, shutdown_signal())
                     .await
                     .map_err(ServeError::Host)
             }

@@ -112,7 +112,7 @@ async fn payment_serves_http_and_talks_kafka_and_stops_on_sigterm() {
 #[test]
 fn services_not_built_yet_and_bad_configuration_exit_2_with_a_message() {
     let output = Command::new(BINARY)
-        .args(["serve", "order"])
+        .args(["serve", "mypage"])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
@@ -132,4 +132,15 @@ fn services_not_built_yet_and_bad_configuration_exit_2_with_a_message() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("DATABASE_URL"));
+    let output = Command::new(BINARY)
+        .args(["serve", "order"])
+        .env("DATABASE_URL", "sqlite::memory:")
+        .env_remove("PAYMENT_URL")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("PAYMENT_URL"),
+        "order needs to know where payment is"
+    );
 }

@@ -403,7 +403,29 @@ impl InProcessService {
                 >,
             >,
     {
-        let bus = food_delivery_kit::events::InProcessBus::new();
+        Self::start_on_bus(
+            database,
+            food_delivery_kit::events::InProcessBus::new(),
+            start,
+        )
+        .await
+    }
+
+    /// Like [`Self::start_on`] on a bus shared with other services (a platform in one process).
+    pub async fn start_on_bus<Start, Started>(
+        database: TestDatabase,
+        bus: food_delivery_kit::events::InProcessBus,
+        start: Start,
+    ) -> Self
+    where
+        Start: FnOnce(food_delivery_kit::KitConfig, food_delivery_kit::events::EventBus) -> Started,
+        Started: std::future::Future<
+                Output = Result<
+                    (food_delivery_kit::ServiceHost, axum::Router),
+                    food_delivery_kit::host::HostError,
+                >,
+            >,
+    {
         let config = Self::config(&database);
         let (host, api) = start(
             config,
@@ -435,10 +457,24 @@ impl InProcessService {
         path: &str,
         body: Option<&str>,
     ) -> (axum::http::StatusCode, serde_json::Value) {
+        self.call_with_headers(method, path, body, &[]).await
+    }
+
+    /// Like [`Self::call`] with extra request headers.
+    pub async fn call_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> (axum::http::StatusCode, serde_json::Value) {
         use tower::ServiceExt;
         let mut request = axum::http::Request::builder().method(method).uri(path);
         if body.is_some() {
             request = request.header("content-type", "application/json");
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         let request = request
             .body(

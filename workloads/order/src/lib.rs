@@ -1,0 +1,88 @@
+//! The order service: places an order only once payment has authorized it (the platform's one synchronous call,
+//! guarded by a deadline, a bulkhead and a circuit breaker), follows it through the kitchen and the delivery,
+//! and cancels it until delivery starts. Wiring only; the rules live in `domain`, the HTTP edge in `api`,
+//! reactions to events in `policies`.
+
+pub mod api;
+pub mod domain;
+pub mod events;
+pub mod policies;
+pub mod store;
+
+use axum::Router;
+use food_delivery_kit::client::{CallPolicy, ServiceClient};
+use food_delivery_kit::events::EventBus;
+use food_delivery_kit::host::HostError;
+use food_delivery_kit::{ConfigError, Environment, KitConfig, ServiceHost, ServiceSpec};
+use std::future::Future;
+use std::sync::Arc;
+
+/// What the service is to the kit.
+pub const SPEC: ServiceSpec = ServiceSpec {
+    name: "order",
+    migrations: store::MIGRATIONS,
+    topics: &[
+        events::ORDERS_TOPIC,
+        events::KITCHEN_TOPIC,
+        events::DELIVERIES_TOPIC,
+        events::PAYMENTS_TOPIC,
+    ],
+};
+
+/// The order service's own settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `PAYMENT_URL`, `PAYMENT_TIMEOUT_MS`, `PAYMENT_MAX_CONCURRENT`, `PAYMENT_BREAKER_*`: how to call payment.
+    pub payment: CallPolicy,
+}
+
+impl Settings {
+    /// Reads the settings.
+    pub fn from_env(environment: &Environment) -> Result<Self, ConfigError> {
+        Ok(Self {
+            payment: CallPolicy::from_env(environment, "PAYMENT")?,
+        })
+    }
+}
+
+/// Starts the service's parts (store, bus, relay, the consumer) and returns the host with the API. `bus` replaces
+/// Kafka (the all-in-one mode passes the in-process bus).
+pub async fn start(
+    config: KitConfig,
+    settings: Settings,
+    bus: Option<EventBus>,
+) -> Result<(ServiceHost, Router), HostError> {
+    let payment = ServiceClient::new("payment", settings.payment)
+        .map_err(|error| HostError::Missing(format!("cannot build the payment client: {error}")))?;
+    let mut host = ServiceHost::start(SPEC, config, bus).await?;
+    host.health().add_check(Arc::new(payment.breaker().clone()));
+    let outbox = host.outbox();
+    let topics = [
+        events::KITCHEN_TOPIC,
+        events::DELIVERIES_TOPIC,
+        events::PAYMENTS_TOPIC,
+    ];
+    host.spawn_consumer(
+        SPEC.name,
+        &topics,
+        policies::FollowOrders {
+            outbox: outbox.clone(),
+        },
+    )?;
+    let api = api::routes(api::OrderApi {
+        store: host.store()?,
+        outbox,
+        payment,
+    });
+    Ok((host, api))
+}
+
+/// Runs the service until `shutdown`, as `food-delivery serve order` does.
+pub async fn serve(
+    config: KitConfig,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), HostError> {
+    let (host, api) = start(config, settings, None).await?;
+    host.bind_and_serve(api, shutdown).await
+}

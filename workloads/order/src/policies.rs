@@ -1,0 +1,120 @@
+//! What the order service does when an event arrives: keep its menu replica, follow the order through the
+//! kitchen and the delivery, and turn a kitchen rejection into a rejected order (which gets its refund).
+
+use crate::domain::{self, MenuEntry, Order, OrderStatus};
+use crate::events::{
+    COOKING_FINISHED, COOKING_STARTED, DELIVERED, DELIVERY_STARTED, IGNORED, KITCHEN_REJECTED,
+    KitchenRejectedView, MENU_ITEM_UPDATED, MenuItemView, ORDER_REJECTED, ORDERS_TOPIC, OrderEnded,
+    TICKET_ACCEPTED,
+};
+use crate::store;
+use food_delivery_kit::StoreTransaction;
+use food_delivery_kit::events::{Event, EventHandler, HandlerError, Outbox, PoisonReason};
+use food_delivery_kit::store::now_millis;
+use serde::de::DeserializeOwned;
+
+fn data<T: DeserializeOwned>(event: &Event) -> Result<T, HandlerError> {
+    event.data_as().map_err(|error| {
+        PoisonReason::BadData {
+            event_type: event.event_type.clone(),
+            problem: error.to_string(),
+        }
+        .into()
+    })
+}
+
+/// Follows orders through the kitchen and the delivery.
+#[derive(Debug, Clone)]
+pub struct FollowOrders {
+    /// Where a rejection's event goes.
+    pub outbox: Outbox,
+}
+
+impl EventHandler for FollowOrders {
+    async fn handle(
+        &self,
+        transaction: &mut StoreTransaction,
+        event: &Event,
+    ) -> Result<(), HandlerError> {
+        let reported = match event.event_type.as_str() {
+            MENU_ITEM_UPDATED => {
+                let item: MenuItemView = data(event)?;
+                let entry = MenuEntry {
+                    menu_id: item.menu_id,
+                    name: item.name,
+                    price: item.price,
+                };
+                return Ok(store::save_menu_entry(transaction, &entry).await?);
+            }
+            KITCHEN_REJECTED => return self.reject(transaction, event).await,
+            TICKET_ACCEPTED => OrderStatus::Accepted,
+            COOKING_STARTED => OrderStatus::Cooking,
+            COOKING_FINISHED => OrderStatus::Ready,
+            DELIVERY_STARTED => OrderStatus::Delivering,
+            DELIVERED => OrderStatus::Delivered,
+            known if IGNORED.contains(&known) => return Ok(()),
+            other => return Err(PoisonReason::UnknownType(other.to_owned()).into()),
+        };
+        move_order(transaction, &event.subject, reported, None)
+            .await
+            .map(|_| ())
+    }
+}
+
+impl FollowOrders {
+    async fn reject(
+        &self,
+        transaction: &mut StoreTransaction,
+        event: &Event,
+    ) -> Result<(), HandlerError> {
+        let rejected: KitchenRejectedView = data(event)?;
+        let Some(order) = move_order(
+            transaction,
+            &event.subject,
+            OrderStatus::Rejected,
+            Some(rejected.reason.clone()),
+        )
+        .await?
+        else {
+            return Ok(());
+        };
+        let ended = OrderEnded {
+            order_id: order.order_id.clone(),
+            customer_id: order.customer_id.clone(),
+            reason: rejected.reason,
+            missing_items: rejected.missing_items,
+        };
+        let event = Event::new(ORDER_REJECTED, crate::SPEC.name, &order.order_id, &ended)
+            .map_err(|error| HandlerError::Retry(error.to_string()))?;
+        self.outbox
+            .append(transaction, ORDERS_TOPIC, &event)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Moves an order to `reported` if the lifecycle allows; the moved order, or `None` when it stays.
+async fn move_order(
+    transaction: &mut StoreTransaction,
+    order_id: &str,
+    reported: OrderStatus,
+    reason: Option<String>,
+) -> Result<Option<Order>, HandlerError> {
+    let Some(mut order) = store::order(&mut **transaction, order_id).await? else {
+        tracing::warn!(order_id, "event for an order this service does not have");
+        return Ok(None);
+    };
+    let previous = order.status;
+    let Some(next) = domain::advance(previous, reported) else {
+        return Ok(None);
+    };
+    order.status = next;
+    order.reason = reason.or(order.reason);
+    order.updated_at = now_millis();
+    if !store::save_status(transaction, &order, previous).await? {
+        return Err(HandlerError::Retry(format!(
+            "order {order_id} changed meanwhile"
+        )));
+    }
+    Ok(Some(order))
+}
