@@ -57,6 +57,8 @@ pub fn postgres_admin_url() -> String {
 
 impl TestDatabase {
     pub async fn create(backend: Backend) -> Self {
+        // Tests open their own connections to look inside a service's store.
+        sqlx::any::install_default_drivers();
         match backend {
             Backend::Sqlite => {
                 let directory = tempfile::tempdir().unwrap();
