@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 // The integration tests' fixtures: databases on both stores.
 use food_delivery_testkit as support;
-use support::{Backend, TestDatabase};
+use support::{Backend, TestDatabase, percentile};
 
 const MIGRATIONS: &[Migration] = &[Migration {
     version: 100,
@@ -61,11 +61,6 @@ fn environment_number(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|value| value.parse().ok())
         .unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
 }
 
 /// How the writers commit.
@@ -203,46 +198,12 @@ async fn run(backend: Backend, bootstrap: &str, events: usize, writers: usize, l
     );
 }
 
-fn start_own_broker() -> (std::process::Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("tcp://127.0.0.1:{port}");
-    let child = std::process::Command::new(
-        std::env::var("TANSU_BIN").unwrap_or_else(|_| "tansu".to_owned()),
-    )
-    .args([
-        "broker",
-        "--listener-url",
-        &url,
-        "--advertised-listener-url",
-        &url,
-        "--storage-engine",
-        "memory://tansu/",
-    ])
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::null())
-    .spawn()
-    .expect("tansu must be installed (scripts/test.sh installs it)");
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (child, format!("127.0.0.1:{port}"))
-}
-
 fn main() {
     // `cargo bench` passes `--bench`; anything else (a test filter) is ignored.
     let events = environment_number("BENCH_EVENTS", 5000);
     let writers = environment_number("BENCH_WRITERS", 8);
-    let (mut own_broker, bootstrap) = match std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
-        Ok(bootstrap) => (None, bootstrap),
-        Err(_) => {
-            let (child, bootstrap) = start_own_broker();
-            (Some(child), bootstrap)
-        }
-    };
+    let broker = support::BenchBroker::start();
+    let bootstrap = broker.bootstrap.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -258,9 +219,5 @@ fn main() {
             writers,
             Load::Paced(paced_rate),
         ));
-    }
-    if let Some(child) = own_broker.as_mut() {
-        child.kill().ok();
-        child.wait().ok();
     }
 }

@@ -538,3 +538,62 @@ impl InProcessService {
         self.database.remove().await;
     }
 }
+
+/// A broker for benchmarks: the one `KAFKA_BOOTSTRAP_SERVERS` names, or a tansu of its own (in memory) that is
+/// stopped when this is dropped.
+pub struct BenchBroker {
+    pub bootstrap: String,
+    child: Option<Child>,
+}
+
+impl BenchBroker {
+    pub fn start() -> Self {
+        if let Ok(bootstrap) = std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
+            return Self {
+                bootstrap,
+                child: None,
+            };
+        }
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(tansu_binary())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tansu must be installed (scripts/test.sh installs it)");
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            bootstrap: format!("127.0.0.1:{port}"),
+            child: Some(child),
+        }
+    }
+}
+
+impl Drop for BenchBroker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+}
+
+/// The value at `fraction` (0.5 for the median) of sorted durations.
+pub fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
