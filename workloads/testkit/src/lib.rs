@@ -24,6 +24,7 @@ pub fn kafka_config(bootstrap_servers: String, topic_partitions: i32) -> KafkaCo
         topic_partitions,
         replication_factor: 1,
         fetch_wait_max: std::time::Duration::from_millis(20),
+        group_instance_id: None,
     }
 }
 

@@ -209,8 +209,11 @@ impl KafkaBus {
         group: &str,
         topics: &[String],
     ) -> Result<KafkaSubscription, BusError> {
-        let consumer: StreamConsumer<LagReporter> = self
-            .base_config()
+        let mut config = self.base_config();
+        if let Some(instance) = &self.config.group_instance_id {
+            config.set("group.instance.id", instance);
+        }
+        let consumer: StreamConsumer<LagReporter> = config
             .set("group.id", group)
             // Offsets are stored by the consumer loop after the local transaction commits; librdkafka commits
             // the stored ones in the background and on close.
