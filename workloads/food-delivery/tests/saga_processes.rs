@@ -90,7 +90,13 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// The four services with kitchen and delivery in auto mode.
     async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, true).await
+    }
+
+    /// The four services; kitchen and delivery in auto mode when `auto`, driven by the test otherwise.
+    async fn start_with(backend: Backend, auto: bool) -> Self {
         let directory = tempfile::tempdir().unwrap();
         let prefix = unique("t");
         let ports: BTreeMap<&str, u16> = SERVICES.iter().map(|name| (*name, free_port())).collect();
@@ -106,9 +112,9 @@ impl Cluster {
                 ("KAFKA_TOPIC_PREFIX", prefix.clone()),
                 ("SHUTDOWN_DRAIN_DELAY_MS", "0".to_owned()),
                 ("LOG_LEVEL", "info".to_owned()),
-                ("KITCHEN_AUTO_COOK", "true".to_owned()),
+                ("KITCHEN_AUTO_COOK", auto.to_string()),
                 ("KITCHEN_COOK_TIME_MS", "200".to_owned()),
-                ("DELIVERY_AUTO_RIDE", "true".to_owned()),
+                ("DELIVERY_AUTO_RIDE", auto.to_string()),
                 ("DELIVERY_RIDE_TIME_MS", "200".to_owned()),
                 (
                     "PAYMENT_URL",
@@ -529,5 +535,143 @@ async fn killing_the_kitchen_mid_stream_loses_nothing_and_applies_nothing_twice(
             "{order_id}: accepted, started, finished once each"
         );
     }
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_before_cooking_refunds_and_restocks_and_after_pickup_is_refused() {
+    let cluster = Cluster::start_with(Backend::Sqlite, false).await;
+    let (_, early) = cluster.place("customer-5", "tteokbokki", 3).await;
+    let early = early["orderId"].as_str().unwrap().to_owned();
+    cluster.wait_for_status(&early, "ACCEPTED").await;
+    assert_eq!(cluster.stock_of("tteokbokki").await, 97);
+    let (status, cancelled) = cluster
+        .call(
+            "order",
+            reqwest::Method::POST,
+            &format!("/orders/{early}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, cancelled["status"].as_str()),
+        (200, Some("CANCELLED"))
+    );
+    eventually(WAIT, "the refund", || async {
+        (cluster.payment_status(&early).await == "REFUNDED").then_some(())
+    })
+    .await;
+    eventually(WAIT, "the stock to come back", || async {
+        (cluster.stock_of("tteokbokki").await == 100).then_some(())
+    })
+    .await;
+    let (status, _) = cluster
+        .call(
+            "delivery",
+            reqwest::Method::GET,
+            &format!("/deliveries/{early}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        status, 404,
+        "no delivery for an order cancelled before cooking"
+    );
+
+    let (_, late) = cluster.place("customer-5", "bibimbap", 1).await;
+    let late = late["orderId"].as_str().unwrap().to_owned();
+    cluster.wait_for_status(&late, "ACCEPTED").await;
+    for step in ["start", "finish"] {
+        let (status, _) = cluster
+            .call(
+                "kitchen",
+                reqwest::Method::POST,
+                &format!("/tickets/{late}/{step}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    eventually(WAIT, "the rider to pick it up", || async {
+        let (status, _) = cluster
+            .call(
+                "delivery",
+                reqwest::Method::POST,
+                &format!("/deliveries/{late}/pickup"),
+                None,
+            )
+            .await;
+        (status == 200).then_some(())
+    })
+    .await;
+    cluster.wait_for_status(&late, "DELIVERING").await;
+    let (status, problem) = cluster
+        .call(
+            "order",
+            reqwest::Method::POST,
+            &format!("/orders/{late}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("delivery has started")
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        (
+            cluster.status(&late).await.as_str(),
+            cluster.payment_status(&late).await.as_str()
+        ),
+        ("DELIVERING", "APPROVED")
+    );
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_out_of_stock_order_is_rejected_with_the_missing_dishes_and_refunded_once() {
+    let cluster = Cluster::start_with(Backend::Sqlite, false).await;
+    let body = json!({"name": "Green tea", "price": 300, "stock": 1});
+    assert_eq!(
+        cluster
+            .call(
+                "kitchen",
+                reqwest::Method::PUT,
+                "/menu/green-tea",
+                Some(body)
+            )
+            .await
+            .0,
+        200
+    );
+    let (status, order) = cluster.place("customer-6", "green-tea", 3).await;
+    assert_eq!(status, 201);
+    let order_id = order["orderId"].as_str().unwrap().to_owned();
+    cluster.wait_for_status(&order_id, "REJECTED").await;
+    let (_, rejected) = cluster
+        .call(
+            "order",
+            reqwest::Method::GET,
+            &format!("/orders/{order_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(rejected["reason"], "OUT_OF_STOCK");
+    eventually(WAIT, "the refund", || async {
+        (cluster.payment_status(&order_id).await == "REFUNDED").then_some(())
+    })
+    .await;
+    let kitchen = cluster.events("kitchen", 5 + 1).await;
+    assert_eq!(types_for(&kitchen, &order_id), ["food.kitchen.rejected.v1"]);
+    let payments = cluster.events("payments", 2).await;
+    assert_eq!(
+        types_for(&payments, &order_id),
+        ["food.payment.approved.v1", "food.payment.refunded.v1"],
+        "refunded once"
+    );
+    assert_eq!(cluster.stock_of("green-tea").await, 1, "nothing taken");
     cluster.stop().await;
 }
