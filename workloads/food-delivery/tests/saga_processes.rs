@@ -675,3 +675,162 @@ async fn an_out_of_stock_order_is_rejected_with_the_missing_dishes_and_refunded_
     assert_eq!(cluster.stock_of("green-tea").await, 1, "nothing taken");
     cluster.stop().await;
 }
+
+/// One request that breaks a rule.
+struct BadRequest {
+    service: &'static str,
+    method: reqwest::Method,
+    path: String,
+    body: Option<Value>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_to_every_service_get_problem_json_naming_the_field_and_change_nothing() {
+    let cluster = Cluster::start_with(Backend::Sqlite, false).await;
+    let post = |service, path: &str, body: Value| BadRequest {
+        service,
+        method: reqwest::Method::POST,
+        path: path.to_owned(),
+        body: Some(body),
+    };
+    let bare = |service, method, path: &str| BadRequest {
+        service,
+        method,
+        path: path.to_owned(),
+        body: None,
+    };
+    let cases = [
+        (
+            post(
+                "order",
+                "/orders",
+                json!({"customerId": "c", "items": [{"menuId": "pizza", "qty": 1}]}),
+            ),
+            422,
+            "items[0].menuId",
+        ),
+        (
+            post(
+                "order",
+                "/orders",
+                json!({"customerId": "c", "items": [{"menuId": "bibimbap", "qty": 0}]}),
+            ),
+            422,
+            "items[0].qty",
+        ),
+        (
+            post(
+                "order",
+                "/orders",
+                json!({"items": [{"menuId": "bibimbap", "qty": 1}]}),
+            ),
+            422,
+            "customerId",
+        ),
+        (
+            bare("order", reqwest::Method::GET, "/orders"),
+            400,
+            "customerId",
+        ),
+        (
+            bare("order", reqwest::Method::POST, "/orders/none/cancel"),
+            404,
+            "none",
+        ),
+        (
+            post(
+                "payment",
+                "/payments",
+                json!({"orderId": "o", "customerId": "c", "amount": -1, "qty": 1}),
+            ),
+            422,
+            "amount",
+        ),
+        (
+            bare("payment", reqwest::Method::GET, "/payments/none"),
+            404,
+            "none",
+        ),
+        (
+            BadRequest {
+                service: "kitchen",
+                method: reqwest::Method::PUT,
+                path: "/menu/bibimbap".to_owned(),
+                body: Some(json!({"name": "B", "price": -5, "stock": 1})),
+            },
+            422,
+            "price",
+        ),
+        (
+            bare("kitchen", reqwest::Method::POST, "/tickets/none/start"),
+            404,
+            "none",
+        ),
+        (
+            bare("delivery", reqwest::Method::POST, "/deliveries/none/pickup"),
+            404,
+            "none",
+        ),
+    ];
+    for (
+        BadRequest {
+            service,
+            method,
+            path,
+            body,
+        },
+        expected,
+        names,
+    ) in cases
+    {
+        let mut request = cluster
+            .client
+            .request(method.clone(), cluster.services[service].url(&path));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(
+            response.status().as_u16(),
+            expected,
+            "{service} {method} {path}"
+        );
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{service} {method} {path}"
+        );
+        let problem: Value = response.json().await.unwrap();
+        assert!(
+            problem.to_string().contains(names),
+            "{service} {method} {path}: {problem} does not name {names}"
+        );
+    }
+    let (status, malformed) = {
+        let response = cluster
+            .client
+            .post(cluster.services["order"].url("/orders"))
+            .header("content-type", "application/json")
+            .body("{\"customerId\": ")
+            .send()
+            .await
+            .unwrap();
+        (
+            response.status().as_u16(),
+            response.json::<Value>().await.unwrap(),
+        )
+    };
+    assert_eq!(status, 400, "{malformed}");
+    assert_eq!(
+        cluster.stock_of("bibimbap").await,
+        100,
+        "the menu is unchanged"
+    );
+    let (_, orders) = cluster
+        .call("order", reqwest::Method::GET, "/orders?customerId=c", None)
+        .await;
+    assert_eq!(orders, json!([]), "no order");
+    let payments = cluster.events("payments", 0).await;
+    assert!(payments.is_empty(), "no charge: {payments:?}");
+    cluster.stop().await;
+}
