@@ -659,7 +659,10 @@ async fn an_out_of_stock_order_is_rejected_with_the_missing_dishes_and_refunded_
             None,
         )
         .await;
-    assert_eq!(rejected["reason"], "OUT_OF_STOCK");
+    assert_eq!(
+        rejected["reason"],
+        "OUT_OF_STOCK: green-tea (requested 3, available 1)"
+    );
     eventually(WAIT, "the refund", || async {
         (cluster.payment_status(&order_id).await == "REFUNDED").then_some(())
     })

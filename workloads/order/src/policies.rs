@@ -68,11 +68,12 @@ impl FollowOrders {
         event: &Event,
     ) -> Result<(), HandlerError> {
         let rejected: KitchenRejectedView = data(event)?;
+        let reason = describe_rejection(&rejected);
         let Some(order) = move_order(
             transaction,
             &event.subject,
             OrderStatus::Rejected,
-            Some(rejected.reason.clone()),
+            Some(reason),
         )
         .await?
         else {
@@ -90,6 +91,34 @@ impl FollowOrders {
             .append(transaction, ORDERS_TOPIC, &event)
             .await?;
         Ok(())
+    }
+}
+
+/// The reason a customer sees: the kitchen's reason and what it lacked, e.g.
+/// `OUT_OF_STOCK: green-tea (requested 3, available 1)`.
+fn describe_rejection(rejected: &KitchenRejectedView) -> String {
+    let missing: Vec<String> = rejected
+        .missing_items
+        .as_ref()
+        .and_then(serde_json::Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .map(|item| {
+                    format!(
+                        "{} (requested {}, available {})",
+                        item["menuId"].as_str().unwrap_or("?"),
+                        item["requested"],
+                        item["available"]
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if missing.is_empty() {
+        rejected.reason.clone()
+    } else {
+        format!("{}: {}", rejected.reason, missing.join(", "))
     }
 }
 

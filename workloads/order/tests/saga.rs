@@ -359,7 +359,10 @@ async fn an_out_of_stock_order_is_rejected_with_the_reason_and_refunded_once() {
         .order
         .call("GET", &format!("/orders/{order_id}"), None)
         .await;
-    assert_eq!(rejected["reason"], "OUT_OF_STOCK");
+    assert_eq!(
+        rejected["reason"],
+        "OUT_OF_STOCK: green-tea (requested 3, available 1)"
+    );
     eventually(WAIT, "the refund", || async {
         (platform.payment_of(&order_id).await["status"] == "REFUNDED").then_some(())
     })
