@@ -40,8 +40,8 @@ impl Service {
     /// The issue that delivers the service, while it is not built yet.
     fn arrives_with(self) -> Option<&'static str> {
         match self {
-            Self::Payment | Self::Kitchen | Self::Delivery | Self::Order => None,
-            Self::Gateway | Self::Customer | Self::Mypage | Self::Stamp => {
+            Self::Payment | Self::Kitchen | Self::Delivery | Self::Order | Self::Stamp => None,
+            Self::Gateway | Self::Customer | Self::Mypage => {
                 Some("the read-side and edge work (issue 4)")
             }
         }
@@ -121,6 +121,9 @@ fn serve(service: Service) -> ExitCode {
                     .await
                     .map_err(ServeError::Host)
             }
+            Service::Stamp => food_delivery_stamp::serve(config, shutdown_signal())
+                .await
+                .map_err(ServeError::Host),
             other => unreachable_service(other),
         }
     });

@@ -1,0 +1,60 @@
+//! What the stamp service does when a payment event arrives.
+
+use crate::domain::{self, StampChange};
+use crate::events::{
+    PAYMENT_APPROVED, PAYMENT_REFUNDED, PaymentView, STAMPS_DEDUCTED, STAMPS_EARNED, STAMPS_TOPIC,
+    StampsChanged,
+};
+use crate::store;
+use food_delivery_kit::StoreTransaction;
+use food_delivery_kit::events::{Event, EventHandler, HandlerError, Outbox, PoisonReason};
+
+/// Earns stamps for paid orders and takes them back for refunded ones.
+#[derive(Debug, Clone)]
+pub struct StampPayments {
+    /// Where the stamp events go.
+    pub outbox: Outbox,
+}
+
+impl EventHandler for StampPayments {
+    async fn handle(
+        &self,
+        transaction: &mut StoreTransaction,
+        event: &Event,
+    ) -> Result<(), HandlerError> {
+        let (change, event_type) = match event.event_type.as_str() {
+            PAYMENT_APPROVED => (StampChange::Earn, STAMPS_EARNED),
+            PAYMENT_REFUNDED => (StampChange::Deduct, STAMPS_DEDUCTED),
+            other => return Err(PoisonReason::UnknownType(other.to_owned()).into()),
+        };
+        let payment: PaymentView = event.data_as().map_err(|error| PoisonReason::BadData {
+            event_type: event.event_type.clone(),
+            problem: error.to_string(),
+        })?;
+        let order_id = &event.subject;
+        if !domain::applies(change, store::entry(transaction, order_id).await?) {
+            return Ok(());
+        }
+        match change {
+            StampChange::Earn => {
+                store::earn(transaction, order_id, &payment.customer_id, payment.qty).await?
+            }
+            StampChange::Deduct => store::deduct(transaction, order_id).await?,
+        }
+        let balance = store::card(&mut **transaction, &payment.customer_id)
+            .await?
+            .stamps;
+        let data = StampsChanged {
+            customer_id: payment.customer_id.clone(),
+            order_id: order_id.clone(),
+            qty: payment.qty,
+            balance,
+        };
+        let changed = Event::new(event_type, crate::SPEC.name, order_id, &data)
+            .map_err(|error| HandlerError::Retry(error.to_string()))?;
+        self.outbox
+            .append(transaction, STAMPS_TOPIC, &changed)
+            .await?;
+        Ok(())
+    }
+}
