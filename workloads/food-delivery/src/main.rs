@@ -40,10 +40,13 @@ impl Service {
     /// The issue that delivers the service, while it is not built yet.
     fn arrives_with(self) -> Option<&'static str> {
         match self {
-            Self::Payment | Self::Kitchen | Self::Delivery | Self::Order | Self::Stamp => None,
-            Self::Gateway | Self::Customer | Self::Mypage => {
-                Some("the read-side and edge work (issue 4)")
-            }
+            Self::Payment
+            | Self::Kitchen
+            | Self::Delivery
+            | Self::Order
+            | Self::Stamp
+            | Self::Customer => None,
+            Self::Gateway | Self::Mypage => Some("the read-side and edge work (issue 4)"),
         }
     }
 }
@@ -122,6 +125,9 @@ fn serve(service: Service) -> ExitCode {
                     .map_err(ServeError::Host)
             }
             Service::Stamp => food_delivery_stamp::serve(config, shutdown_signal())
+                .await
+                .map_err(ServeError::Host),
+            Service::Customer => food_delivery_customer::serve(config, shutdown_signal())
                 .await
                 .map_err(ServeError::Host),
             other => unreachable_service(other),
