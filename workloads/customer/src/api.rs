@@ -33,7 +33,10 @@ pub fn routes(api: CustomerApi) -> Router {
             "/customers/{customer_id}",
             get(customer_by_id).patch(update).delete(delete),
         )
-        .route(food_delivery_kit::http::OPENAPI_PATH, get(openapi_document))
+        .route(
+            food_delivery_kit::http::OPENAPI_PATH,
+            get(food_delivery_kit::http::openapi_document::<CustomerApiDocument>),
+        )
         .with_state(api)
 }
 
@@ -48,15 +51,6 @@ pub fn routes(api: CustomerApi) -> Router {
     components(schemas(Customer, Registration, Update, Problem))
 )]
 pub struct CustomerApiDocument;
-
-async fn openapi_document() -> axum::Json<utoipa::openapi::OpenApi> {
-    axum::Json(<CustomerApiDocument as utoipa::OpenApi>::openapi())
-}
-
-fn internal(error: impl std::fmt::Display) -> Problem {
-    tracing::error!(%error, "customer request failed");
-    Problem::internal()
-}
 
 /// `POST /customers` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -101,12 +95,13 @@ async fn commit_announcing(
     event_type: &str,
     data: &impl serde::Serialize,
 ) -> Result<(), Problem> {
-    let event = Event::new(event_type, crate::SPEC.name, customer_id, data).map_err(internal)?;
+    let event =
+        Event::new(event_type, crate::SPEC.name, customer_id, data).map_err(Problem::unexpected)?;
     api.outbox
         .append(&mut transaction, CUSTOMERS_TOPIC, &event)
         .await
-        .map_err(internal)?;
-    transaction.commit().await.map_err(internal)?;
+        .map_err(Problem::unexpected)?;
+    transaction.commit().await.map_err(Problem::unexpected)?;
     api.outbox.wake_relay();
     Ok(())
 }
@@ -140,10 +135,10 @@ async fn register(
         name: customer.name.clone(),
         email: customer.email.clone(),
     };
-    let mut transaction = api.store.begin().await.map_err(internal)?;
+    let mut transaction = api.store.begin().await.map_err(Problem::unexpected)?;
     store::save(&mut transaction, &customer)
         .await
-        .map_err(internal)?;
+        .map_err(Problem::unexpected)?;
     commit_announcing(
         &api,
         transaction,
@@ -171,7 +166,7 @@ async fn customer_by_id(
 ) -> Result<axum::Json<Customer>, Problem> {
     store::customer(api.store.pool(), &customer_id)
         .await
-        .map_err(internal)?
+        .map_err(Problem::unexpected)?
         .map(axum::Json)
         .ok_or_else(|| Problem::not_found(format!("no customer {customer_id}")))
 }
@@ -200,10 +195,10 @@ async fn update(
         )]));
     }
     check(update.name.as_deref(), update.email.as_deref())?;
-    let mut transaction = api.store.begin().await.map_err(internal)?;
+    let mut transaction = api.store.begin().await.map_err(Problem::unexpected)?;
     let customer = store::customer(&mut *transaction, &customer_id)
         .await
-        .map_err(internal)?
+        .map_err(Problem::unexpected)?
         .ok_or_else(|| Problem::not_found(format!("no customer {customer_id}")))?;
     let (updated, changes) = domain::apply_update(
         &customer,
@@ -216,7 +211,7 @@ async fn update(
     }
     store::save(&mut transaction, &updated)
         .await
-        .map_err(internal)?;
+        .map_err(Problem::unexpected)?;
     let data = CustomerUpdated {
         customer_id: customer_id.clone(),
         changes,
@@ -239,10 +234,10 @@ async fn delete(
     State(api): State<CustomerApi>,
     Path(customer_id): Path<String>,
 ) -> Result<StatusCode, Problem> {
-    let mut transaction = api.store.begin().await.map_err(internal)?;
+    let mut transaction = api.store.begin().await.map_err(Problem::unexpected)?;
     if !store::delete(&mut transaction, &customer_id)
         .await
-        .map_err(internal)?
+        .map_err(Problem::unexpected)?
     {
         return Err(Problem::not_found(format!("no customer {customer_id}")));
     }

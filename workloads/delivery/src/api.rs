@@ -25,7 +25,10 @@ pub fn routes(api: DeliveryApi) -> Router {
         .route("/deliveries/{order_id}", get(delivery))
         .route("/deliveries/{order_id}/pickup", post(pick_up))
         .route("/deliveries/{order_id}/complete", post(complete))
-        .route(food_delivery_kit::http::OPENAPI_PATH, get(openapi_document))
+        .route(
+            food_delivery_kit::http::OPENAPI_PATH,
+            get(food_delivery_kit::http::openapi_document::<DeliveryApiDocument>),
+        )
         .with_state(api)
 }
 
@@ -41,20 +44,13 @@ pub fn routes(api: DeliveryApi) -> Router {
 )]
 pub struct DeliveryApiDocument;
 
-async fn openapi_document() -> axum::Json<utoipa::openapi::OpenApi> {
-    axum::Json(<DeliveryApiDocument as utoipa::OpenApi>::openapi())
-}
-
 fn ride_problem(error: RideError) -> Problem {
     match error {
         RideError::NoDelivery(order_id) => {
             Problem::not_found(format!("no delivery for order {order_id}"))
         }
         RideError::NotAllowed(reason) => Problem::conflict(reason),
-        RideError::Store(error) => {
-            tracing::error!(%error, "delivery request failed");
-            Problem::internal()
-        }
+        RideError::Store(error) => Problem::unexpected(error),
     }
 }
 

@@ -10,6 +10,11 @@ use serde::de::DeserializeOwned;
 /// Where every service serves its OpenAPI document, generated from its code.
 pub const OPENAPI_PATH: &str = "/openapi.json";
 
+/// `GET /openapi.json`: the OpenAPI document `Document` derives from the service's code.
+pub async fn openapi_document<Document: utoipa::OpenApi>() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(Document::openapi())
+}
+
 /// A JSON request body. Malformed JSON is a 400; a well-formed body with a missing field or a wrong type is a
 /// 422 naming the field's path; a body over the limit is a 413; a body that is not JSON is a 415.
 #[derive(Debug, Clone, Copy, Default)]

@@ -143,6 +143,12 @@ impl Problem {
         .with_detail("an unexpected error occurred; it has been logged")
     }
 
+    /// 500 for an error nobody expected (a store failure, say): logs the cause, which the client never sees.
+    pub fn unexpected(error: impl std::fmt::Display) -> Self {
+        tracing::error!(%error, "request failed");
+        Self::internal()
+    }
+
     /// The status as a `StatusCode`.
     pub fn status_code(&self) -> StatusCode {
         StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)

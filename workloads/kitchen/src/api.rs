@@ -29,7 +29,10 @@ pub fn routes(api: KitchenApi) -> Router {
         .route("/tickets/{order_id}", get(ticket))
         .route("/tickets/{order_id}/start", post(start_cooking))
         .route("/tickets/{order_id}/finish", post(finish_cooking))
-        .route(food_delivery_kit::http::OPENAPI_PATH, get(openapi_document))
+        .route(
+            food_delivery_kit::http::OPENAPI_PATH,
+            get(food_delivery_kit::http::openapi_document::<KitchenApiDocument>),
+        )
         .with_state(api)
 }
 
@@ -45,22 +48,13 @@ pub fn routes(api: KitchenApi) -> Router {
 )]
 pub struct KitchenApiDocument;
 
-async fn openapi_document() -> axum::Json<utoipa::openapi::OpenApi> {
-    axum::Json(<KitchenApiDocument as utoipa::OpenApi>::openapi())
-}
-
-fn internal(error: impl std::fmt::Display) -> Problem {
-    tracing::error!(%error, "kitchen request failed");
-    Problem::internal()
-}
-
 /// The menu with prices and stock.
 #[utoipa::path(get, path = "/menu", responses((status = 200, description = "Every dish", body = Vec<MenuItem>)))]
 async fn menu(State(api): State<KitchenApi>) -> Result<axum::Json<Vec<MenuItem>>, Problem> {
     store::menu(api.store.pool())
         .await
         .map(axum::Json)
-        .map_err(internal)
+        .map_err(Problem::unexpected)
 }
 
 /// `PUT /menu/{menuId}` body.
@@ -128,17 +122,17 @@ async fn update_menu_item(
         price: change.price,
         stock: change.stock,
     };
-    let event =
-        Event::new(MENU_ITEM_UPDATED, crate::SPEC.name, &item.menu_id, &item).map_err(internal)?;
-    let mut transaction = api.store.begin().await.map_err(internal)?;
+    let event = Event::new(MENU_ITEM_UPDATED, crate::SPEC.name, &item.menu_id, &item)
+        .map_err(Problem::unexpected)?;
+    let mut transaction = api.store.begin().await.map_err(Problem::unexpected)?;
     store::save_menu_item(&mut transaction, &item)
         .await
-        .map_err(internal)?;
+        .map_err(Problem::unexpected)?;
     api.outbox
         .append(&mut transaction, KITCHEN_TOPIC, &event)
         .await
-        .map_err(internal)?;
-    transaction.commit().await.map_err(internal)?;
+        .map_err(Problem::unexpected)?;
+    transaction.commit().await.map_err(Problem::unexpected)?;
     api.outbox.wake_relay();
     Ok(axum::Json(item))
 }
@@ -159,7 +153,7 @@ async fn ticket(
 ) -> Result<axum::Json<Ticket>, Problem> {
     store::ticket(api.store.pool(), &order_id)
         .await
-        .map_err(internal)?
+        .map_err(Problem::unexpected)?
         .map(axum::Json)
         .ok_or_else(|| Problem::not_found(format!("no ticket for order {order_id}")))
 }
@@ -170,7 +164,7 @@ fn cook_problem(error: CookError) -> Problem {
             Problem::not_found(format!("no ticket for order {order_id}"))
         }
         CookError::NotAllowed(reason) => Problem::conflict(reason),
-        CookError::Store(error) => internal(error),
+        CookError::Store(error) => Problem::unexpected(error),
     }
 }
 

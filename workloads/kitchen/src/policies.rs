@@ -41,11 +41,7 @@ impl EventHandler for KitchenOrders {
     ) -> Result<(), HandlerError> {
         match event.event_type.as_str() {
             ORDER_PLACED => {
-                let placed: OrderPlacedView =
-                    event.data_as().map_err(|error| PoisonReason::BadData {
-                        event_type: event.event_type.clone(),
-                        problem: error.to_string(),
-                    })?;
+                let placed: OrderPlacedView = event.decode_data()?;
                 self.reserve(transaction, &event.subject, placed).await
             }
             ORDER_CANCELLED => self.cancel(transaction, &event.subject).await,

@@ -31,7 +31,10 @@ pub fn routes(api: OrderApi) -> Router {
         .route("/orders", post(place_order).get(orders_of_customer))
         .route("/orders/{order_id}", get(order_by_id))
         .route("/orders/{order_id}/cancel", post(cancel_order))
-        .route(food_delivery_kit::http::OPENAPI_PATH, get(openapi_document))
+        .route(
+            food_delivery_kit::http::OPENAPI_PATH,
+            get(food_delivery_kit::http::openapi_document::<OrderApiDocument>),
+        )
         .with_state(api)
 }
 
@@ -46,15 +49,6 @@ pub fn routes(api: OrderApi) -> Router {
     components(schemas(PlaceOrder, RequestedItem, Order, Problem))
 )]
 pub struct OrderApiDocument;
-
-async fn openapi_document() -> axum::Json<utoipa::openapi::OpenApi> {
-    axum::Json(<OrderApiDocument as utoipa::OpenApi>::openapi())
-}
-
-fn internal(error: impl std::fmt::Display) -> Problem {
-    tracing::error!(%error, "order request failed");
-    Problem::internal()
-}
 
 /// `POST /orders` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -245,11 +239,13 @@ async fn place_order(
     let order_id = domain::order_id_for(&request.customer_id, key.as_deref());
     if let Some(existing) = store::order(api.store.pool(), &order_id)
         .await
-        .map_err(internal)?
+        .map_err(Problem::unexpected)?
     {
         return retry_answer(&request, existing);
     }
-    let menu = store::menu(api.store.pool()).await.map_err(internal)?;
+    let menu = store::menu(api.store.pool())
+        .await
+        .map_err(Problem::unexpected)?;
     let (lines, amount) = domain::price(&menu, &request.requested()).map_err(|unknown| {
         Problem::validation(
             unknown
@@ -284,24 +280,25 @@ async fn place_order(
         amount,
         payment_id: order.payment_id.clone(),
     };
-    let event = Event::new(ORDER_PLACED, crate::SPEC.name, &order_id, &placed).map_err(internal)?;
-    let mut transaction = api.store.begin().await.map_err(internal)?;
+    let event = Event::new(ORDER_PLACED, crate::SPEC.name, &order_id, &placed)
+        .map_err(Problem::unexpected)?;
+    let mut transaction = api.store.begin().await.map_err(Problem::unexpected)?;
     if !store::insert_order(&mut transaction, &order)
         .await
-        .map_err(internal)?
+        .map_err(Problem::unexpected)?
     {
-        transaction.rollback().await.map_err(internal)?;
+        transaction.rollback().await.map_err(Problem::unexpected)?;
         let existing = store::order(api.store.pool(), &order_id)
             .await
-            .map_err(internal)?
+            .map_err(Problem::unexpected)?
             .ok_or_else(Problem::internal)?;
         return retry_answer(&request, existing);
     }
     api.outbox
         .append(&mut transaction, ORDERS_TOPIC, &event)
         .await
-        .map_err(internal)?;
-    transaction.commit().await.map_err(internal)?;
+        .map_err(Problem::unexpected)?;
+    transaction.commit().await.map_err(Problem::unexpected)?;
     api.outbox.wake_relay();
     Ok((StatusCode::CREATED, axum::Json(order)))
 }
@@ -322,7 +319,7 @@ async fn order_by_id(
 ) -> Result<axum::Json<Order>, Problem> {
     store::order(api.store.pool(), &order_id)
         .await
-        .map_err(internal)?
+        .map_err(Problem::unexpected)?
         .map(axum::Json)
         .ok_or_else(|| Problem::not_found(format!("no order {order_id}")))
 }
@@ -353,7 +350,7 @@ async fn orders_of_customer(
     store::orders_of(api.store.pool(), &query.customer_id)
         .await
         .map(axum::Json)
-        .map_err(internal)
+        .map_err(Problem::unexpected)
 }
 
 /// Cancels an order until delivery starts. Accepted whatever else is down: it only writes the order and its
@@ -374,10 +371,10 @@ async fn cancel_order(
 ) -> Result<axum::Json<Order>, Problem> {
     // A kitchen or delivery event may change the order between our read and our write; then decide again.
     for _ in 0..3 {
-        let mut transaction = api.store.begin().await.map_err(internal)?;
+        let mut transaction = api.store.begin().await.map_err(Problem::unexpected)?;
         let mut order = store::order(&mut *transaction, &order_id)
             .await
-            .map_err(internal)?
+            .map_err(Problem::unexpected)?
             .ok_or_else(|| Problem::not_found(format!("no order {order_id}")))?;
         let previous = order.status;
         if !domain::cancel(previous).map_err(|refusal| Problem::conflict(refusal.to_string()))? {
@@ -388,7 +385,7 @@ async fn cancel_order(
         order.updated_at = now_millis();
         if !store::save_status(&mut transaction, &order, previous)
             .await
-            .map_err(internal)?
+            .map_err(Problem::unexpected)?
         {
             continue;
         }
@@ -398,13 +395,13 @@ async fn cancel_order(
             reason: "cancelled by the customer".to_owned(),
             missing_items: None,
         };
-        let event =
-            Event::new(ORDER_CANCELLED, crate::SPEC.name, &order_id, &ended).map_err(internal)?;
+        let event = Event::new(ORDER_CANCELLED, crate::SPEC.name, &order_id, &ended)
+            .map_err(Problem::unexpected)?;
         api.outbox
             .append(&mut transaction, ORDERS_TOPIC, &event)
             .await
-            .map_err(internal)?;
-        transaction.commit().await.map_err(internal)?;
+            .map_err(Problem::unexpected)?;
+        transaction.commit().await.map_err(Problem::unexpected)?;
         api.outbox.wake_relay();
         return Ok(axum::Json(order));
     }

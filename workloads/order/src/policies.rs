@@ -11,17 +11,6 @@ use crate::store;
 use food_delivery_kit::StoreTransaction;
 use food_delivery_kit::events::{Event, EventHandler, HandlerError, Outbox, PoisonReason};
 use food_delivery_kit::store::now_millis;
-use serde::de::DeserializeOwned;
-
-fn data<T: DeserializeOwned>(event: &Event) -> Result<T, HandlerError> {
-    event.data_as().map_err(|error| {
-        PoisonReason::BadData {
-            event_type: event.event_type.clone(),
-            problem: error.to_string(),
-        }
-        .into()
-    })
-}
 
 /// Follows orders through the kitchen and the delivery.
 #[derive(Debug, Clone)]
@@ -38,7 +27,7 @@ impl EventHandler for FollowOrders {
     ) -> Result<(), HandlerError> {
         let reported = match event.event_type.as_str() {
             MENU_ITEM_UPDATED => {
-                let item: MenuItemView = data(event)?;
+                let item: MenuItemView = event.decode_data()?;
                 let entry = MenuEntry {
                     menu_id: item.menu_id,
                     name: item.name,
@@ -67,7 +56,7 @@ impl FollowOrders {
         transaction: &mut StoreTransaction,
         event: &Event,
     ) -> Result<(), HandlerError> {
-        let rejected: KitchenRejectedView = data(event)?;
+        let rejected: KitchenRejectedView = event.decode_data()?;
         let reason = describe_rejection(&rejected);
         let Some(order) = move_order(
             transaction,

@@ -167,8 +167,14 @@ impl Platform {
             .unwrap()
     }
 
+    /// Types of the events on `topic` about one order, in order.
     fn events(&self, topic: &str, order_id: &str) -> Vec<String> {
-        self.order.bus_events(topic, order_id)
+        self.order
+            .published(topic)
+            .into_iter()
+            .filter(|(_, subject, _)| subject == order_id)
+            .map(|(event_type, _, _)| event_type)
+            .collect()
     }
 
     async fn stop(self) {
@@ -176,20 +182,6 @@ impl Platform {
             service.stop().await;
         }
         drop(self.bus);
-    }
-}
-
-trait BusEvents {
-    fn bus_events(&self, topic: &str, order_id: &str) -> Vec<String>;
-}
-
-impl BusEvents for InProcessService {
-    fn bus_events(&self, topic: &str, order_id: &str) -> Vec<String> {
-        self.published(topic)
-            .into_iter()
-            .filter(|(_, subject, _)| subject == order_id)
-            .map(|(event_type, _, _)| event_type)
-            .collect()
     }
 }
 

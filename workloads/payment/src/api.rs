@@ -28,7 +28,10 @@ pub fn routes(api: PaymentApi) -> Router {
     Router::new()
         .route("/payments", post(authorize_payment).get(payments_of_order))
         .route("/payments/{payment_id}", get(payment_by_id))
-        .route(food_delivery_kit::http::OPENAPI_PATH, get(openapi_document))
+        .route(
+            food_delivery_kit::http::OPENAPI_PATH,
+            get(food_delivery_kit::http::openapi_document::<PaymentApiDocument>),
+        )
         .with_state(api)
 }
 
@@ -43,10 +46,6 @@ pub fn routes(api: PaymentApi) -> Router {
     components(schemas(Payment, AuthorizePayment, Problem))
 )]
 pub struct PaymentApiDocument;
-
-async fn openapi_document() -> axum::Json<utoipa::openapi::OpenApi> {
-    axum::Json(<PaymentApiDocument as utoipa::OpenApi>::openapi())
-}
 
 /// `POST /payments` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -105,11 +104,6 @@ impl AuthorizePayment {
     }
 }
 
-fn internal(error: impl std::fmt::Display) -> Problem {
-    tracing::error!(%error, "payment request failed");
-    Problem::internal()
-}
-
 /// The answer for a retry: the first result if it asked for the same thing, a conflict otherwise.
 fn existing_answer(
     existing: Payment,
@@ -147,7 +141,7 @@ async fn authorize_payment(
     let request = body.validate()?;
     if let Some(existing) = store::find_by_order(api.store.pool(), &request.order_id)
         .await
-        .map_err(internal)?
+        .map_err(Problem::unexpected)?
     {
         return existing_answer(existing, &request);
     }
@@ -185,25 +179,25 @@ async fn authorize_payment(
         &payment.order_id,
         &approved,
     )
-    .map_err(internal)?;
-    let mut transaction = api.store.begin().await.map_err(internal)?;
+    .map_err(Problem::unexpected)?;
+    let mut transaction = api.store.begin().await.map_err(Problem::unexpected)?;
     if !store::insert_if_first_for_order(&mut transaction, &payment)
         .await
-        .map_err(internal)?
+        .map_err(Problem::unexpected)?
     {
         // A concurrent request for the same order won the race; answer as a retry.
-        transaction.rollback().await.map_err(internal)?;
+        transaction.rollback().await.map_err(Problem::unexpected)?;
         let existing = store::find_by_order(api.store.pool(), &request.order_id)
             .await
-            .map_err(internal)?
+            .map_err(Problem::unexpected)?
             .ok_or_else(Problem::internal)?;
         return existing_answer(existing, &request);
     }
     api.outbox
         .append(&mut transaction, PAYMENTS_TOPIC, &event)
         .await
-        .map_err(internal)?;
-    transaction.commit().await.map_err(internal)?;
+        .map_err(Problem::unexpected)?;
+    transaction.commit().await.map_err(Problem::unexpected)?;
     api.outbox.wake_relay();
     Ok((StatusCode::CREATED, axum::Json(payment)))
 }
@@ -224,7 +218,7 @@ async fn payment_by_id(
 ) -> Result<axum::Json<Payment>, Problem> {
     store::find_by_id(api.store.pool(), &payment_id)
         .await
-        .map_err(internal)?
+        .map_err(Problem::unexpected)?
         .map(axum::Json)
         .ok_or_else(|| Problem::not_found(format!("no payment {payment_id}")))
 }
@@ -254,6 +248,6 @@ async fn payments_of_order(
 ) -> Result<axum::Json<Vec<Payment>>, Problem> {
     let payment = store::find_by_order(api.store.pool(), &query.order_id)
         .await
-        .map_err(internal)?;
+        .map_err(Problem::unexpected)?;
     Ok(axum::Json(payment.into_iter().collect()))
 }

@@ -28,10 +28,7 @@ impl EventHandler for RefundWhenOrderEnds {
             ORDER_PLACED => return Ok(()),
             other => return Err(PoisonReason::UnknownType(other.to_owned()).into()),
         };
-        let ended: OrderEnded = event.data_as().map_err(|error| PoisonReason::BadData {
-            event_type: event.event_type.clone(),
-            problem: error.to_string(),
-        })?;
+        let ended: OrderEnded = event.decode_data()?;
         let order_id = &event.subject;
         let Some(payment) = store::find_by_order(&mut **transaction, order_id).await? else {
             tracing::warn!(

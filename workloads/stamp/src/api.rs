@@ -12,7 +12,10 @@ use food_delivery_kit::{Problem, Store};
 pub fn routes(store: Store) -> Router {
     Router::new()
         .route("/stamps/{customer_id}", get(stamp_card))
-        .route(food_delivery_kit::http::OPENAPI_PATH, get(openapi_document))
+        .route(
+            food_delivery_kit::http::OPENAPI_PATH,
+            get(food_delivery_kit::http::openapi_document::<StampApiDocument>),
+        )
         .with_state(store)
 }
 
@@ -28,10 +31,6 @@ pub fn routes(store: Store) -> Router {
 )]
 pub struct StampApiDocument;
 
-async fn openapi_document() -> axum::Json<utoipa::openapi::OpenApi> {
-    axum::Json(<StampApiDocument as utoipa::OpenApi>::openapi())
-}
-
 /// A customer's stamps (zero for a customer who has not ordered yet).
 #[utoipa::path(
     get,
@@ -46,8 +45,5 @@ async fn stamp_card(
     store::card(store.pool(), &customer_id)
         .await
         .map(axum::Json)
-        .map_err(|error| {
-            tracing::error!(%error, "stamp request failed");
-            Problem::internal()
-        })
+        .map_err(Problem::unexpected)
 }

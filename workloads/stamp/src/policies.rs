@@ -27,10 +27,7 @@ impl EventHandler for StampPayments {
             PAYMENT_REFUNDED => (StampChange::Deduct, STAMPS_DEDUCTED),
             other => return Err(PoisonReason::UnknownType(other.to_owned()).into()),
         };
-        let payment: PaymentView = event.data_as().map_err(|error| PoisonReason::BadData {
-            event_type: event.event_type.clone(),
-            problem: error.to_string(),
-        })?;
+        let payment: PaymentView = event.decode_data()?;
         let order_id = &event.subject;
         if !domain::applies(change, store::entry(transaction, order_id).await?) {
             return Ok(());

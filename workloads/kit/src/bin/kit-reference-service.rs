@@ -73,9 +73,9 @@ async fn record_entry(
         account: request.account,
         amount: request.amount,
     };
-    let event =
-        Event::new(ENTRY_RECORDED, SPEC.name, &recorded.account, &recorded).map_err(internal)?;
-    let mut transaction = ledger.store.begin().await.map_err(internal)?;
+    let event = Event::new(ENTRY_RECORDED, SPEC.name, &recorded.account, &recorded)
+        .map_err(Problem::unexpected)?;
+    let mut transaction = ledger.store.begin().await.map_err(Problem::unexpected)?;
     sqlx::query(
         "INSERT INTO ledger_entries (id, account, amount, created_at) VALUES ($1, $2, $3, $4)",
     )
@@ -85,13 +85,13 @@ async fn record_entry(
     .bind(food_delivery_kit::store::now_millis())
     .execute(&mut *transaction)
     .await
-    .map_err(internal)?;
+    .map_err(Problem::unexpected)?;
     ledger
         .outbox
         .append(&mut transaction, LEDGER_TOPIC, &event)
         .await
-        .map_err(internal)?;
-    transaction.commit().await.map_err(internal)?;
+        .map_err(Problem::unexpected)?;
+    transaction.commit().await.map_err(Problem::unexpected)?;
     ledger.outbox.wake_relay();
     Ok((StatusCode::CREATED, axum::Json(recorded)))
 }
@@ -113,7 +113,7 @@ async fn balance(
             .bind(&account)
             .fetch_optional(ledger.store.pool())
             .await
-            .map_err(internal)?;
+            .map_err(Problem::unexpected)?;
     let (balance, entries) =
         row.ok_or_else(|| Problem::not_found(format!("no balance for account '{account}'")))?;
     Ok(axum::Json(Balance {
@@ -134,11 +134,6 @@ async fn slow(Query(query): Query<SlowQuery>) -> &'static str {
     "done"
 }
 
-fn internal(error: impl std::fmt::Display) -> Problem {
-    tracing::error!(%error, "request failed");
-    Problem::internal()
-}
-
 /// Applies the ledger's own events to the balances.
 struct BalancePolicy;
 
@@ -151,10 +146,7 @@ impl EventHandler for BalancePolicy {
         if event.event_type != ENTRY_RECORDED {
             return Err(PoisonReason::UnknownType(event.event_type.clone()).into());
         }
-        let entry: EntryRecorded = event.data_as().map_err(|error| PoisonReason::BadData {
-            event_type: event.event_type.clone(),
-            problem: error.to_string(),
-        })?;
+        let entry: EntryRecorded = event.decode_data()?;
         sqlx::query(
             "INSERT INTO ledger_balances (account, balance, entries) VALUES ($1, $2, 1)
              ON CONFLICT (account) DO UPDATE SET balance = ledger_balances.balance + excluded.balance,

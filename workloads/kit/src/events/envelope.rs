@@ -71,6 +71,14 @@ impl Event {
         T::deserialize(&self.data)
     }
 
+    /// The data decoded as `T`; data that does not fit makes the event poison (a consumer skips and parks it).
+    pub fn decode_data<T: DeserializeOwned>(&self) -> Result<T, PoisonReason> {
+        self.data_as().map_err(|error| PoisonReason::BadData {
+            event_type: self.event_type.clone(),
+            problem: error.to_string(),
+        })
+    }
+
     /// The wire form of this event on `topic`.
     pub fn to_message(&self, topic: impl Into<String>) -> Message {
         Message {
