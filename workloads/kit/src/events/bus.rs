@@ -23,6 +23,9 @@ pub enum BusError {
     /// The broker did not answer in time.
     #[error("broker unreachable: {0}")]
     Unreachable(String),
+    /// The in-process bus's journal could not be read or written.
+    #[error("event journal: {0}")]
+    Journal(String),
 }
 
 /// A message taken from a subscription, with its coordinates for logging and acknowledgement.
@@ -61,10 +64,7 @@ impl EventBus {
     pub async fn publish_all(&self, messages: Vec<Message>) -> Vec<Result<(), BusError>> {
         match self {
             Self::Kafka(bus) => bus.publish_all(messages).await,
-            Self::InProcess(bus) => messages
-                .into_iter()
-                .map(|message| bus.publish(message))
-                .collect(),
+            Self::InProcess(bus) => bus.publish_all(messages).await,
         }
     }
 

@@ -1,11 +1,41 @@
 //! Topics in memory: one partition each, an append-only log, committed positions per consumer group.
 //! Mirrors Kafka closely enough that a service cannot tell which bus it runs on.
+//!
+//! Optionally backed by a journal (a SQLite file) so the all-in-one mode keeps its topics across restarts, as a
+//! broker would: every message is written to the journal before it is visible to consumers, and committed
+//! positions are saved at checkpoints. A crash between checkpoints only redelivers, which the inbox absorbs.
 
 use super::bus::{BusError, Delivery};
 use super::envelope::Message;
+use crate::store::Store;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::watch;
+
+/// The journal's tables; created when missing, never migrated (the journal holds only what a broker would).
+const JOURNAL_SCHEMA: [&str; 2] = [
+    "CREATE TABLE IF NOT EXISTS kit_bus_messages (
+        topic TEXT NOT NULL,
+        position BIGINT NOT NULL,
+        message_key TEXT NOT NULL,
+        headers TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        PRIMARY KEY (topic, position)
+    )",
+    "CREATE TABLE IF NOT EXISTS kit_bus_positions (
+        consumer_group TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        position BIGINT NOT NULL,
+        PRIMARY KEY (consumer_group, topic)
+    )",
+];
+
+#[derive(Debug)]
+struct Journal {
+    store: Store,
+    /// Held while a batch is written and appended, so journal positions and memory positions agree.
+    append_order: tokio::sync::Mutex<()>,
+}
 
 #[derive(Debug, Default)]
 struct Logs {
@@ -18,6 +48,7 @@ struct Logs {
 pub struct InProcessBus {
     logs: Arc<Mutex<Logs>>,
     appended: Arc<watch::Sender<u64>>,
+    journal: Option<Arc<Journal>>,
 }
 
 impl Default for InProcessBus {
@@ -25,14 +56,160 @@ impl Default for InProcessBus {
         Self {
             logs: Arc::default(),
             appended: Arc::new(watch::Sender::new(0)),
+            journal: None,
         }
     }
 }
 
 impl InProcessBus {
-    /// An empty bus.
+    /// An empty bus that forgets everything when the process ends.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A bus journaled in `store`: topics, messages and the last checkpointed positions come back on reopening.
+    pub async fn durable(store: Store) -> Result<Self, BusError> {
+        for statement in JOURNAL_SCHEMA {
+            sqlx::query(statement)
+                .execute(store.pool())
+                .await
+                .map_err(journal_error)?;
+        }
+        let rows: Vec<(String, i64, String, String, Vec<u8>)> = sqlx::query_as(
+            "SELECT topic, position, message_key, headers, payload FROM kit_bus_messages
+             ORDER BY topic, position",
+        )
+        .fetch_all(store.pool())
+        .await
+        .map_err(journal_error)?;
+        let mut logs = Logs::default();
+        for (topic, position, key, headers, payload) in rows {
+            let headers: Vec<(String, String)> =
+                serde_json::from_str(&headers).map_err(|error| {
+                    BusError::Journal(format!("{topic}@{position}: unreadable headers: {error}"))
+                })?;
+            let log: &mut Vec<Message> = logs.topics.entry(topic.clone()).or_default();
+            if usize::try_from(position).ok() != Some(log.len()) {
+                return Err(BusError::Journal(format!(
+                    "{topic}: position {position} follows {} messages",
+                    log.len()
+                )));
+            }
+            log.push(Message {
+                topic,
+                key,
+                headers,
+                payload,
+            });
+        }
+        let positions: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT consumer_group, topic, position FROM kit_bus_positions")
+                .fetch_all(store.pool())
+                .await
+                .map_err(journal_error)?;
+        for (group, topic, position) in positions {
+            logs.committed.insert((group, topic), position);
+        }
+        Ok(Self {
+            logs: Arc::new(Mutex::new(logs)),
+            appended: Arc::new(watch::Sender::new(0)),
+            journal: Some(Arc::new(Journal {
+                store,
+                append_order: tokio::sync::Mutex::new(()),
+            })),
+        })
+    }
+
+    /// Saves every group's committed position to the journal (a no-op without one). Positions saved late only
+    /// cause redelivery, which consumers absorb, so a periodic checkpoint plus one at shutdown is enough.
+    pub async fn checkpoint(&self) -> Result<(), BusError> {
+        let Some(journal) = &self.journal else {
+            return Ok(());
+        };
+        let committed: Vec<((String, String), i64)> = self
+            .logs()
+            .committed
+            .iter()
+            .map(|(key, position)| (key.clone(), *position))
+            .collect();
+        let mut transaction = journal.store.pool().begin().await.map_err(journal_error)?;
+        for ((group, topic), position) in committed {
+            sqlx::query(
+                "INSERT INTO kit_bus_positions (consumer_group, topic, position) VALUES ($1, $2, $3)
+                 ON CONFLICT (consumer_group, topic) DO UPDATE SET position = excluded.position",
+            )
+            .bind(group)
+            .bind(topic)
+            .bind(position)
+            .execute(&mut *transaction)
+            .await
+            .map_err(journal_error)?;
+        }
+        transaction.commit().await.map_err(journal_error)
+    }
+
+    /// Publishes `messages` in order: journaled first (all or none), then visible to consumers.
+    pub(super) async fn publish_all(&self, messages: Vec<Message>) -> Vec<Result<(), BusError>> {
+        let Some(journal) = &self.journal else {
+            return messages
+                .into_iter()
+                .map(|message| self.publish(message))
+                .collect();
+        };
+        let _in_order = journal.append_order.lock().await;
+        let written = self.write_to_journal(journal, &messages).await;
+        match written {
+            Ok(()) => messages
+                .into_iter()
+                .map(|message| self.publish(message))
+                .collect(),
+            Err(error) => messages
+                .iter()
+                .map(|_| Err(BusError::Journal(error.to_string())))
+                .collect(),
+        }
+    }
+
+    async fn write_to_journal(
+        &self,
+        journal: &Journal,
+        messages: &[Message],
+    ) -> Result<(), BusError> {
+        // Positions continue each topic's log; the append-order lock keeps anyone else from appending meanwhile.
+        let mut next: HashMap<&str, i64> = HashMap::new();
+        {
+            let logs = self.logs();
+            for message in messages {
+                let Some(log) = logs.topics.get(&message.topic) else {
+                    return Err(BusError::Topic {
+                        topic: message.topic.clone(),
+                        problem: "does not exist".to_owned(),
+                    });
+                };
+                next.entry(message.topic.as_str())
+                    .or_insert(i64::try_from(log.len()).unwrap_or(i64::MAX));
+            }
+        }
+        let mut transaction = journal.store.pool().begin().await.map_err(journal_error)?;
+        for message in messages {
+            let position = next.entry(message.topic.as_str()).or_default();
+            let headers = serde_json::to_string(&message.headers)
+                .map_err(|error| BusError::Journal(error.to_string()))?;
+            sqlx::query(
+                "INSERT INTO kit_bus_messages (topic, position, message_key, headers, payload)
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&message.topic)
+            .bind(*position)
+            .bind(&message.key)
+            .bind(headers)
+            .bind(&message.payload)
+            .execute(&mut *transaction)
+            .await
+            .map_err(journal_error)?;
+            *position += 1;
+        }
+        transaction.commit().await.map_err(journal_error)
     }
 
     fn logs(&self) -> MutexGuard<'_, Logs> {
@@ -155,6 +332,10 @@ impl InProcessSubscription {
     }
 }
 
+fn journal_error(error: sqlx::Error) -> BusError {
+    BusError::Journal(error.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,5 +388,54 @@ mod tests {
         assert_eq!(waiter.await.unwrap(), "late");
         assert!(bus.publish(message("food.missing", "x")).is_err());
         assert!(bus.subscribe("g", &["food.missing".to_owned()]).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_journaled_bus_reopens_with_its_messages_and_checkpointed_positions() {
+        let directory = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/events.db", directory.path().display());
+        let topics = vec!["food.orders".to_owned(), "food.kitchen".to_owned()];
+        {
+            let store = Store::connect(&url, 1).await.unwrap();
+            let bus = InProcessBus::durable(store.clone()).await.unwrap();
+            bus.ensure_topics(&topics);
+            let published = bus
+                .publish_all(vec![
+                    message("food.orders", "a"),
+                    message("food.kitchen", "k"),
+                    message("food.orders", "b"),
+                ])
+                .await;
+            assert!(published.iter().all(Result::is_ok));
+            let mut subscription = bus.subscribe("kitchen", &topics[..1]).unwrap();
+            let a = subscription.next().await;
+            subscription.acknowledge(&a);
+            bus.checkpoint().await.unwrap();
+            let b = subscription.next().await;
+            subscription.acknowledge(&b);
+            // No checkpoint after b: as after a crash, b comes again.
+            store.close().await;
+        }
+        let bus = InProcessBus::durable(Store::connect(&url, 1).await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            bus.messages("food.orders")
+                .iter()
+                .map(|message| message.key.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(bus.messages("food.kitchen")[0].payload, b"k");
+        let mut resumed = bus.subscribe("kitchen", &topics[..1]).unwrap();
+        assert_eq!(resumed.next().await.message.key, "b");
+        bus.publish_all(vec![message("food.orders", "c")]).await[0]
+            .as_ref()
+            .unwrap();
+        assert_eq!(resumed.next().await.message.key, "c");
+        assert!(
+            bus.publish_all(vec![message("food.missing", "x")]).await[0].is_err(),
+            "unknown topics are refused before anything is journaled"
+        );
     }
 }

@@ -1,0 +1,286 @@
+//! The proxy: every `/api/...` request goes to the service that owns it, with the route's deadline, the
+//! upstream's circuit breaker and the caller's correlation id. The gateway answers on its own only when the
+//! upstream could not: 503 (not reachable, or its breaker is open), 504 (no answer in time), 502 (a broken
+//! answer), each as problem+json naming the route. Everything the upstream says, 4xx and 5xx included, passes
+//! through unchanged.
+
+use crate::domain::{RouteSpec, route_path};
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use food_delivery_kit::Problem;
+use food_delivery_kit::breaker::{BreakerSettings, CircuitBreaker};
+use food_delivery_kit::telemetry::{CORRELATION_ID_HEADER, current_correlation_id};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceExt;
+
+/// How long a caller is told to wait before retrying a route whose service is not reachable.
+const UNREACHABLE_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Where a route's requests go.
+#[derive(Clone)]
+pub enum Upstream {
+    /// A service over HTTP, at this base URL.
+    Http(String),
+    /// A service in this process (the all-in-one mode): same rules, no network hop.
+    InProcess(Router),
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Http(base) => write!(formatter, "{base}"),
+            Self::InProcess(_) => write!(formatter, "in-process"),
+        }
+    }
+}
+
+/// A route ready to serve.
+#[derive(Debug)]
+struct Route {
+    resource: String,
+    upstream: Upstream,
+    timeout: Duration,
+    breaker: CircuitBreaker,
+}
+
+/// Why an upstream gave no usable answer.
+enum UpstreamFailure {
+    /// Not reachable: connection refused, no such host, connect timeout.
+    Unreachable(String),
+    /// It answered, but not with a whole HTTP response.
+    Broken(String),
+}
+
+/// The gateway's routes and its HTTP client.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    routes: Arc<BTreeMap<String, Route>>,
+    client: reqwest::Client,
+    body_limit: usize,
+}
+
+impl Gateway {
+    /// A gateway over `routes`. Routes to the same upstream share one breaker: a down service is down for all
+    /// its resources.
+    pub fn new(
+        routes: Vec<(RouteSpec, Upstream)>,
+        connect_timeout: Duration,
+        breaker: &BreakerSettings,
+        body_limit: usize,
+    ) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            // Redirects belong to the caller; the gateway is transparent.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let mut breakers: BTreeMap<String, CircuitBreaker> = BTreeMap::new();
+        let routes = routes
+            .into_iter()
+            .map(|(spec, upstream)| {
+                let breaker = breakers
+                    .entry(spec.target.clone())
+                    .or_insert_with(|| CircuitBreaker::new(&spec.target, breaker.clone()))
+                    .clone();
+                let route = Route {
+                    resource: spec.resource.clone(),
+                    upstream,
+                    timeout: spec.timeout,
+                    breaker,
+                };
+                (spec.resource, route)
+            })
+            .collect();
+        Ok(Self {
+            routes: Arc::new(routes),
+            client,
+            body_limit,
+        })
+    }
+
+    /// One breaker per upstream, for readiness details and metrics.
+    pub fn breakers(&self) -> Vec<CircuitBreaker> {
+        let mut seen = BTreeMap::new();
+        for route in self.routes.values() {
+            seen.entry(route.breaker.name().to_owned())
+                .or_insert_with(|| route.breaker.clone());
+        }
+        seen.into_values().collect()
+    }
+
+    /// The gateway's router: everything under `/api/` is proxied.
+    pub fn router(self) -> Router {
+        Router::new()
+            .route("/api/{*path}", axum::routing::any(forward))
+            .with_state(self)
+    }
+}
+
+/// Headers that describe one connection, not the message: never forwarded (RFC 9110, section 7.6.1).
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+fn end_to_end(headers: &HeaderMap) -> HeaderMap {
+    let mut forwarded = headers.clone();
+    for name in HOP_BY_HOP.iter().chain([&header::UPGRADE, &header::HOST]) {
+        forwarded.remove(name);
+    }
+    forwarded
+}
+
+async fn forward(State(gateway): State<Gateway>, request: Request) -> Response {
+    let path = request.uri().path().to_owned();
+    let Some((resource, upstream_path)) = route_path(&path) else {
+        return Problem::not_found(format!("no route for {path}")).into_response();
+    };
+    let Some(route) = gateway.routes.get(resource) else {
+        return Problem::not_found(format!(
+            "no service owns /api/{resource}; routed resources: {}",
+            gateway.routes.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))
+        .into_response();
+    };
+    if !route.breaker.permits_call() {
+        return Problem::unavailable(
+            format!(
+                "the service behind /api/{} is failing; the gateway stopped calling it for a moment",
+                route.resource
+            ),
+            route.breaker.open_for(),
+        )
+        .into_response();
+    }
+    let path_and_query = match request.uri().query() {
+        Some(query) => format!("{upstream_path}?{query}"),
+        None => upstream_path.to_owned(),
+    };
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, gateway.body_limit).await {
+        Ok(body) => body,
+        Err(_) => {
+            return Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Payload too large",
+            )
+            .with_detail(format!("the body exceeds {} bytes", gateway.body_limit))
+            .into_response();
+        }
+    };
+    let mut headers = end_to_end(&parts.headers);
+    if let Some(id) = current_correlation_id().and_then(|id| HeaderValue::from_str(&id).ok()) {
+        headers.insert(CORRELATION_ID_HEADER, id);
+    }
+    if let Some(host) = parts.headers.get(header::HOST) {
+        headers.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
+    }
+    let call = send(&gateway, route, parts.method, &path_and_query, headers, body);
+    match tokio::time::timeout(route.timeout, call).await {
+        Ok(Ok(response)) => {
+            route.breaker.record_success();
+            response
+        }
+        Ok(Err(UpstreamFailure::Unreachable(error))) => {
+            route.breaker.record_failure();
+            tracing::warn!(route = %route.resource, upstream = ?route.upstream, %error, "upstream unreachable");
+            Problem::unavailable(
+                format!(
+                    "the service behind /api/{} is not reachable; try again shortly",
+                    route.resource
+                ),
+                UNREACHABLE_RETRY_AFTER,
+            )
+            .into_response()
+        }
+        Ok(Err(UpstreamFailure::Broken(error))) => {
+            route.breaker.record_failure();
+            tracing::warn!(route = %route.resource, upstream = ?route.upstream, %error, "broken upstream answer");
+            Problem::new(StatusCode::BAD_GATEWAY, "bad-gateway", "Bad gateway")
+                .with_detail(format!(
+                    "the service behind /api/{} gave a broken answer",
+                    route.resource
+                ))
+                .into_response()
+        }
+        Err(_) => {
+            route.breaker.record_failure();
+            tracing::warn!(route = %route.resource, timeout_ms = route.timeout.as_millis() as u64, "upstream timed out");
+            Problem::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "gateway-timeout",
+                "Gateway timeout",
+            )
+            .with_detail(format!(
+                "the service behind /api/{} did not answer within {} ms",
+                route.resource,
+                route.timeout.as_millis()
+            ))
+            .into_response()
+        }
+    }
+}
+
+async fn send(
+    gateway: &Gateway,
+    route: &Route,
+    method: axum::http::Method,
+    path_and_query: &str,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, UpstreamFailure> {
+    match &route.upstream {
+        Upstream::Http(base) => {
+            let answer = gateway
+                .client
+                .request(method, format!("{base}{path_and_query}"))
+                .headers(headers)
+                .body(body)
+                .send()
+                .await
+                .map_err(|error| {
+                    if error.is_connect() {
+                        UpstreamFailure::Unreachable(error.to_string())
+                    } else {
+                        UpstreamFailure::Broken(error.to_string())
+                    }
+                })?;
+            let status = answer.status();
+            let headers = end_to_end(answer.headers());
+            let body = answer
+                .bytes()
+                .await
+                .map_err(|error| UpstreamFailure::Broken(error.to_string()))?;
+            let mut response = Response::new(Body::from(body));
+            *response.status_mut() = status;
+            *response.headers_mut() = headers;
+            Ok(response)
+        }
+        Upstream::InProcess(router) => {
+            let mut request = Request::new(Body::from(body));
+            *request.method_mut() = method;
+            *request.uri_mut() = path_and_query
+                .parse()
+                .map_err(|error: axum::http::uri::InvalidUri| {
+                    UpstreamFailure::Broken(error.to_string())
+                })?;
+            *request.headers_mut() = headers;
+            let response = router
+                .clone()
+                .oneshot(request)
+                .await
+                .unwrap_or_else(|never| match never {});
+            Ok(response)
+        }
+    }
+}

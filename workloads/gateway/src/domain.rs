@@ -1,0 +1,193 @@
+//! The gateway's rules: which service owns a path, how the path is rewritten, and how long a route may take.
+//! Pure; the routes come from configuration (the operator writes them) and are checked once at startup.
+//!
+//! `/api/<resource>/<rest>` goes to the service that owns `<resource>`, as `/<resource>/<rest>`: the services
+//! name their own paths after their resources (`/orders`, `/menu`, `/mypage`), so the gateway only strips `/api`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The prefix every routed path starts with.
+pub const API_PREFIX: &str = "/api";
+
+/// One configured route: a resource and the base URL of the service that owns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// The first path segment after `/api`, e.g. `orders`.
+    pub resource: String,
+    /// Base URL of the owning service, e.g. `http://app-order:8080`.
+    pub target: String,
+    /// How long a request on this route may take, upstream included.
+    pub timeout: Duration,
+}
+
+/// Why a route configuration was refused; `variable` names the setting to fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteError {
+    /// The setting.
+    pub variable: &'static str,
+    /// What is wrong, quoting the offending entry.
+    pub problem: String,
+}
+
+fn route_error(variable: &'static str, problem: String) -> RouteError {
+    RouteError { variable, problem }
+}
+
+/// Settings that hold the routes and their timeout overrides.
+pub const ROUTES_VARIABLE: &str = "GATEWAY_ROUTES";
+/// Per-route timeout overrides.
+pub const TIMEOUTS_VARIABLE: &str = "GATEWAY_ROUTE_TIMEOUTS_MS";
+
+fn valid_resource(resource: &str) -> bool {
+    !resource.is_empty()
+        && resource.len() <= 63
+        && resource
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// Parses `resource=url` entries separated by commas (`orders=http://app-order:8080,menu=http://app-kitchen:8080`)
+/// and `resource=millis` timeout overrides in the same form; routes without an override get `default_timeout`.
+pub fn parse_routes(
+    routes: &str,
+    timeouts: &str,
+    default_timeout: Duration,
+) -> Result<Vec<RouteSpec>, RouteError> {
+    let entries = |raw: &str, variable: &'static str| -> Result<Vec<(String, String)>, RouteError> {
+        raw.split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                let (key, value) = entry.split_once('=').ok_or_else(|| {
+                    route_error(variable, format!("'{entry}' is not of the form resource=value"))
+                })?;
+                let key = key.trim();
+                if !valid_resource(key) {
+                    return Err(route_error(
+                        variable,
+                        format!("'{key}' is not a resource name (lowercase letters, digits, '-')"),
+                    ));
+                }
+                Ok((key.to_owned(), value.trim().to_owned()))
+            })
+            .collect()
+    };
+    let mut overrides = BTreeMap::new();
+    for (resource, millis) in entries(timeouts, TIMEOUTS_VARIABLE)? {
+        let millis: u64 = millis
+            .parse()
+            .ok()
+            .filter(|millis| (1..=600_000).contains(millis))
+            .ok_or_else(|| {
+                route_error(
+                    TIMEOUTS_VARIABLE,
+                    format!("{resource}: '{millis}' is not a number of milliseconds from 1 to 600000"),
+                )
+            })?;
+        overrides.insert(resource, Duration::from_millis(millis));
+    }
+    let mut specs: Vec<RouteSpec> = Vec::new();
+    for (resource, target) in entries(routes, ROUTES_VARIABLE)? {
+        let authority = target
+            .strip_prefix("http://")
+            .or_else(|| target.strip_prefix("https://"))
+            .unwrap_or_default();
+        if authority.is_empty() || authority.starts_with('/') || target.contains(['?', '#']) {
+            return Err(route_error(
+                ROUTES_VARIABLE,
+                format!("{resource}: '{target}' is not an http(s) base URL"),
+            ));
+        }
+        if specs.iter().any(|spec| spec.resource == resource) {
+            return Err(route_error(ROUTES_VARIABLE, format!("{resource} is routed twice")));
+        }
+        specs.push(RouteSpec {
+            timeout: overrides.remove(&resource).unwrap_or(default_timeout),
+            target: target.trim_end_matches('/').to_owned(),
+            resource,
+        });
+    }
+    if specs.is_empty() {
+        return Err(route_error(ROUTES_VARIABLE, "routes nothing; set resource=url entries".to_owned()));
+    }
+    if let Some(resource) = overrides.keys().next() {
+        return Err(route_error(
+            TIMEOUTS_VARIABLE,
+            format!("{resource} has a timeout but no route"),
+        ));
+    }
+    Ok(specs)
+}
+
+/// Splits a request path into the resource that routes it and the path the service sees:
+/// `/api/orders/7/cancel` -> (`orders`, `/orders/7/cancel`). `None` for paths outside `/api/`.
+pub fn route_path(path: &str) -> Option<(&str, &str)> {
+    let upstream_path = path.strip_prefix(API_PREFIX)?;
+    let resource = upstream_path.strip_prefix('/')?.split('/').next()?;
+    (!resource.is_empty()).then_some((resource, upstream_path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEFAULT: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn routes_parse_with_timeouts_and_trailing_slashes() {
+        let routes = parse_routes(
+            "orders=http://app-order:8080/, menu = http://app-kitchen:8080 ,",
+            "orders=3000",
+            DEFAULT,
+        )
+        .unwrap();
+        assert_eq!(
+            routes,
+            [
+                RouteSpec {
+                    resource: "orders".into(),
+                    target: "http://app-order:8080".into(),
+                    timeout: Duration::from_millis(3000),
+                },
+                RouteSpec {
+                    resource: "menu".into(),
+                    target: "http://app-kitchen:8080".into(),
+                    timeout: DEFAULT,
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_route_settings_name_the_variable_and_the_entry() {
+        let refused = |routes: &str, timeouts: &str| parse_routes(routes, timeouts, DEFAULT).unwrap_err();
+        assert_eq!(refused("", "").variable, ROUTES_VARIABLE);
+        assert!(refused("orders", "").problem.contains("'orders'"));
+        assert!(refused("Orders=http://x", "").problem.contains("resource name"));
+        assert!(refused("orders=ftp://x", "").problem.contains("http(s) base URL"));
+        assert!(refused("orders=http://x?y=1", "").problem.contains("http(s) base URL"));
+        assert!(refused("orders=http://x,orders=http://y", "").problem.contains("twice"));
+        let timeout = refused("orders=http://x", "orders=0");
+        assert_eq!(timeout.variable, TIMEOUTS_VARIABLE);
+        assert!(timeout.problem.contains("milliseconds"));
+        assert!(refused("orders=http://x", "menu=100").problem.contains("no route"));
+    }
+
+    #[test]
+    fn only_api_paths_route_and_the_service_sees_its_own_path() {
+        assert_eq!(route_path("/api/orders"), Some(("orders", "/orders")));
+        assert_eq!(
+            route_path("/api/orders/7/cancel"),
+            Some(("orders", "/orders/7/cancel"))
+        );
+        assert_eq!(
+            route_path("/api/mypage/customers/c/history"),
+            Some(("mypage", "/mypage/customers/c/history"))
+        );
+        assert_eq!(route_path("/api"), None);
+        assert_eq!(route_path("/api/"), None);
+        assert_eq!(route_path("/apix/orders"), None);
+        assert_eq!(route_path("/orders"), None);
+    }
+}
