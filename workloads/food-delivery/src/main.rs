@@ -1,8 +1,12 @@
 //! The one food-delivery binary: `serve <service>` runs one service as the operator deploys it, `up` runs the
 //! whole platform in one process. One binary keeps the image, the build and the operator simple.
 
+mod up;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use food_delivery_kit::{Environment, KitConfig, shutdown_signal};
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
@@ -19,8 +23,23 @@ enum Command {
         /// The service to run.
         service: Service,
     },
-    /// Run the whole platform in one process on one port, with SQLite files and an in-process event bus.
-    Up,
+    /// Run the whole platform in one process on one port: SQLite files in a data directory and an in-process
+    /// event bus (or Kafka with --kafka). The environment can override service settings, e.g.
+    /// KITCHEN_COOK_TIME_MS=500.
+    Up {
+        /// Port to listen on.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Address to listen on (0.0.0.0 to be reachable from other machines).
+        #[arg(long, default_value = "127.0.0.1")]
+        host: IpAddr,
+        /// Where the services keep their SQLite files and the event journal; a restart keeps the data.
+        #[arg(long, default_value = "food-delivery-data")]
+        data_dir: PathBuf,
+        /// Use the Kafka broker at HOST:PORT instead of the in-process event bus.
+        #[arg(long, value_name = "HOST:PORT")]
+        kafka: Option<String>,
+    },
 }
 
 /// The services the platform is made of.
@@ -36,39 +55,39 @@ enum Service {
     Stamp,
 }
 
-impl Service {
-    /// The issue that delivers the service, while it is not built yet.
-    fn arrives_with(self) -> Option<&'static str> {
-        match self {
-            Self::Payment
-            | Self::Kitchen
-            | Self::Delivery
-            | Self::Order
-            | Self::Stamp
-            | Self::Customer => None,
-            Self::Gateway | Self::Mypage => Some("the read-side and edge work (issue 4)"),
-        }
-    }
-}
-
 /// Exit code for a configuration error: the operator's Stalled condition and a human both see the message.
 const CONFIGURATION_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { service } => match service.arrives_with() {
-            None => serve(service),
-            Some(issue) => {
-                eprintln!(
-                    "food-delivery: the {service:?} service is not built yet; it arrives with {issue}."
-                );
-                ExitCode::from(CONFIGURATION_ERROR)
+        Command::Serve { service } => serve(service),
+        Command::Up {
+            port,
+            host,
+            data_dir,
+            kafka,
+        } => {
+            let options = up::UpOptions {
+                host,
+                port,
+                data_dir,
+                kafka,
+            };
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    eprintln!("food-delivery: cannot start the async runtime: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(up::run(options, Environment::from_process())) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("food-delivery up: {error:#}");
+                    ExitCode::FAILURE
+                }
             }
-        },
-        Command::Up => {
-            eprintln!("food-delivery: `up` arrives with the read-side and edge work (issue 4).");
-            ExitCode::from(CONFIGURATION_ERROR)
         }
     }
 }
@@ -130,7 +149,16 @@ fn serve(service: Service) -> ExitCode {
             Service::Customer => food_delivery_customer::serve(config, shutdown_signal())
                 .await
                 .map_err(ServeError::Host),
-            other => unreachable_service(other),
+            Service::Mypage => food_delivery_mypage::serve(config, shutdown_signal())
+                .await
+                .map_err(ServeError::Host),
+            Service::Gateway => {
+                let settings = food_delivery_gateway::Settings::from_env(&environment)
+                    .map_err(ServeError::Config)?;
+                food_delivery_gateway::serve(config, settings, shutdown_signal())
+                    .await
+                    .map_err(ServeError::Host)
+            }
         }
     });
     match served {
@@ -155,14 +183,6 @@ fn serve(service: Service) -> ExitCode {
 enum ServeError {
     Config(food_delivery_kit::ConfigError),
     Host(food_delivery_kit::host::HostError),
-}
-
-/// Services without an implementation are turned away before the runtime starts.
-fn unreachable_service(service: Service) -> Result<(), ServeError> {
-    Err(ServeError::Config(food_delivery_kit::ConfigError::new(
-        "service",
-        format!("{service:?} is not built yet"),
-    )))
 }
 
 #[cfg(test)]

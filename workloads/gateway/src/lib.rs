@@ -56,8 +56,7 @@ pub struct Settings {
 
 impl Settings {
     /// Reads `GATEWAY_ROUTES` (`resource=url,...`, required), `GATEWAY_ROUTE_TIMEOUTS_MS` (`resource=ms,...`),
-    /// `GATEWAY_TIMEOUT_MS` (5000), `GATEWAY_CONNECT_TIMEOUT_MS` (1000), `GATEWAY_BREAKER_*` and
-    /// `GATEWAY_CORS_ALLOWED_ORIGINS` (empty: off; `*`: any; else a comma-separated list of origins).
+    /// `GATEWAY_TIMEOUT_MS` (5000) and the rest as [`Settings::with_routes`] does.
     pub fn from_env(environment: &Environment) -> Result<Self, ConfigError> {
         let default_timeout = environment.millis_or("GATEWAY_TIMEOUT_MS", Duration::from_secs(5))?;
         let routes = domain::parse_routes(
@@ -68,6 +67,16 @@ impl Settings {
             default_timeout,
         )
         .map_err(|error| ConfigError::new(error.variable, error.problem))?;
+        Self::with_routes(environment, routes)
+    }
+
+    /// Settings for `routes` given by the caller (the all-in-one mode); reads `GATEWAY_CONNECT_TIMEOUT_MS`
+    /// (1000), `GATEWAY_BREAKER_*` and `GATEWAY_CORS_ALLOWED_ORIGINS` (empty: off; `*`: any; else a
+    /// comma-separated list of origins).
+    pub fn with_routes(
+        environment: &Environment,
+        routes: Vec<RouteSpec>,
+    ) -> Result<Self, ConfigError> {
         Ok(Self {
             routes,
             connect_timeout: environment

@@ -92,10 +92,18 @@ impl StateRecorder {
             BreakerState::HalfOpen => 1,
             BreakerState::Open => 2,
         };
-        self.state.store(code, Ordering::SeqCst);
+        let previous = self.state.swap(code, Ordering::SeqCst);
         metrics::gauge!(crate::metrics::CIRCUIT_BREAKER_STATE, "breaker" => self.name.to_string())
             .set(f64::from(code));
-        tracing::warn!(breaker = %self.name, state = state.as_str(), "circuit breaker changed state");
+        // failsafe reports "closed" when the breaker is built; only real changes are news.
+        if previous == code {
+            return;
+        }
+        if state == BreakerState::Open {
+            tracing::warn!(breaker = %self.name, state = state.as_str(), "circuit breaker opened");
+        } else {
+            tracing::info!(breaker = %self.name, state = state.as_str(), "circuit breaker changed state");
+        }
     }
 }
 

@@ -55,6 +55,11 @@ impl Environment {
         }
     }
 
+    /// Every variable, for a caller that passes the environment on (the all-in-one mode).
+    pub fn variables(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.variables.iter()
+    }
+
     /// The value of a variable; an empty value counts as unset (a ConfigMap key left blank).
     pub fn optional(&self, name: &str) -> Option<String> {
         self.variables
