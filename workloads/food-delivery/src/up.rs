@@ -188,7 +188,12 @@ pub async fn run(options: UpOptions, caller: Environment) -> anyhow::Result<()> 
         let (host, api) = match start_service(name, &environment, bus.clone()).await {
             Ok(started) => started,
             Err(error) => {
-                futures::future::join_all(hosts.into_iter().map(|(_, host): (_, ServiceHost)| host.stop())).await;
+                futures::future::join_all(
+                    hosts
+                        .into_iter()
+                        .map(|(_, host): (_, ServiceHost)| host.stop()),
+                )
+                .await;
                 return Err(error);
             }
         };
@@ -223,7 +228,11 @@ pub async fn run(options: UpOptions, caller: Environment) -> anyhow::Result<()> 
         let stop = checkpoints.clone();
         tokio::spawn(async move {
             let mut every_second = tokio::time::interval(Duration::from_secs(1));
-            while stop.run_until_cancelled(every_second.tick()).await.is_some() {
+            while stop
+                .run_until_cancelled(every_second.tick())
+                .await
+                .is_some()
+            {
                 if let Err(error) = journal.checkpoint().await {
                     tracing::warn!(%error, "cannot checkpoint consumer positions");
                 }
@@ -242,7 +251,10 @@ pub async fn run(options: UpOptions, caller: Environment) -> anyhow::Result<()> 
         journal.checkpoint().await?;
     }
     served?;
-    println!("food-delivery: stopped; the data stays in {}", options.data_dir.display());
+    println!(
+        "food-delivery: stopped; the data stays in {}",
+        options.data_dir.display()
+    );
     Ok(())
 }
 

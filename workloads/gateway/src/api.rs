@@ -147,7 +147,12 @@ async fn forward(State(gateway): State<Gateway>, request: Request) -> Response {
     let Some(route) = gateway.routes.get(resource) else {
         return Problem::not_found(format!(
             "no service owns /api/{resource}; routed resources: {}",
-            gateway.routes.keys().cloned().collect::<Vec<_>>().join(", ")
+            gateway
+                .routes
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
         .into_response();
     };
@@ -185,7 +190,14 @@ async fn forward(State(gateway): State<Gateway>, request: Request) -> Response {
     if let Some(host) = parts.headers.get(header::HOST) {
         headers.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
     }
-    let call = send(&gateway, route, parts.method, &path_and_query, headers, body);
+    let call = send(
+        &gateway,
+        route,
+        parts.method,
+        &path_and_query,
+        headers,
+        body,
+    );
     match tokio::time::timeout(route.timeout, call).await {
         Ok(Ok(response)) => {
             route.breaker.record_success();
@@ -269,11 +281,12 @@ async fn send(
         Upstream::InProcess(router) => {
             let mut request = Request::new(Body::from(body));
             *request.method_mut() = method;
-            *request.uri_mut() = path_and_query
-                .parse()
-                .map_err(|error: axum::http::uri::InvalidUri| {
-                    UpstreamFailure::Broken(error.to_string())
-                })?;
+            *request.uri_mut() =
+                path_and_query
+                    .parse()
+                    .map_err(|error: axum::http::uri::InvalidUri| {
+                        UpstreamFailure::Broken(error.to_string())
+                    })?;
             *request.headers_mut() = headers;
             let response = router
                 .clone()

@@ -54,13 +54,18 @@ pub fn parse_routes(
     timeouts: &str,
     default_timeout: Duration,
 ) -> Result<Vec<RouteSpec>, RouteError> {
-    let entries = |raw: &str, variable: &'static str| -> Result<Vec<(String, String)>, RouteError> {
+    let entries = |raw: &str,
+                   variable: &'static str|
+     -> Result<Vec<(String, String)>, RouteError> {
         raw.split(',')
             .map(str::trim)
             .filter(|entry| !entry.is_empty())
             .map(|entry| {
                 let (key, value) = entry.split_once('=').ok_or_else(|| {
-                    route_error(variable, format!("'{entry}' is not of the form resource=value"))
+                    route_error(
+                        variable,
+                        format!("'{entry}' is not of the form resource=value"),
+                    )
                 })?;
                 let key = key.trim();
                 if !valid_resource(key) {
@@ -82,7 +87,9 @@ pub fn parse_routes(
             .ok_or_else(|| {
                 route_error(
                     TIMEOUTS_VARIABLE,
-                    format!("{resource}: '{millis}' is not a number of milliseconds from 1 to 600000"),
+                    format!(
+                        "{resource}: '{millis}' is not a number of milliseconds from 1 to 600000"
+                    ),
                 )
             })?;
         overrides.insert(resource, Duration::from_millis(millis));
@@ -100,7 +107,10 @@ pub fn parse_routes(
             ));
         }
         if specs.iter().any(|spec| spec.resource == resource) {
-            return Err(route_error(ROUTES_VARIABLE, format!("{resource} is routed twice")));
+            return Err(route_error(
+                ROUTES_VARIABLE,
+                format!("{resource} is routed twice"),
+            ));
         }
         specs.push(RouteSpec {
             timeout: overrides.remove(&resource).unwrap_or(default_timeout),
@@ -109,7 +119,10 @@ pub fn parse_routes(
         });
     }
     if specs.is_empty() {
-        return Err(route_error(ROUTES_VARIABLE, "routes nothing; set resource=url entries".to_owned()));
+        return Err(route_error(
+            ROUTES_VARIABLE,
+            "routes nothing; set resource=url entries".to_owned(),
+        ));
     }
     if let Some(resource) = overrides.keys().next() {
         return Err(route_error(
@@ -161,17 +174,38 @@ mod tests {
 
     #[test]
     fn bad_route_settings_name_the_variable_and_the_entry() {
-        let refused = |routes: &str, timeouts: &str| parse_routes(routes, timeouts, DEFAULT).unwrap_err();
+        let refused =
+            |routes: &str, timeouts: &str| parse_routes(routes, timeouts, DEFAULT).unwrap_err();
         assert_eq!(refused("", "").variable, ROUTES_VARIABLE);
         assert!(refused("orders", "").problem.contains("'orders'"));
-        assert!(refused("Orders=http://x", "").problem.contains("resource name"));
-        assert!(refused("orders=ftp://x", "").problem.contains("http(s) base URL"));
-        assert!(refused("orders=http://x?y=1", "").problem.contains("http(s) base URL"));
-        assert!(refused("orders=http://x,orders=http://y", "").problem.contains("twice"));
+        assert!(
+            refused("Orders=http://x", "")
+                .problem
+                .contains("resource name")
+        );
+        assert!(
+            refused("orders=ftp://x", "")
+                .problem
+                .contains("http(s) base URL")
+        );
+        assert!(
+            refused("orders=http://x?y=1", "")
+                .problem
+                .contains("http(s) base URL")
+        );
+        assert!(
+            refused("orders=http://x,orders=http://y", "")
+                .problem
+                .contains("twice")
+        );
         let timeout = refused("orders=http://x", "orders=0");
         assert_eq!(timeout.variable, TIMEOUTS_VARIABLE);
         assert!(timeout.problem.contains("milliseconds"));
-        assert!(refused("orders=http://x", "menu=100").problem.contains("no route"));
+        assert!(
+            refused("orders=http://x", "menu=100")
+                .problem
+                .contains("no route")
+        );
     }
 
     #[test]

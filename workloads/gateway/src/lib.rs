@@ -58,7 +58,8 @@ impl Settings {
     /// Reads `GATEWAY_ROUTES` (`resource=url,...`, required), `GATEWAY_ROUTE_TIMEOUTS_MS` (`resource=ms,...`),
     /// `GATEWAY_TIMEOUT_MS` (5000) and the rest as [`Settings::with_routes`] does.
     pub fn from_env(environment: &Environment) -> Result<Self, ConfigError> {
-        let default_timeout = environment.millis_or("GATEWAY_TIMEOUT_MS", Duration::from_secs(5))?;
+        let default_timeout =
+            environment.millis_or("GATEWAY_TIMEOUT_MS", Duration::from_secs(5))?;
         let routes = domain::parse_routes(
             &environment.required(domain::ROUTES_VARIABLE)?,
             &environment
@@ -107,10 +108,14 @@ fn cors_origins(raw: &str) -> Result<CorsOrigins, ConfigError> {
             }) {
                 return Err(ConfigError::new(
                     "GATEWAY_CORS_ALLOWED_ORIGINS",
-                    format!("'{bad}' is not an origin like https://shop.example.org (or use * alone)"),
+                    format!(
+                        "'{bad}' is not an origin like https://shop.example.org (or use * alone)"
+                    ),
                 ));
             }
-            Ok(CorsOrigins::List(list.iter().map(|origin| (*origin).to_owned()).collect()))
+            Ok(CorsOrigins::List(
+                list.iter().map(|origin| (*origin).to_owned()).collect(),
+            ))
         }
     }
 }
@@ -165,14 +170,22 @@ pub async fn start(
     for spec in settings.routes {
         let upstream = match spec.target.strip_prefix(IN_PROCESS_SCHEME) {
             Some(name) => Upstream::InProcess(in_process.get(name).cloned().ok_or_else(|| {
-                HostError::Missing(format!("no in-process service {name} for /api/{}", spec.resource))
+                HostError::Missing(format!(
+                    "no in-process service {name} for /api/{}",
+                    spec.resource
+                ))
             })?),
             None => Upstream::Http(spec.target.clone()),
         };
         routes.push((spec, upstream));
     }
-    let gateway = Gateway::new(routes, settings.connect_timeout, &settings.breaker, body_limit)
-        .map_err(|error| HostError::Missing(format!("cannot build the HTTP client: {error}")))?;
+    let gateway = Gateway::new(
+        routes,
+        settings.connect_timeout,
+        &settings.breaker,
+        body_limit,
+    )
+    .map_err(|error| HostError::Missing(format!("cannot build the HTTP client: {error}")))?;
     for breaker in gateway.breakers() {
         host.health().add_check(Arc::new(breaker));
     }
@@ -200,9 +213,15 @@ mod tests {
     #[test]
     fn settings_come_from_the_environment_with_clear_errors() {
         let environment = Environment::from_pairs([
-            ("GATEWAY_ROUTES", "orders=http://order:8080,menu=http://kitchen:8080"),
+            (
+                "GATEWAY_ROUTES",
+                "orders=http://order:8080,menu=http://kitchen:8080",
+            ),
             ("GATEWAY_ROUTE_TIMEOUTS_MS", "orders=2500"),
-            ("GATEWAY_CORS_ALLOWED_ORIGINS", "https://shop.example.org, http://localhost:3000"),
+            (
+                "GATEWAY_CORS_ALLOWED_ORIGINS",
+                "https://shop.example.org, http://localhost:3000",
+            ),
         ]);
         let settings = Settings::from_env(&environment).unwrap();
         assert_eq!(settings.routes.len(), 2);

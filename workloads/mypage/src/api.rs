@@ -121,7 +121,5 @@ async fn customer_history(
         .await
         .map_err(Problem::unexpected)?
         .map(axum::Json)
-        .ok_or_else(|| {
-            Problem::not_found(format!("no customer {customer_id} seen yet {NOT_SEEN}"))
-        })
+        .ok_or_else(|| Problem::not_found(format!("no customer {customer_id} seen yet {NOT_SEEN}")))
 }

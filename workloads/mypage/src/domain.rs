@@ -403,13 +403,38 @@ mod tests {
                 json!({"orderId": "o", "customerId": "c", "amount": 1800, "paymentId": "p",
                        "items": [{"menuId": "m", "name": "Bibimbap", "unitPrice": 900, "qty": 2}]}),
             ),
-            event("2", events::PAYMENT_APPROVED, 0, json!({"customerId": "c", "amount": 1800, "qty": 2})),
-            event("3", events::STAMPS_EARNED, 1, json!({"customerId": "c", "qty": 2, "balance": 2})),
+            event(
+                "2",
+                events::PAYMENT_APPROVED,
+                0,
+                json!({"customerId": "c", "amount": 1800, "qty": 2}),
+            ),
+            event(
+                "3",
+                events::STAMPS_EARNED,
+                1,
+                json!({"customerId": "c", "qty": 2, "balance": 2}),
+            ),
             event("4", events::TICKET_ACCEPTED, 1, json!({"orderId": "o"})),
-            event("5", events::ORDER_CANCELLED, 2, json!({"customerId": "c", "reason": "changed my mind"})),
+            event(
+                "5",
+                events::ORDER_CANCELLED,
+                2,
+                json!({"customerId": "c", "reason": "changed my mind"}),
+            ),
             event("6", events::COOKING_STARTED, 2, json!({"orderId": "o"})),
-            event("7", events::PAYMENT_REFUNDED, 3, json!({"customerId": "c", "amount": 1800, "qty": 2})),
-            event("8", events::STAMPS_DEDUCTED, 4, json!({"customerId": "c", "qty": 2, "balance": 0})),
+            event(
+                "7",
+                events::PAYMENT_REFUNDED,
+                3,
+                json!({"customerId": "c", "amount": 1800, "qty": 2}),
+            ),
+            event(
+                "8",
+                events::STAMPS_DEDUCTED,
+                4,
+                json!({"customerId": "c", "qty": 2, "balance": 0}),
+            ),
         ]
     }
 
@@ -427,20 +452,40 @@ mod tests {
     #[test]
     fn a_cancelled_order_shows_the_refund_the_stamps_and_the_reason() {
         let trace = order_trace("o", cancelled_order());
-        assert_eq!(trace.status, Some(OrderStatus::Cancelled), "cooking late does not undo it");
+        assert_eq!(
+            trace.status,
+            Some(OrderStatus::Cancelled),
+            "cooking late does not undo it"
+        );
         assert_eq!(trace.customer_id.as_deref(), Some("c"));
         assert_eq!(trace.items[0].name, "Bibimbap");
         assert_eq!(trace.amount, Some(1800));
         assert_eq!(
             trace.payment,
-            Some(PaymentSummary { status: "REFUNDED".into(), amount: 1800, refunded_amount: 1800 })
+            Some(PaymentSummary {
+                status: "REFUNDED".into(),
+                amount: 1800,
+                refunded_amount: 1800
+            })
         );
-        assert_eq!(trace.stamps, StampSummary { earned: 2, deducted: 2 });
+        assert_eq!(
+            trace.stamps,
+            StampSummary {
+                earned: 2,
+                deducted: 2
+            }
+        );
         assert_eq!(trace.reason.as_deref(), Some("changed my mind"));
         assert_eq!(trace.timeline.len(), 8);
         assert_eq!(trace.timeline[0].event, "OrderPlaced");
-        assert_eq!(trace.timeline[1].event, "PaymentApproved", "ties go in lifecycle order");
-        assert_eq!(trace.placed_at.as_deref(), Some("2023-11-14T22:13:20.000000Z"));
+        assert_eq!(
+            trace.timeline[1].event, "PaymentApproved",
+            "ties go in lifecycle order"
+        );
+        assert_eq!(
+            trace.placed_at.as_deref(),
+            Some("2023-11-14T22:13:20.000000Z")
+        );
         assert_eq!(trace.updated_at, "2023-11-14T22:13:24.000000Z");
     }
 
@@ -449,10 +494,19 @@ mod tests {
         let events = vec![
             event("1", events::COOKING_FINISHED, 5, json!({})),
             event("2", events::ORDER_PLACED, 1, json!({"customerId": "c"})),
-            event("3", events::KITCHEN_REJECTED, 2, json!({"reason": "OUT_OF_STOCK"})),
+            event(
+                "3",
+                events::KITCHEN_REJECTED,
+                2,
+                json!({"reason": "OUT_OF_STOCK"}),
+            ),
         ];
         let trace = order_trace("o", events);
-        assert_eq!(trace.status, Some(OrderStatus::Ready), "a kitchen rejection alone is not the order's end");
+        assert_eq!(
+            trace.status,
+            Some(OrderStatus::Ready),
+            "a kitchen rejection alone is not the order's end"
+        );
         let rejected = order_trace(
             "o",
             vec![
@@ -489,11 +543,21 @@ mod tests {
         ];
         let history = customer_history("c", events);
         let kinds: Vec<HistoryKind> = history.history.iter().map(|entry| entry.kind).collect();
-        assert_eq!(kinds, [HistoryKind::New, HistoryKind::Modified, HistoryKind::Deleted]);
+        assert_eq!(
+            kinds,
+            [
+                HistoryKind::New,
+                HistoryKind::Modified,
+                HistoryKind::Deleted
+            ]
+        );
         assert_eq!(history.name.as_deref(), Some("Ada"));
         assert_eq!(history.email.as_deref(), Some("b@x.org"));
         assert!(history.deleted);
         assert_eq!(history.history[1].changes["email"]["to"], "b@x.org");
-        assert_eq!(serde_json::to_value(&history.history[0]).unwrap()["kind"], "NEW");
+        assert_eq!(
+            serde_json::to_value(&history.history[0]).unwrap()["kind"],
+            "NEW"
+        );
     }
 }
