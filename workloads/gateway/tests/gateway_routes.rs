@@ -1,0 +1,336 @@
+//! The gateway over real sockets: routing and rewriting, what passes through unchanged, and what the gateway
+//! answers itself when an upstream is down, slow or failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use food_delivery_gateway::{Settings, start};
+use food_delivery_kit::{Environment, KitConfig};
+use food_delivery_testkit::free_port;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// An upstream that echoes what it received, can be slow, and can refuse bad input as a service does.
+async fn echo(request: Request) -> axum::response::Response {
+    let path = request.uri().path().to_owned();
+    if path.ends_with("/slow") {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    if path.ends_with("/bad") {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            [("content-type", "application/problem+json")],
+            r#"{"type":"about:blank","title":"Unprocessable","status":422,"detail":"qty: must be positive"}"#,
+        )
+            .into_response();
+    }
+    let headers: &HeaderMap = request.headers();
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let seen = json!({
+        "method": request.method().as_str(),
+        "path": path,
+        "query": request.uri().query(),
+        "correlation": header("x-correlation-id"),
+        "forwardedHost": header("x-forwarded-host"),
+        "connection": header("connection"),
+    });
+    let body = axum::body::to_bytes(request.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    let mut seen = seen;
+    seen["body"] = Value::String(String::from_utf8_lossy(&body).into_owned());
+    (StatusCode::CREATED, axum::Json(seen)).into_response()
+}
+
+async fn start_upstream() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        axum::serve(listener, Router::new().fallback(echo))
+            .await
+            .unwrap();
+    });
+    port
+}
+
+struct RunningGateway {
+    base: String,
+    stop: CancellationToken,
+    served: tokio::task::JoinHandle<()>,
+}
+
+impl RunningGateway {
+    async fn start(pairs: Vec<(&str, String)>) -> Self {
+        let port = free_port();
+        let mut pairs: Vec<(String, String)> = pairs
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value))
+            .collect();
+        pairs.push(("HTTP_HOST".into(), "127.0.0.1".into()));
+        pairs.push(("HTTP_PORT".into(), port.to_string()));
+        pairs.push(("SHUTDOWN_DRAIN_DELAY_MS".into(), "0".into()));
+        let environment = Environment::from_pairs(pairs);
+        let config = KitConfig::from_env(&environment).unwrap();
+        let settings = Settings::from_env(&environment).unwrap();
+        let (host, api) = start(config, settings, &BTreeMap::new()).await.unwrap();
+        let stop = CancellationToken::new();
+        let listener = host.bind().await.unwrap();
+        let shutdown = stop.clone().cancelled_owned();
+        let served =
+            tokio::spawn(async move { host.serve(listener, api, shutdown).await.unwrap() });
+        Self {
+            base: format!("http://127.0.0.1:{port}"),
+            stop,
+            served,
+        }
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        self.served.await.unwrap();
+    }
+}
+
+async fn send(request: reqwest::RequestBuilder) -> (StatusCode, HeaderMap, Value) {
+    let response = request.send().await.unwrap();
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+    let headers = response.headers().clone();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, headers, body)
+}
+
+fn is_problem(headers: &HeaderMap) -> bool {
+    headers["content-type"] == "application/problem+json"
+}
+
+#[tokio::test]
+async fn every_route_reaches_its_service_with_path_query_body_and_correlation_id() {
+    let orders = start_upstream().await;
+    let kitchen = start_upstream().await;
+    let gateway = RunningGateway::start(vec![(
+        "GATEWAY_ROUTES",
+        format!("orders=http://127.0.0.1:{orders},menu=http://127.0.0.1:{kitchen},tickets=http://127.0.0.1:{kitchen}"),
+    )])
+    .await;
+    let client = reqwest::Client::new();
+    let (status, headers, seen) = send(
+        client
+            .post(format!("{}/api/orders/7/cancel?why=late", gateway.base))
+            .header("x-request-id", "trace-me-42")
+            .header("content-type", "application/json")
+            .body(r#"{"reason":"late"}"#),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "the upstream's status passes through"
+    );
+    assert_eq!(seen["method"], "POST");
+    assert_eq!(
+        seen["path"], "/orders/7/cancel",
+        "/api is stripped, the rest kept"
+    );
+    assert_eq!(seen["query"], "why=late");
+    assert_eq!(seen["body"], r#"{"reason":"late"}"#);
+    assert_eq!(
+        seen["correlation"], "trace-me-42",
+        "the caller's request id travels on"
+    );
+    assert_eq!(headers["x-correlation-id"], "trace-me-42", "and comes back");
+    assert!(
+        seen["forwardedHost"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+    for path in ["/api/menu", "/api/tickets/9", "/api/orders"] {
+        let (status, _, seen) = send(client.get(format!("{}{path}", gateway.base))).await;
+        assert_eq!(status, StatusCode::CREATED, "{path}");
+        assert_eq!(seen["path"], path.trim_start_matches("/api"));
+    }
+    let (status, headers, problem) =
+        send(client.get(format!("{}/api/payments/1", gateway.base))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(is_problem(&headers));
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("menu, orders, tickets"),
+        "{problem}"
+    );
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_the_services_4xx_unchanged() {
+    let orders = start_upstream().await;
+    let gateway = RunningGateway::start(vec![(
+        "GATEWAY_ROUTES",
+        format!("orders=http://127.0.0.1:{orders}"),
+    )])
+    .await;
+    let (status, headers, problem) = send(
+        reqwest::Client::new()
+            .post(format!("{}/api/orders/bad", gateway.base))
+            .body("{}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(is_problem(&headers));
+    assert_eq!(problem["detail"], "qty: must be positive");
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn a_stopped_upstream_gets_a_quick_503_and_other_routes_are_unaffected() {
+    let orders = start_upstream().await;
+    let stopped = free_port();
+    let gateway = RunningGateway::start(vec![(
+        "GATEWAY_ROUTES",
+        format!("orders=http://127.0.0.1:{orders},stamps=http://127.0.0.1:{stopped}"),
+    )])
+    .await;
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let (status, headers, problem) =
+        send(client.get(format!("{}/api/stamps/c-1", gateway.base))).await;
+    let took = started.elapsed();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
+    assert!(is_problem(&headers));
+    assert_eq!(headers["retry-after"], "1");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("/api/stamps"),
+        "{problem}"
+    );
+    assert!(took < Duration::from_secs(2), "failing took {took:?}");
+    let (status, _, _) = send(client.get(format!("{}/api/orders/1", gateway.base))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_upstream_gets_504_at_the_route_deadline_then_its_breaker_fails_fast() {
+    let orders = start_upstream().await;
+    let mypage = start_upstream().await;
+    let gateway = RunningGateway::start(vec![
+        (
+            "GATEWAY_ROUTES",
+            format!("orders=http://127.0.0.1:{orders},mypage=http://127.0.0.1:{mypage}"),
+        ),
+        ("GATEWAY_ROUTE_TIMEOUTS_MS", "mypage=300".to_owned()),
+        ("GATEWAY_BREAKER_MINIMUM_CALLS", "2".to_owned()),
+        ("GATEWAY_BREAKER_OPEN_SECONDS", "30".to_owned()),
+    ])
+    .await;
+    let client = reqwest::Client::new();
+    for _ in 0..2 {
+        let started = Instant::now();
+        let (status, headers, problem) =
+            send(client.get(format!("{}/api/mypage/slow", gateway.base))).await;
+        assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{problem}");
+        assert!(is_problem(&headers));
+        assert!(
+            problem["detail"].as_str().unwrap().contains("300 ms"),
+            "{problem}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    let started = Instant::now();
+    let (status, headers, _) = send(client.get(format!("{}/api/mypage/fast", gateway.base))).await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the breaker is open"
+    );
+    assert_eq!(headers["retry-after"], "30");
+    assert!(started.elapsed() < Duration::from_millis(200));
+    let (status, _, ready) = send(client.get(format!("{}/health/ready", gateway.base))).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "an open breaker does not make the gateway unready: {ready}"
+    );
+    assert_eq!(
+        ready["checks"][format!("breaker:http://127.0.0.1:{mypage}")]["state"],
+        "open"
+    );
+    let (status, _, _) = send(client.get(format!("{}/api/orders/1", gateway.base))).await;
+    assert_eq!(status, StatusCode::CREATED, "other routes flow");
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn cors_lets_configured_origins_in_and_no_others() {
+    let orders = start_upstream().await;
+    let gateway = RunningGateway::start(vec![
+        (
+            "GATEWAY_ROUTES",
+            format!("orders=http://127.0.0.1:{orders}"),
+        ),
+        (
+            "GATEWAY_CORS_ALLOWED_ORIGINS",
+            "https://shop.example.org".to_owned(),
+        ),
+    ])
+    .await;
+    let client = reqwest::Client::new();
+    let preflight = |origin: &'static str| {
+        client
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{}/api/orders", gateway.base),
+            )
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "content-type,idempotency-key",
+            )
+            .send()
+    };
+    let allowed = preflight("https://shop.example.org").await.unwrap();
+    assert!(allowed.status().is_success());
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://shop.example.org"
+    );
+    let methods = allowed.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(methods.contains("POST"), "{methods}");
+    let other = preflight("https://evil.example.com").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    let response = client
+        .get(format!("{}/api/orders/1", gateway.base))
+        .header("origin", "https://shop.example.org")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "https://shop.example.org"
+    );
+    let exposed = response.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(exposed.contains("x-correlation-id"), "{exposed}");
+    gateway.stop().await;
+}
