@@ -2,6 +2,8 @@
 //! service its own process, store and port. Shared by the process-level tests.
 #![allow(dead_code)]
 
+pub mod scenarios;
+
 use food_delivery_kit::config::KafkaConfig;
 use food_delivery_kit::events::{Event, EventBus, KafkaBus};
 use food_delivery_testkit::{
