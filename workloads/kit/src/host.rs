@@ -103,6 +103,8 @@ impl ServiceHost {
             None => None,
         };
         let bus = match (bus, &config.kafka) {
+            // A service without topics (the gateway) neither needs the broker nor depends on it for readiness.
+            _ if spec.topics.is_empty() => None,
             (Some(bus), _) => Some(bus),
             (None, Some(kafka)) => Some(EventBus::Kafka(KafkaBus::connect(kafka, spec.name)?)),
             (None, None) => None,

@@ -28,8 +28,8 @@ pub struct ServiceProcess {
     pub name: &'static str,
     pub port: u16,
     pub environment: Vec<(String, String)>,
-    log: std::path::PathBuf,
-    child: Option<Child>,
+    pub log: std::path::PathBuf,
+    pub child: Option<Child>,
 }
 
 impl ServiceProcess {
@@ -105,11 +105,16 @@ impl Cluster {
 
     /// The four saga services; kitchen and delivery in auto mode when `auto`, driven by the test otherwise.
     pub async fn start_with(backend: Backend, auto: bool) -> Self {
-        Self::start_services(backend, auto, &SAGA).await
+        Self::start_services(backend, auto, &SAGA, &[]).await
     }
 
-    /// `names` (from [`PLATFORM`]); kitchen and delivery in auto mode when `auto`.
-    pub async fn start_services(backend: Backend, auto: bool, names: &[&'static str]) -> Self {
+    /// `names` (from [`PLATFORM`]); kitchen and delivery in auto mode when `auto`; `overrides` replace settings.
+    pub async fn start_services(
+        backend: Backend,
+        auto: bool,
+        names: &[&'static str],
+        overrides: &[(&'static str, &str)],
+    ) -> Self {
         let directory = tempfile::tempdir().unwrap();
         let prefix = unique("t");
         let ports: BTreeMap<&str, u16> = names.iter().map(|name| (*name, free_port())).collect();
@@ -145,6 +150,10 @@ impl Cluster {
                 // once. (Without it, tansu 0.6 did not hand a crashed member's partitions to its successor.)
                 ("KAFKA_GROUP_INSTANCE_ID", format!("{name}-0")),
             ];
+            for (key, value) in overrides {
+                environment.retain(|(existing, _)| existing != key);
+                environment.push((key, (*value).to_owned()));
+            }
             if name != "gateway" {
                 let database = TestDatabase::create(backend).await;
                 environment.push(("DATABASE_URL", database.url.clone()));
@@ -190,6 +199,11 @@ impl Cluster {
         })
         .await;
         cluster
+    }
+
+    /// A client of the gateway (when the cluster has one).
+    pub fn platform(&self) -> scenarios::Platform {
+        scenarios::Platform::new(self.services["gateway"].url(""))
     }
 
     pub fn database_of(&self, name: &str) -> &TestDatabase {

@@ -121,6 +121,10 @@ impl KafkaBus {
     }
 
     pub(super) async fn ensure_topics(&self, topics: &[String]) -> Result<(), BusError> {
+        if topics.is_empty() {
+            // The admin API refuses an empty request as an invalid argument.
+            return Ok(());
+        }
         let admin: AdminClient<DefaultClientContext> = self.base_config().create()?;
         let new_topics: Vec<NewTopic<'_>> = topics
             .iter()
