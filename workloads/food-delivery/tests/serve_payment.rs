@@ -111,13 +111,29 @@ async fn payment_serves_http_and_talks_kafka_and_stops_on_sigterm() {
 }
 
 #[test]
-fn services_not_built_yet_and_bad_configuration_exit_2_with_a_message() {
+fn bad_configuration_exits_2_with_a_message_naming_the_setting() {
     let output = Command::new(BINARY)
         .args(["serve", "mypage"])
+        .env_remove("DATABASE_URL")
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("not built yet"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("mypage needs DATABASE_URL"));
+    let output = Command::new(BINARY)
+        .args(["serve", "gateway"])
+        .env_remove("GATEWAY_ROUTES")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("GATEWAY_ROUTES"));
+    let output = Command::new(BINARY)
+        .args(["serve", "gateway"])
+        .env("GATEWAY_ROUTES", "orders=in-process://order")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(stderr.contains("GATEWAY_ROUTES") && stderr.contains("orders"), "{stderr}");
     let output = Command::new(BINARY)
         .args(["serve", "payment"])
         .env("PAYMENT_APPROVAL_LIMIT", "lots")
