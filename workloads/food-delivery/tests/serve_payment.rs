@@ -133,7 +133,10 @@ fn bad_configuration_exits_2_with_a_message_naming_the_setting() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(stderr.contains("GATEWAY_ROUTES") && stderr.contains("orders"), "{stderr}");
+    assert!(
+        stderr.contains("GATEWAY_ROUTES") && stderr.contains("orders"),
+        "{stderr}"
+    );
     let output = Command::new(BINARY)
         .args(["serve", "payment"])
         .env("PAYMENT_APPROVAL_LIMIT", "lots")

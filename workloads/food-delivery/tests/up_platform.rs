@@ -5,7 +5,7 @@
 
 mod support;
 
-use food_delivery_testkit::{eventually, free_port};
+use food_delivery_testkit::{eventually, free_port, kafka_bootstrap, unique};
 use serde_json::json;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -22,6 +22,15 @@ struct Up {
 
 impl Up {
     async fn start(data_dir: &Path, port: u16, environment: &[(&str, &str)]) -> Self {
+        Self::start_with(data_dir, port, environment, &[]).await
+    }
+
+    async fn start_with(
+        data_dir: &Path,
+        port: u16,
+        environment: &[(&str, &str)],
+        arguments: &[&str],
+    ) -> Self {
         let log = data_dir.with_extension(format!("{port}.log"));
         let output = std::fs::OpenOptions::new()
             .create(true)
@@ -31,6 +40,7 @@ impl Up {
         let child = Command::new(BINARY)
             .args(["up", "--port", &port.to_string(), "--data-dir"])
             .arg(data_dir)
+            .args(arguments)
             .envs(environment.iter().copied())
             .stdout(output.try_clone().unwrap())
             .stderr(output)
@@ -181,4 +191,36 @@ async fn with_payment_slow_orders_fail_fast_with_503_and_nothing_is_registered()
         problem["detail"].as_str().unwrap().contains("items[0].qty"),
         "{problem}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_kafka_the_same_platform_runs_over_the_broker() {
+    let directory = tempfile::tempdir().unwrap();
+    let prefix = unique("up");
+    let mut environment = TIMINGS.to_vec();
+    environment.push(("KAFKA_TOPIC_PREFIX", &prefix));
+    let bootstrap = kafka_bootstrap();
+    let mut up = Up::start_with(
+        &directory.path().join("data"),
+        free_port(),
+        &environment,
+        &["--kafka", &bootstrap],
+    )
+    .await;
+    assert!(
+        up.output().contains(&format!("Kafka at {bootstrap}")),
+        "{}",
+        up.output()
+    );
+    let customer_id = up.platform.register("Kim", "kim@example.org").await;
+    let order_id = up.platform.place(&customer_id, "bibimbap", 1).await;
+    up.platform
+        .wait_for_trace(&order_id, "DELIVERED", &["StampsEarned", "Delivered"])
+        .await;
+    assert!(
+        !directory.path().join("data/events.db").exists(),
+        "no journal with Kafka"
+    );
+    let (clean, _) = up.interrupt();
+    assert!(clean, "{}", up.output());
 }
