@@ -17,17 +17,6 @@ const BINARY: &str = env!("CARGO_BIN_EXE_food-delivery");
 const SERVICES: [&str; 8] = [
     "kitchen", "payment", "order", "delivery", "stamp", "customer", "mypage", "gateway",
 ];
-const ROUTES: [(&str, &str); 8] = [
-    ("customers", "customer"),
-    ("orders", "order"),
-    ("payments", "payment"),
-    ("menu", "kitchen"),
-    ("tickets", "kitchen"),
-    ("deliveries", "delivery"),
-    ("mypage", "mypage"),
-    ("stamps", "stamp"),
-];
-
 /// One HTTP/1.1 GET on a kept-alive connection; returns the status code. Hand-written so the client's own cost
 /// is the same tiny constant on both sides of the comparison.
 fn get(connection: &mut TcpStream, path: &str, buffer: &mut Vec<u8>) -> u16 {
@@ -119,11 +108,11 @@ fn main() {
     let broker = BenchBroker::start();
     let directory = tempfile::tempdir().unwrap();
     let ports: BTreeMap<&str, u16> = SERVICES.iter().map(|name| (*name, free_port())).collect();
-    let routes = ROUTES
-        .iter()
-        .map(|(resource, service)| format!("{resource}=http://127.0.0.1:{}", ports[service]))
-        .collect::<Vec<_>>()
-        .join(",");
+    let routes = food_delivery_gateway::domain::routes_setting(|service| {
+        ports
+            .get(service)
+            .map(|port| format!("http://127.0.0.1:{port}"))
+    });
 
     println!(
         "time from process start to ready (services started one after another), then idle RSS:"

@@ -3,7 +3,7 @@
 //! file next to the stores, or Kafka with `--kafka`; the gateway routes `/api/...` to them without a network hop.
 
 use anyhow::Context;
-use food_delivery_gateway::domain::RouteSpec;
+use food_delivery_gateway::domain::{RESOURCE_OWNERS, RouteSpec};
 use food_delivery_kit::events::{EventBus, InProcessBus};
 use food_delivery_kit::health::{CheckReport, Health, ReadinessCheck};
 use food_delivery_kit::host::HostError;
@@ -30,15 +30,9 @@ pub struct UpOptions {
 }
 
 /// The services behind the gateway, in start order (the kitchen first: it announces the menu the order
-/// service prices from), and the resources each owns under `/api`.
-pub const PLATFORM: [(&str, &[&str]); 7] = [
-    ("kitchen", &["menu", "tickets"]),
-    ("payment", &["payments"]),
-    ("order", &["orders"]),
-    ("delivery", &["deliveries"]),
-    ("stamp", &["stamps"]),
-    ("customer", &["customers"]),
-    ("mypage", &["mypage"]),
+/// service prices from).
+pub const PLATFORM: [&str; 7] = [
+    "kitchen", "payment", "order", "delivery", "stamp", "customer", "mypage",
 ];
 
 /// How long a request through the gateway may take in the local platform.
@@ -183,7 +177,7 @@ pub async fn run(options: UpOptions, caller: Environment) -> anyhow::Result<()> 
 
     let mut hosts = Vec::with_capacity(PLATFORM.len());
     let mut routers = BTreeMap::new();
-    for (name, _) in PLATFORM {
+    for name in PLATFORM {
         let environment = environment_for(name, &options, &caller);
         let (host, api) = match start_service(name, &environment, bus.clone()).await {
             Ok(started) => started,
@@ -202,14 +196,12 @@ pub async fn run(options: UpOptions, caller: Environment) -> anyhow::Result<()> 
         routers.insert(name.to_owned(), host.router(api));
         hosts.push((name, host));
     }
-    let routes = PLATFORM
+    let routes = RESOURCE_OWNERS
         .iter()
-        .flat_map(|(name, resources)| {
-            resources.iter().map(move |resource| RouteSpec {
-                resource: (*resource).to_owned(),
-                target: format!("{}{name}", food_delivery_gateway::IN_PROCESS_SCHEME),
-                timeout: ROUTE_TIMEOUT,
-            })
+        .map(|(resource, service)| RouteSpec {
+            resource: (*resource).to_owned(),
+            target: format!("{}{service}", food_delivery_gateway::IN_PROCESS_SCHEME),
+            timeout: ROUTE_TIMEOUT,
         })
         .collect();
     let gateway_settings =

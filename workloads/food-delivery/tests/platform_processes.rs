@@ -105,17 +105,7 @@ async fn a_stopped_mypage_catches_up_exactly_and_a_rebuild_from_the_topics_gives
             );
         }
     }
-    let history = eventually(WAIT, "the history to catch up", || async {
-        let (_, history) = platform
-            .call(
-                "GET",
-                &format!("/api/mypage/customers/{customer_id}/history"),
-                None,
-            )
-            .await;
-        (history["history"].as_array().map(Vec::len) == Some(2)).then_some(history)
-    })
-    .await;
+    let history = platform.wait_for_history(&customer_id, 2).await;
     assert_eq!(history["name"], "Ada L.");
     let caught_up = views(&Platform::new(cluster.services["mypage"].url("")), &outcome).await;
 

@@ -10,6 +10,28 @@ use std::time::Duration;
 /// The prefix every routed path starts with.
 pub const API_PREFIX: &str = "/api";
 
+/// Which service owns each resource under `/api`: the routes the all-in-one mode uses and the operator writes
+/// into `GATEWAY_ROUTES` for the enabled components.
+pub const RESOURCE_OWNERS: [(&str, &str); 8] = [
+    ("customers", "customer"),
+    ("orders", "order"),
+    ("payments", "payment"),
+    ("menu", "kitchen"),
+    ("tickets", "kitchen"),
+    ("deliveries", "delivery"),
+    ("mypage", "mypage"),
+    ("stamps", "stamp"),
+];
+
+/// `GATEWAY_ROUTES` for the services `base_url` knows (`None`: not deployed, so not routed).
+pub fn routes_setting(base_url: impl Fn(&str) -> Option<String>) -> String {
+    RESOURCE_OWNERS
+        .iter()
+        .filter_map(|(resource, service)| base_url(service).map(|url| format!("{resource}={url}")))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// One configured route: a resource and the base URL of the service that owns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteSpec {
@@ -206,6 +228,20 @@ mod tests {
                 .problem
                 .contains("no route")
         );
+    }
+
+    #[test]
+    fn the_routes_setting_covers_the_deployed_owners_and_parses_back() {
+        let setting = routes_setting(|service| {
+            (service != "stamp").then(|| format!("http://app-{service}:8080"))
+        });
+        assert_eq!(
+            setting,
+            "customers=http://app-customer:8080,orders=http://app-order:8080,payments=http://app-payment:8080,\
+             menu=http://app-kitchen:8080,tickets=http://app-kitchen:8080,deliveries=http://app-delivery:8080,\
+             mypage=http://app-mypage:8080"
+        );
+        assert_eq!(parse_routes(&setting, "", DEFAULT).unwrap().len(), 7);
     }
 
     #[test]

@@ -378,23 +378,9 @@ impl Cluster {
 
 /// `GATEWAY_ROUTES` for the services among `ports`, as the operator writes it.
 pub fn gateway_routes(ports: &BTreeMap<&str, u16>) -> String {
-    let owners = [
-        ("customers", "customer"),
-        ("orders", "order"),
-        ("payments", "payment"),
-        ("menu", "kitchen"),
-        ("tickets", "kitchen"),
-        ("deliveries", "delivery"),
-        ("mypage", "mypage"),
-        ("stamps", "stamp"),
-    ];
-    owners
-        .iter()
-        .filter_map(|(resource, service)| {
-            ports
-                .get(service)
-                .map(|port| format!("{resource}=http://127.0.0.1:{port}"))
-        })
-        .collect::<Vec<_>>()
-        .join(",")
+    food_delivery_gateway::domain::routes_setting(|service| {
+        ports
+            .get(service)
+            .map(|port| format!("http://127.0.0.1:{port}"))
+    })
 }

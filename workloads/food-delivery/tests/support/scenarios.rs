@@ -98,6 +98,16 @@ impl Platform {
         })
     }
 
+    /// Waits until my page's history of the customer has `entries` entries, and returns it.
+    pub async fn wait_for_history(&self, customer_id: &str, entries: usize) -> Value {
+        let path = format!("/api/mypage/customers/{customer_id}/history");
+        eventually(WAIT, &path, || async {
+            let (_, history) = self.call("GET", &path, None).await;
+            (history["history"].as_array().map(Vec::len) == Some(entries)).then_some(history)
+        })
+        .await
+    }
+
     pub async fn stamps(&self, customer_id: &str) -> i64 {
         let (status, card) = self
             .call("GET", &format!("/api/stamps/{customer_id}"), None)
@@ -233,17 +243,7 @@ pub async fn saga_flows(platform: &Platform) -> Outcome {
         .call("DELETE", &format!("/api/customers/{other}"), None)
         .await;
     assert_eq!(status, 204);
-    let history = eventually(WAIT, "the customer history", || async {
-        let (_, history) = platform
-            .call(
-                "GET",
-                &format!("/api/mypage/customers/{customer_id}/history"),
-                None,
-            )
-            .await;
-        (history["history"].as_array().map(Vec::len) == Some(2)).then_some(history)
-    })
-    .await;
+    let history = platform.wait_for_history(&customer_id, 2).await;
     assert_eq!(history["history"][0]["kind"], "NEW");
     assert_eq!(history["history"][1]["kind"], "MOD");
     assert_eq!(
