@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use food_delivery_kit::Problem;
 use food_delivery_kit::breaker::{BreakerSettings, CircuitBreaker};
+use food_delivery_kit::metrics::{HTTP_CLIENT_REQUEST_DURATION, HTTP_CLIENT_REQUESTS};
 use food_delivery_kit::telemetry::{CORRELATION_ID_HEADER, current_correlation_id};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -156,8 +157,26 @@ async fn forward(State(gateway): State<Gateway>, request: Request) -> Response {
         ))
         .into_response();
     };
+    let started = std::time::Instant::now();
+    let (response, outcome) = proxy(&gateway, route, upstream_path, request).await;
+    let target = format!("gateway:/api/{}", route.resource);
+    metrics::counter!(HTTP_CLIENT_REQUESTS, "target" => target.clone(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!(HTTP_CLIENT_REQUEST_DURATION, "target" => target)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Sends the request upstream under the route's breaker and deadline; the response and the outcome for metrics
+/// (the same labels as the kit's HTTP client).
+async fn proxy(
+    gateway: &Gateway,
+    route: &Route,
+    upstream_path: &str,
+    request: Request,
+) -> (Response, &'static str) {
     if !route.breaker.permits_call() {
-        return Problem::unavailable(
+        let response = Problem::unavailable(
             format!(
                 "the service behind /api/{} is failing; the gateway stopped calling it for a moment",
                 route.resource
@@ -165,6 +184,7 @@ async fn forward(State(gateway): State<Gateway>, request: Request) -> Response {
             route.breaker.open_for(),
         )
         .into_response();
+        return (response, "circuit_open");
     }
     let path_and_query = match request.uri().query() {
         Some(query) => format!("{upstream_path}?{query}"),
@@ -174,13 +194,14 @@ async fn forward(State(gateway): State<Gateway>, request: Request) -> Response {
     let body = match axum::body::to_bytes(body, gateway.body_limit).await {
         Ok(body) => body,
         Err(_) => {
-            return Problem::new(
+            let response = Problem::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload-too-large",
                 "Payload too large",
             )
             .with_detail(format!("the body exceeds {} bytes", gateway.body_limit))
             .into_response();
+            return (response, "rejected");
         }
     };
     let mut headers = end_to_end(&parts.headers);
@@ -190,45 +211,45 @@ async fn forward(State(gateway): State<Gateway>, request: Request) -> Response {
     if let Some(host) = parts.headers.get(header::HOST) {
         headers.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
     }
-    let call = send(
-        &gateway,
-        route,
-        parts.method,
-        &path_and_query,
-        headers,
-        body,
-    );
+    let call = send(gateway, route, parts.method, &path_and_query, headers, body);
     match tokio::time::timeout(route.timeout, call).await {
         Ok(Ok(response)) => {
             route.breaker.record_success();
-            response
+            let outcome = if response.status().is_server_error() {
+                "server_error"
+            } else {
+                "ok"
+            };
+            (response, outcome)
         }
         Ok(Err(UpstreamFailure::Unreachable(error))) => {
             route.breaker.record_failure();
             tracing::warn!(route = %route.resource, upstream = ?route.upstream, %error, "upstream unreachable");
-            Problem::unavailable(
+            let response = Problem::unavailable(
                 format!(
                     "the service behind /api/{} is not reachable; try again shortly",
                     route.resource
                 ),
                 UNREACHABLE_RETRY_AFTER,
             )
-            .into_response()
+            .into_response();
+            (response, "unreachable")
         }
         Ok(Err(UpstreamFailure::Broken(error))) => {
             route.breaker.record_failure();
             tracing::warn!(route = %route.resource, upstream = ?route.upstream, %error, "broken upstream answer");
-            Problem::new(StatusCode::BAD_GATEWAY, "bad-gateway", "Bad gateway")
+            let response = Problem::new(StatusCode::BAD_GATEWAY, "bad-gateway", "Bad gateway")
                 .with_detail(format!(
                     "the service behind /api/{} gave a broken answer",
                     route.resource
                 ))
-                .into_response()
+                .into_response();
+            (response, "bad_response")
         }
         Err(_) => {
             route.breaker.record_failure();
             tracing::warn!(route = %route.resource, timeout_ms = route.timeout.as_millis() as u64, "upstream timed out");
-            Problem::new(
+            let response = Problem::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "gateway-timeout",
                 "Gateway timeout",
@@ -238,7 +259,8 @@ async fn forward(State(gateway): State<Gateway>, request: Request) -> Response {
                 route.resource,
                 route.timeout.as_millis()
             ))
-            .into_response()
+            .into_response();
+            (response, "timeout")
         }
     }
 }

@@ -272,6 +272,27 @@ async fn a_slow_upstream_gets_504_at_the_route_deadline_then_its_breaker_fails_f
     );
     let (status, _, _) = send(client.get(format!("{}/api/orders/1", gateway.base))).await;
     assert_eq!(status, StatusCode::CREATED, "other routes flow");
+    let metrics = client
+        .get(format!("{}/metrics", gateway.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |target: &str, outcome: &str| {
+        metrics
+            .lines()
+            .find(|line| {
+                line.starts_with("http_client_requests_total{")
+                    && line.contains(&format!("target=\"gateway:/api/{target}\""))
+                    && line.contains(&format!("outcome=\"{outcome}\""))
+            })
+            .and_then(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+    };
+    assert_eq!(count("mypage", "timeout"), Some(2), "{metrics}");
+    assert_eq!(count("mypage", "circuit_open"), Some(1));
+    assert_eq!(count("orders", "ok"), Some(1));
     gateway.stop().await;
 }
 
