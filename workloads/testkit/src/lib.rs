@@ -354,6 +354,27 @@ pub fn python_tool(name: &str) -> PathBuf {
     PathBuf::from(venv).join("bin").join(name)
 }
 
+/// The Kubernetes version manifests are validated against (the operator's `k8s-openapi` feature).
+pub const KUBERNETES_VERSION: &str = "1.33.0";
+
+/// Fails the test unless every object in `yaml` (one or more documents) is valid against the Kubernetes
+/// OpenAPI schema of [`KUBERNETES_VERSION`], strictly (unknown fields are errors), by `kubernetes-validate`.
+pub fn assert_valid_kubernetes(yaml: &str) {
+    let file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    std::fs::write(file.path(), yaml).unwrap();
+    let output = Command::new(python_tool("kubernetes-validate"))
+        .args(["--strict", "--no-warn", "-k", KUBERNETES_VERSION])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "kubernetes-validate refused:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// Fails the test unless `document` is a valid OpenAPI document (checked by `openapi-spec-validator`).
 pub fn assert_valid_openapi(document: &serde_json::Value) {
     let file = tempfile::NamedTempFile::new().unwrap();

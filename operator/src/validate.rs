@@ -1,0 +1,379 @@
+//! Validation of a `FoodDeliveryApp` before anything is built: what the API server would check, evaluated
+//! client-side so `render` and a GitOps pipeline see the same verdict without a cluster.
+//!
+//! 1. The shape: the CRD's own OpenAPI schema (types, required fields, enums, patterns, ranges), strict about
+//!    unknown fields as `kubectl apply` is by default;
+//! 2. the CEL rules the CRD carries (built here, so the CRD and this check share one text), with kube's CEL
+//!    interpreter.
+
+use crate::resource::FoodDeliveryApp;
+use kube::CustomResourceExt;
+use kube::core::{Message, Rule};
+use serde_json::Value;
+
+/// The rule that keeps a component on SQLite at one replica without autoscaling: SQLite lives on a
+/// ReadWriteOnce volume that only one pod can use. A component that chooses SQLite for itself ignores the
+/// defaults' replicas and autoscaling (they are for the components that can scale); one that inherits the app's
+/// SQLite must not be scaled by the defaults either.
+pub fn sqlite_rule(component: &str) -> Rule {
+    let this = format!("self.components.{component}");
+    let listed = format!("has(self.components.{component})");
+    let disabled = format!("({listed} && has({this}.enabled) && !{this}.enabled)");
+    let own_database = format!("({listed} && has({this}.database))");
+    let own_sqlite_single = format!(
+        "(!has({this}.database.sqlite) || ((has({this}.replicas) ? {this}.replicas : 1) <= 1 && !has({this}.autoscaling)))"
+    );
+    let replicas = format!(
+        "({listed} && has({this}.replicas) ? {this}.replicas : (has(self.defaults) && has(self.defaults.replicas) ? self.defaults.replicas : 1))"
+    );
+    let autoscaled = format!(
+        "(({listed} && has({this}.autoscaling)) || (has(self.defaults) && has(self.defaults.autoscaling)))"
+    );
+    let app_sqlite_single =
+        format!("(!has(self.database.sqlite) || ({replicas} <= 1 && !{autoscaled}))");
+    Rule::new(format!(
+        "{disabled} || ({own_database} ? {own_sqlite_single} : {app_sqlite_single})"
+    ))
+    .message(Message::Message(format!(
+        "components.{component}: SQLite (a ReadWriteOnce volume) allows one replica and no autoscaling; use postgres to scale"
+    )))
+}
+
+/// One thing wrong with an app, with the field it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// Where, e.g. `spec.kafka.topicPrefix` (empty for the whole object).
+    pub field: String,
+    /// What is wrong, in the CRD's words.
+    pub message: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.field.is_empty() {
+            write!(formatter, "{}", self.message)
+        } else {
+            write!(formatter, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+/// Why an app was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidApp {
+    /// Not YAML, or not a FoodDeliveryApp at all.
+    #[error("{0}")]
+    Unreadable(String),
+    /// A FoodDeliveryApp that breaks the schema or a rule.
+    #[error("invalid FoodDeliveryApp: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Violations(Vec<Violation>),
+}
+
+/// The CRD's schema as the API server applies it to a create or update, strict about unknown fields.
+fn strict_schema() -> Value {
+    let crd = FoodDeliveryApp::crd();
+    let mut schema = crd
+        .spec
+        .versions
+        .first()
+        .and_then(|version| version.schema.as_ref())
+        .and_then(|schema| schema.open_api_v3_schema.as_ref())
+        .and_then(|schema| serde_json::to_value(schema).ok())
+        .unwrap_or(Value::Null);
+    forbid_unknown_fields(&mut schema, true);
+    schema
+}
+
+/// Sets `additionalProperties: false` on every object schema with declared properties, except the root (its
+/// metadata is the API server's business).
+fn forbid_unknown_fields(schema: &mut Value, root: bool) {
+    let Some(object) = schema.as_object_mut() else {
+        return;
+    };
+    if object.contains_key("properties") && !object.contains_key("additionalProperties") && !root {
+        object.insert("additionalProperties".to_owned(), Value::Bool(false));
+    }
+    for key in ["properties"] {
+        if let Some(Value::Object(properties)) = object.get_mut(key) {
+            for (name, property) in properties.iter_mut() {
+                if !(root && name == "metadata") {
+                    forbid_unknown_fields(property, false);
+                }
+            }
+        }
+    }
+    for key in ["items", "additionalProperties"] {
+        if let Some(inner) = object.get_mut(key) {
+            forbid_unknown_fields(inner, false);
+        }
+    }
+}
+
+fn field_of(pointer: &str) -> String {
+    pointer
+        .trim_start_matches('/')
+        .split('/')
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// Checks `object` (a parsed manifest) against the schema and the CEL rules; returns the typed app.
+pub fn validate_value(object: &Value) -> Result<FoodDeliveryApp, InvalidApp> {
+    let kind = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let api_version = object
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if kind != "FoodDeliveryApp" || api_version != "fooddelivery.dev/v1alpha1" {
+        return Err(InvalidApp::Unreadable(format!(
+            "expected apiVersion fooddelivery.dev/v1alpha1 and kind FoodDeliveryApp, found '{api_version}' '{kind}'"
+        )));
+    }
+    let schema = strict_schema();
+    let validator = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft4)
+        .build(&schema)
+        .map_err(|error| {
+            InvalidApp::Unreadable(format!("the CRD schema does not compile: {error}"))
+        })?;
+    let mut violations: Vec<Violation> = validator
+        .iter_errors(object)
+        .map(|error| Violation {
+            field: field_of(error.instance_path().as_str()),
+            message: error.to_string(),
+        })
+        .collect();
+    if !violations.is_empty() {
+        violations.sort_by(|left, right| left.field.cmp(&right.field));
+        return Err(InvalidApp::Violations(violations));
+    }
+    let app: FoodDeliveryApp = serde_json::from_value(object.clone())
+        .map_err(|error| InvalidApp::Unreadable(format!("not a FoodDeliveryApp: {error}")))?;
+    if let Err(errors) = app.validate_cel() {
+        return Err(InvalidApp::Violations(
+            errors
+                .into_vec()
+                .into_iter()
+                .map(|error| Violation {
+                    field: error.field_path,
+                    message: error.message,
+                })
+                .collect(),
+        ));
+    }
+    Ok(app)
+}
+
+/// Parses one YAML document and validates it.
+pub fn parse_app(yaml: &str) -> Result<FoodDeliveryApp, InvalidApp> {
+    let object: Value = serde_saphyr::from_str(yaml)
+        .map_err(|error| InvalidApp::Unreadable(format!("not YAML: {error}")))?;
+    validate_value(&object)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn minimal() -> Value {
+        serde_saphyr::from_str(include_str!("../../examples/minimal.yaml")).unwrap()
+    }
+
+    fn postgres() -> Value {
+        serde_saphyr::from_str(include_str!("../../examples/production.yaml")).unwrap()
+    }
+
+    /// Sets `value` at the dotted `path` (creating objects on the way).
+    fn with(mut object: Value, path: &str, value: Value) -> Value {
+        let mut at = &mut object;
+        let parts: Vec<&str> = path.split('.').collect();
+        for part in &parts[..parts.len() - 1] {
+            at = at
+                .as_object_mut()
+                .unwrap()
+                .entry(part.to_string())
+                .or_insert_with(|| json!({}));
+        }
+        at.as_object_mut()
+            .unwrap()
+            .insert(parts[parts.len() - 1].to_owned(), value);
+        object
+    }
+
+    fn without(mut object: Value, path: &str) -> Value {
+        let mut at = &mut object;
+        let parts: Vec<&str> = path.split('.').collect();
+        for part in &parts[..parts.len() - 1] {
+            at = at.get_mut(*part).unwrap();
+        }
+        at.as_object_mut().unwrap().remove(parts[parts.len() - 1]);
+        object
+    }
+
+    #[test]
+    fn every_example_is_valid() {
+        for example in [
+            include_str!("../../examples/minimal.yaml"),
+            include_str!("../../examples/production.yaml"),
+            include_str!("../../examples/original-checklist.yaml"),
+        ] {
+            if let Err(error) = parse_app(example) {
+                panic!("{error}\n{example}");
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_specs_are_refused_with_a_message_naming_the_field_and_the_rule() {
+        let cases: Vec<(&str, Value, &str)> = vec![
+            (
+                "min above max",
+                with(
+                    postgres(),
+                    "spec.defaults.autoscaling",
+                    json!({"minReplicas": 5, "maxReplicas": 2}),
+                ),
+                "minReplicas must not exceed maxReplicas",
+            ),
+            (
+                "two databases",
+                with(
+                    minimal(),
+                    "spec.database.postgres",
+                    json!({"urlSecretRef": {"name": "db", "key": "url"}}),
+                ),
+                "set exactly one of postgres or sqlite",
+            ),
+            (
+                "no database",
+                with(minimal(), "spec.database", json!({})),
+                "set exactly one of postgres or sqlite",
+            ),
+            (
+                "sqlite with replicas",
+                with(minimal(), "spec.components.order", json!({"replicas": 2})),
+                "components.order: SQLite (a ReadWriteOnce volume) allows one replica",
+            ),
+            (
+                "sqlite with default replicas",
+                with(minimal(), "spec.defaults", json!({"replicas": 3})),
+                "components.customer: SQLite",
+            ),
+            (
+                "sqlite with autoscaling",
+                with(
+                    minimal(),
+                    "spec.components.mypage",
+                    json!({"autoscaling": {"minReplicas": 2}}),
+                ),
+                "components.mypage: SQLite",
+            ),
+            (
+                "component sqlite override with replicas",
+                with(
+                    postgres(),
+                    "spec.components.stamp",
+                    json!({"database": {"sqlite": {}}, "autoscaling": {"maxReplicas": 3}}),
+                ),
+                "components.stamp: SQLite",
+            ),
+            (
+                "bad topic prefix",
+                with(minimal(), "spec.kafka.topicPrefix", json!("food/orders")),
+                "kafka.topicPrefix may contain only",
+            ),
+            (
+                "dot topic prefix",
+                with(minimal(), "spec.kafka.topicPrefix", json!("..")),
+                "cannot be '.' or '..'",
+            ),
+            (
+                "no tag or digest",
+                without(minimal(), "spec.image.tag"),
+                "image: set a tag or a digest",
+            ),
+            (
+                "bad digest",
+                with(minimal(), "spec.image.digest", json!("sha256:xyz")),
+                "spec.image.digest",
+            ),
+            (
+                "negative replicas",
+                with(postgres(), "spec.defaults.replicas", json!(-1)),
+                "spec.defaults.replicas",
+            ),
+            (
+                "unknown field",
+                with(minimal(), "spec.replicaz", json!(3)),
+                "replicaz",
+            ),
+            (
+                "wrong type",
+                with(minimal(), "spec.kafka.topicPartitions", json!("many")),
+                "spec.kafka.topicPartitions",
+            ),
+            (
+                "unknown enum",
+                with(minimal(), "spec.image.pullPolicy", json!("Sometimes")),
+                "spec.image.pullPolicy",
+            ),
+            ("missing kafka", without(minimal(), "spec.kafka"), "kafka"),
+        ];
+        for (name, object, expected) in cases {
+            match validate_value(&object) {
+                Ok(_) => panic!("{name}: accepted"),
+                Err(error) => {
+                    let text = error.to_string();
+                    assert!(
+                        text.contains(expected),
+                        "{name}: '{text}' does not mention '{expected}'"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sqlite_rules_accept_what_they_should() {
+        let accepted = [
+            with(minimal(), "spec.components.order", json!({"replicas": 1})),
+            with(
+                minimal(),
+                "spec.components.order",
+                json!({"enabled": false, "replicas": 3}),
+            ),
+            with(
+                minimal(),
+                "spec.components.order",
+                json!({"database": {"postgres": {"urlSecretRef": {"name": "db", "key": "url"}}}, "replicas": 3}),
+            ),
+            with(minimal(), "spec.components.gateway", json!({"replicas": 3})),
+            with(
+                postgres(),
+                "spec.components.stamp",
+                json!({"database": {"sqlite": {}}, "replicas": 1}),
+            ),
+        ];
+        for object in accepted {
+            if let Err(error) = validate_value(&object) {
+                panic!("{error}: {object}");
+            }
+        }
+    }
+
+    #[test]
+    fn something_else_is_not_a_food_delivery_app() {
+        let error = parse_app("apiVersion: v1\nkind: ConfigMap\n").unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("expected apiVersion fooddelivery.dev/v1alpha1")
+        );
+        assert!(parse_app(": : :").is_err());
+    }
+}
