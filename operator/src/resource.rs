@@ -10,9 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The components this project ships, in the order they are listed everywhere.
-pub const COMPONENT_NAMES: [&str; 8] = [
-    "gateway", "customer", "order", "payment", "kitchen", "delivery", "mypage", "stamp",
-];
+pub use food_delivery_contract::SERVICES as COMPONENT_NAMES;
 
 /// Components that keep data (all but the gateway) and so have a database backend.
 pub const STATEFUL_COMPONENTS: [&str; 7] = [

@@ -10,18 +10,7 @@ use std::time::Duration;
 /// The prefix every routed path starts with.
 pub const API_PREFIX: &str = "/api";
 
-/// Which service owns each resource under `/api`: the routes the all-in-one mode uses and the operator writes
-/// into `GATEWAY_ROUTES` for the enabled components.
-pub const RESOURCE_OWNERS: [(&str, &str); 8] = [
-    ("customers", "customer"),
-    ("orders", "order"),
-    ("payments", "payment"),
-    ("menu", "kitchen"),
-    ("tickets", "kitchen"),
-    ("deliveries", "delivery"),
-    ("mypage", "mypage"),
-    ("stamps", "stamp"),
-];
+pub use food_delivery_contract::RESOURCE_OWNERS;
 
 /// `GATEWAY_ROUTES` for the services `base_url` knows (`None`: not deployed, so not routed).
 pub fn routes_setting(base_url: impl Fn(&str) -> Option<String>) -> String {

@@ -241,7 +241,7 @@ impl KitConfig {
     pub fn from_env(environment: &Environment) -> Result<Self, ConfigError> {
         let host: std::net::IpAddr =
             environment.parsed_or("HTTP_HOST", std::net::IpAddr::from([0, 0, 0, 0]))?;
-        let port: u16 = environment.parsed_or("HTTP_PORT", 8080)?;
+        let port: u16 = environment.parsed_or("HTTP_PORT", food_delivery_contract::HTTP_PORT)?;
         let database_url = environment.optional("DATABASE_URL");
         if let Some(url) = &database_url {
             crate::store::Backend::from_url(url)

@@ -18,13 +18,13 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 /// Startup probe path.
-pub const STARTED_PATH: &str = "/health/started";
+pub const STARTED_PATH: &str = food_delivery_contract::STARTED_PATH;
 /// Liveness probe path.
-pub const LIVE_PATH: &str = "/health/live";
+pub const LIVE_PATH: &str = food_delivery_contract::LIVE_PATH;
 /// Readiness probe path.
-pub const READY_PATH: &str = "/health/ready";
+pub const READY_PATH: &str = food_delivery_contract::READY_PATH;
 /// Prometheus scrape path.
-pub const METRICS_PATH: &str = "/metrics";
+pub const METRICS_PATH: &str = food_delivery_contract::METRICS_PATH;
 
 /// How long one dependency check may take before it counts as failed.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);

@@ -1,0 +1,80 @@
+//! The contract between the services and the operator that deploys them, in one place with no dependencies:
+//! the kit reads these settings and serves these paths; the operator writes these settings and probes these
+//! paths. Change one side only through here.
+
+/// The port every service listens on unless `HTTP_PORT` says otherwise.
+pub const HTTP_PORT: u16 = 8080;
+
+/// Startup probe path: initialisation finished.
+pub const STARTED_PATH: &str = "/health/started";
+/// Liveness probe path: the process answers; never checks dependencies.
+pub const LIVE_PATH: &str = "/health/live";
+/// Readiness probe path: this replica should get traffic now.
+pub const READY_PATH: &str = "/health/ready";
+/// Prometheus scrape path.
+pub const METRICS_PATH: &str = "/metrics";
+
+/// The services, as `food-delivery serve <service>` names them.
+pub const SERVICES: [&str; 8] = [
+    "gateway", "customer", "order", "payment", "kitchen", "delivery", "mypage", "stamp",
+];
+
+/// Which service owns each resource under `/api`: what the gateway routes, and what the operator writes into
+/// `GATEWAY_ROUTES` for the enabled components.
+pub const RESOURCE_OWNERS: [(&str, &str); 8] = [
+    ("customers", "customer"),
+    ("orders", "order"),
+    ("payments", "payment"),
+    ("menu", "kitchen"),
+    ("tickets", "kitchen"),
+    ("deliveries", "delivery"),
+    ("mypage", "mypage"),
+    ("stamps", "stamp"),
+];
+
+/// Environment variables the services read (defaults are the kit's; see docs/architecture.md).
+pub mod env {
+    /// Listen port.
+    pub const HTTP_PORT: &str = "HTTP_PORT";
+    /// `sqlite://PATH` or `postgres://...`.
+    pub const DATABASE_URL: &str = "DATABASE_URL";
+    /// Kafka bootstrap servers.
+    pub const KAFKA_BOOTSTRAP_SERVERS: &str = "KAFKA_BOOTSTRAP_SERVERS";
+    /// Topic and group prefix.
+    pub const KAFKA_TOPIC_PREFIX: &str = "KAFKA_TOPIC_PREFIX";
+    /// Partitions of created topics.
+    pub const KAFKA_TOPIC_PARTITIONS: &str = "KAFKA_TOPIC_PARTITIONS";
+    /// Replication factor of created topics.
+    pub const KAFKA_REPLICATION_FACTOR: &str = "KAFKA_REPLICATION_FACTOR";
+    /// Static group membership id: the pod name.
+    pub const KAFKA_GROUP_INSTANCE_ID: &str = "KAFKA_GROUP_INSTANCE_ID";
+    /// Delay between readiness turning 503 and the listener closing.
+    pub const SHUTDOWN_DRAIN_DELAY_MS: &str = "SHUTDOWN_DRAIN_DELAY_MS";
+    /// Bound on finishing in-flight work after the drain.
+    pub const SHUTDOWN_TIMEOUT_MS: &str = "SHUTDOWN_TIMEOUT_MS";
+    /// Log level or filter.
+    pub const LOG_LEVEL: &str = "LOG_LEVEL";
+    /// An extra JSON log file.
+    pub const LOG_FILE: &str = "LOG_FILE";
+    /// The gateway's routes: `resource=url,...`.
+    pub const GATEWAY_ROUTES: &str = "GATEWAY_ROUTES";
+    /// Browser origins the gateway lets in.
+    pub const GATEWAY_CORS_ALLOWED_ORIGINS: &str = "GATEWAY_CORS_ALLOWED_ORIGINS";
+    /// Where the order service finds payment.
+    pub const PAYMENT_URL: &str = "PAYMENT_URL";
+    /// Deadline of the payment call.
+    pub const PAYMENT_TIMEOUT_MS: &str = "PAYMENT_TIMEOUT_MS";
+    /// Calls in flight to payment at most.
+    pub const PAYMENT_MAX_CONCURRENT: &str = "PAYMENT_MAX_CONCURRENT";
+    /// Breaker: failure rate that opens it.
+    pub const PAYMENT_BREAKER_FAILURE_RATE_PERCENT: &str = "PAYMENT_BREAKER_FAILURE_RATE_PERCENT";
+    /// Breaker: calls before the rate counts.
+    pub const PAYMENT_BREAKER_MINIMUM_CALLS: &str = "PAYMENT_BREAKER_MINIMUM_CALLS";
+    /// Breaker: open time in seconds.
+    pub const PAYMENT_BREAKER_OPEN_SECONDS: &str = "PAYMENT_BREAKER_OPEN_SECONDS";
+}
+
+/// Default drain delay of a service (the kit's `SHUTDOWN_DRAIN_DELAY_MS`): endpoints stop routing meanwhile.
+pub const DRAIN_DELAY_SECONDS: i64 = 5;
+/// Default bound on in-flight requests, then again on consumers and the outbox flush (`SHUTDOWN_TIMEOUT_MS`).
+pub const SHUTDOWN_TIMEOUT_SECONDS: i64 = 10;
