@@ -1,6 +1,7 @@
 //! The food-delivery operator: the `FoodDeliveryApp` custom resource, the pure build of the objects it implies,
 //! and the commands that print them.
 
+pub mod build;
 pub mod resource;
 pub mod validate;
 

@@ -1,0 +1,361 @@
+//! A Deployment per component: the zero-downtime, self-healing, restricted-security part of the checklist.
+//!
+//! - RollingUpdate with no pod missing (maxUnavailable 0, maxSurge 25% unless the spec says otherwise);
+//!   Recreate for SQLite components, whose ReadWriteOnce volume one pod at a time can hold.
+//! - No `replicas` when an HPA owns the count (two writers would fight over it).
+//! - Startup, readiness and liveness probes on the service's health paths; liveness never checks dependencies.
+//! - A native preStop sleep so endpoints stop routing before SIGTERM (distroless images have no sleep binary),
+//!   and a grace period covering preStop, the service's own drain, in-flight requests, consumers and outbox.
+//! - Pod Security "restricted", read-only root filesystem with /tmp as emptyDir, no service-account token.
+//! - Spread over zones and nodes; the config fingerprint in the template so a config change rolls the pods.
+
+use super::configmap::config_hash;
+use super::metadata::AppIdentity;
+use super::plan::{ComponentPlan, Storage};
+use super::pvc::{data_claim_name, log_claim_name};
+use crate::resource::{FoodDeliveryAppSpec, PullPolicy};
+use food_delivery_contract::{self as contract, env};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, Lifecycle, LifecycleHandler,
+    LocalObjectReference, ObjectFieldSelector, PersistentVolumeClaimVolumeSource,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    SecretKeySelector, SecurityContext, SleepAction, TopologySpreadConstraint, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use std::collections::BTreeMap;
+
+/// The annotation carrying the config fingerprint.
+pub const CONFIG_HASH_ANNOTATION: &str = "fooddelivery.dev/config-hash";
+/// The uid and gid the services run as (distroless "nonroot").
+pub const RUN_AS: i64 = 65532;
+/// Seconds the preStop hook waits for endpoints to stop routing here.
+pub const PRE_STOP_SLEEP_SECONDS: i64 = 5;
+/// Where SQLite files live in the container.
+pub const DATA_PATH: &str = "/data";
+/// Where the shared log volume is mounted.
+pub const LOG_PATH: &str = "/var/log/food-delivery";
+
+/// preStop, then the service's drain delay, in-flight requests, and consumers plus outbox (each bounded by the
+/// shutdown timeout), plus a margin: the kubelet kills only after all of that had its chance.
+pub fn termination_grace_seconds() -> i64 {
+    PRE_STOP_SLEEP_SECONDS
+        + contract::DRAIN_DELAY_SECONDS
+        + 2 * contract::SHUTDOWN_TIMEOUT_SECONDS
+        + 5
+}
+
+fn image_of(spec: &FoodDeliveryAppSpec) -> String {
+    let image = &spec.image;
+    match (&image.digest, &image.tag) {
+        (Some(digest), _) => format!("{}@{digest}", image.repository),
+        (None, Some(tag)) => format!("{}:{tag}", image.repository),
+        (None, None) => image.repository.clone(),
+    }
+}
+
+fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String("http".to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(3),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    }
+}
+
+fn env_value(name: &str, value: String) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value),
+        ..EnvVar::default()
+    }
+}
+
+fn environment(component: &ComponentPlan, logs: bool) -> Vec<EnvVar> {
+    // The pod's name: static Kafka group membership (a restarted pod takes its partitions back at once).
+    let mut variables = vec![EnvVar {
+        name: env::KAFKA_GROUP_INSTANCE_ID.to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: "metadata.name".to_owned(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }];
+    match &component.storage {
+        Storage::Postgres(secret) => variables.push(EnvVar {
+            name: env::DATABASE_URL.to_owned(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: secret.name.clone(),
+                    key: secret.key.clone(),
+                    optional: Some(false),
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        }),
+        Storage::Sqlite { .. } => variables.push(env_value(
+            env::DATABASE_URL,
+            format!("sqlite://{DATA_PATH}/{}.db", component.name),
+        )),
+        Storage::None => {}
+    }
+    if logs {
+        variables.push(env_value(
+            env::LOG_FILE,
+            format!("{LOG_PATH}/$({}).log", env::KAFKA_GROUP_INSTANCE_ID),
+        ));
+    }
+    variables
+}
+
+fn resources(component: &ComponentPlan) -> ResourceRequirements {
+    let mut limits = BTreeMap::from([(
+        "memory".to_owned(),
+        Quantity(component.resources.memory_limit.clone()),
+    )]);
+    if let Some(cpu) = &component.resources.cpu_limit {
+        limits.insert("cpu".to_owned(), Quantity(cpu.clone()));
+    }
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            (
+                "cpu".to_owned(),
+                Quantity(component.resources.cpu_request.clone()),
+            ),
+            (
+                "memory".to_owned(),
+                Quantity(component.resources.memory_request.clone()),
+            ),
+        ])),
+        limits: Some(limits),
+        ..ResourceRequirements::default()
+    }
+}
+
+fn volumes(
+    app: &AppIdentity,
+    component: &ComponentPlan,
+    logs: bool,
+) -> (Vec<Volume>, Vec<VolumeMount>) {
+    let mut volumes = vec![Volume {
+        name: "tmp".to_owned(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    }];
+    let mut mounts = vec![VolumeMount {
+        name: "tmp".to_owned(),
+        mount_path: "/tmp".to_owned(),
+        ..VolumeMount::default()
+    }];
+    let claim = |name: &str, claim_name: String| Volume {
+        name: name.to_owned(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name,
+            read_only: Some(false),
+        }),
+        ..Volume::default()
+    };
+    if matches!(component.storage, Storage::Sqlite { .. }) {
+        volumes.push(claim("data", data_claim_name(app, component.name)));
+        mounts.push(VolumeMount {
+            name: "data".to_owned(),
+            mount_path: DATA_PATH.to_owned(),
+            ..VolumeMount::default()
+        });
+    }
+    if logs {
+        volumes.push(claim("logs", log_claim_name(app)));
+        mounts.push(VolumeMount {
+            name: "logs".to_owned(),
+            mount_path: LOG_PATH.to_owned(),
+            ..VolumeMount::default()
+        });
+    }
+    (volumes, mounts)
+}
+
+fn spread(app: &AppIdentity, component: &str) -> Vec<TopologySpreadConstraint> {
+    ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
+        .into_iter()
+        .map(|key| TopologySpreadConstraint {
+            max_skew: 1,
+            topology_key: key.to_owned(),
+            when_unsatisfiable: "ScheduleAnyway".to_owned(),
+            label_selector: Some(LabelSelector {
+                match_labels: Some(app.selector(component)),
+                ..LabelSelector::default()
+            }),
+            // Spread each rollout's pods on their own, not old and new together.
+            match_label_keys: Some(vec!["pod-template-hash".to_owned()]),
+            ..TopologySpreadConstraint::default()
+        })
+        .collect()
+}
+
+fn strategy(spec: &FoodDeliveryAppSpec, component: &ComponentPlan) -> DeploymentStrategy {
+    if component.single_writer() {
+        return DeploymentStrategy {
+            type_: Some("Recreate".to_owned()),
+            rolling_update: None,
+        };
+    }
+    let rollout = spec.rollout.as_ref();
+    let amount = |value: Option<&String>, default: &str| {
+        let value = value.map(String::as_str).unwrap_or(default);
+        match value.parse::<i32>() {
+            Ok(number) => IntOrString::Int(number),
+            Err(_) => IntOrString::String(value.to_owned()),
+        }
+    };
+    DeploymentStrategy {
+        type_: Some("RollingUpdate".to_owned()),
+        rolling_update: Some(RollingUpdateDeployment {
+            max_surge: Some(amount(rollout.and_then(|r| r.max_surge.as_ref()), "25%")),
+            max_unavailable: Some(amount(
+                rollout.and_then(|r| r.max_unavailable.as_ref()),
+                "0",
+            )),
+        }),
+    }
+}
+
+/// The component's Deployment.
+pub fn build_deployment(
+    app: &AppIdentity,
+    spec: &FoodDeliveryAppSpec,
+    component: &ComponentPlan,
+) -> Deployment {
+    let logs = spec
+        .logging
+        .as_ref()
+        .is_some_and(|logging| logging.persistence.is_some());
+    let (volumes, volume_mounts) = volumes(app, component, logs);
+    let container = Container {
+        name: component.name.to_owned(),
+        image: Some(image_of(spec)),
+        image_pull_policy: spec.image.pull_policy.map(|policy| {
+            match policy {
+                PullPolicy::Always => "Always",
+                PullPolicy::IfNotPresent => "IfNotPresent",
+                PullPolicy::Never => "Never",
+            }
+            .to_owned()
+        }),
+        args: Some(vec!["serve".to_owned(), component.name.to_owned()]),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".to_owned()),
+            container_port: i32::from(contract::HTTP_PORT),
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        env_from: Some(vec![EnvFromSource {
+            config_map_ref: Some(ConfigMapEnvSource {
+                name: app.object_name(component.name),
+                optional: Some(false),
+            }),
+            ..EnvFromSource::default()
+        }]),
+        env: Some(environment(component, logs)),
+        resources: Some(resources(component)),
+        // Two minutes to start (migrations, topics) before liveness applies.
+        startup_probe: Some(http_probe(contract::STARTED_PATH, 2, 60)),
+        readiness_probe: Some(http_probe(contract::READY_PATH, 5, 3)),
+        liveness_probe: Some(http_probe(contract::LIVE_PATH, 10, 3)),
+        lifecycle: Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                sleep: Some(SleepAction {
+                    seconds: PRE_STOP_SLEEP_SECONDS,
+                }),
+                ..LifecycleHandler::default()
+            }),
+            ..Lifecycle::default()
+        }),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_owned()]),
+                add: None,
+            }),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_owned(),
+                localhost_profile: None,
+            }),
+            ..SecurityContext::default()
+        }),
+        volume_mounts: Some(volume_mounts),
+        ..Container::default()
+    };
+    let mut template_labels = app.labels(Some(component.name));
+    template_labels.extend(app.selector(component.name));
+    let pod = PodSpec {
+        service_account_name: Some(app.name.clone()),
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        termination_grace_period_seconds: Some(termination_grace_seconds()),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(RUN_AS),
+            run_as_group: Some(RUN_AS),
+            fs_group: Some(RUN_AS),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_owned(),
+                localhost_profile: None,
+            }),
+            ..PodSecurityContext::default()
+        }),
+        image_pull_secrets: (!spec.image.pull_secrets.is_empty()).then(|| {
+            spec.image
+                .pull_secrets
+                .iter()
+                .map(|name| LocalObjectReference { name: name.clone() })
+                .collect()
+        }),
+        topology_spread_constraints: Some(spread(app, component.name)),
+        containers: vec![container],
+        volumes: Some(volumes),
+        ..PodSpec::default()
+    };
+    Deployment {
+        metadata: app.metadata(app.object_name(component.name), Some(component.name), true),
+        spec: Some(DeploymentSpec {
+            replicas: component.replicas,
+            selector: LabelSelector {
+                match_labels: Some(app.selector(component.name)),
+                ..LabelSelector::default()
+            },
+            strategy: Some(strategy(spec, component)),
+            min_ready_seconds: Some(10),
+            progress_deadline_seconds: Some(600),
+            revision_history_limit: Some(5),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(template_labels),
+                    annotations: Some(BTreeMap::from([(
+                        CONFIG_HASH_ANNOTATION.to_owned(),
+                        config_hash(component),
+                    )])),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod),
+            },
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    }
+}

@@ -1,0 +1,47 @@
+//! An Ingress in front of the gateway, when the spec asks for one.
+
+use super::metadata::AppIdentity;
+use super::plan::ComponentPlan;
+use k8s_openapi::api::networking::v1::{
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
+    IngressServiceBackend, IngressSpec, IngressTLS, ServiceBackendPort,
+};
+
+/// The gateway's Ingress, if configured.
+pub fn build_ingress(app: &AppIdentity, gateway: &ComponentPlan) -> Option<Ingress> {
+    let ingress = gateway.expose.as_ref()?.ingress.as_ref()?;
+    let backend = IngressBackend {
+        service: Some(IngressServiceBackend {
+            name: app.object_name("gateway"),
+            port: Some(ServiceBackendPort {
+                name: Some("http".to_owned()),
+                number: None,
+            }),
+        }),
+        ..IngressBackend::default()
+    };
+    Some(Ingress {
+        metadata: app.metadata(app.object_name("gateway"), Some("gateway"), true),
+        spec: Some(IngressSpec {
+            ingress_class_name: ingress.class_name.clone(),
+            rules: Some(vec![IngressRule {
+                host: Some(ingress.host.clone()),
+                http: Some(HTTPIngressRuleValue {
+                    paths: vec![HTTPIngressPath {
+                        path: Some("/".to_owned()),
+                        path_type: "Prefix".to_owned(),
+                        backend,
+                    }],
+                }),
+            }]),
+            tls: ingress.tls_secret_name.as_ref().map(|secret| {
+                vec![IngressTLS {
+                    hosts: Some(vec![ingress.host.clone()]),
+                    secret_name: Some(secret.clone()),
+                }]
+            }),
+            ..IngressSpec::default()
+        }),
+        ..Ingress::default()
+    })
+}

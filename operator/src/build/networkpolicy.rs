@@ -1,0 +1,170 @@
+//! One NetworkPolicy per app when asked for: ingress to the app's pods is denied except to the gateway from
+//! anywhere, between the app's own pods, and for metrics scrapers; egress is limited to DNS, Kafka, PostgreSQL
+//! and the app's own pods.
+
+use super::metadata::AppIdentity;
+use crate::resource::FoodDeliveryAppSpec;
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
+    NetworkPolicyPort, NetworkPolicySpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// PostgreSQL's port (the URL is in a Secret the build does not read).
+pub const POSTGRES_PORT: i32 = 5432;
+
+fn tcp(port: i32) -> NetworkPolicyPort {
+    NetworkPolicyPort {
+        port: Some(IntOrString::Int(port)),
+        protocol: Some("TCP".to_owned()),
+        ..NetworkPolicyPort::default()
+    }
+}
+
+fn pods(labels: BTreeMap<String, String>) -> NetworkPolicyPeer {
+    NetworkPolicyPeer {
+        pod_selector: Some(LabelSelector {
+            match_labels: Some(labels),
+            ..LabelSelector::default()
+        }),
+        ..NetworkPolicyPeer::default()
+    }
+}
+
+/// The ports of the Kafka bootstrap servers (9092 where none is given).
+pub fn kafka_ports(bootstrap_servers: &str) -> BTreeSet<i32> {
+    bootstrap_servers
+        .split(',')
+        .map(|server| {
+            server
+                .trim()
+                .rsplit_once(':')
+                .and_then(|(_, port)| port.parse().ok())
+                .unwrap_or(9092)
+        })
+        .collect()
+}
+
+/// The app's NetworkPolicy, when enabled.
+pub fn build_network_policy(
+    app: &AppIdentity,
+    spec: &FoodDeliveryAppSpec,
+) -> Option<NetworkPolicy> {
+    if !spec
+        .network_policy
+        .as_ref()
+        .is_some_and(|policy| policy.enabled)
+    {
+        return None;
+    }
+    let http = i32::from(food_delivery_contract::HTTP_PORT);
+    let scrapers = NetworkPolicyPeer {
+        namespace_selector: Some(LabelSelector::default()),
+        pod_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                "app.kubernetes.io/name".to_owned(),
+                "prometheus".to_owned(),
+            )])),
+            ..LabelSelector::default()
+        }),
+        ..NetworkPolicyPeer::default()
+    };
+    // The gateway's front door is a policy of its own (build_gateway_network_policy): policies add up.
+    let ingress = vec![
+        // Components call each other (order -> payment, gateway -> everyone).
+        NetworkPolicyIngressRule {
+            from: Some(vec![pods(app.app_selector())]),
+            ports: Some(vec![tcp(http)]),
+        },
+        // Prometheus scrapes /metrics on the HTTP port.
+        NetworkPolicyIngressRule {
+            from: Some(vec![scrapers]),
+            ports: Some(vec![tcp(http)]),
+        },
+    ];
+    let dns = NetworkPolicyEgressRule {
+        to: None,
+        ports: Some(vec![
+            NetworkPolicyPort {
+                port: Some(IntOrString::Int(53)),
+                protocol: Some("UDP".to_owned()),
+                ..NetworkPolicyPort::default()
+            },
+            tcp(53),
+        ]),
+    };
+    let mut brokers_and_database: Vec<NetworkPolicyPort> =
+        kafka_ports(&spec.kafka.bootstrap_servers)
+            .into_iter()
+            .map(tcp)
+            .collect();
+    brokers_and_database.push(tcp(POSTGRES_PORT));
+    let egress = vec![
+        dns,
+        NetworkPolicyEgressRule {
+            to: None,
+            ports: Some(brokers_and_database),
+        },
+        NetworkPolicyEgressRule {
+            to: Some(vec![pods(app.app_selector())]),
+            ports: Some(vec![tcp(http)]),
+        },
+    ];
+    Some(NetworkPolicy {
+        metadata: app.metadata(app.name.clone(), None, true),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(app.app_selector()),
+                ..LabelSelector::default()
+            }),
+            policy_types: Some(vec!["Ingress".to_owned(), "Egress".to_owned()]),
+            ingress: Some(ingress),
+            egress: Some(egress),
+        }),
+    })
+}
+
+/// The gateway's own policy: anyone may reach its HTTP port.
+pub fn build_gateway_network_policy(
+    app: &AppIdentity,
+    spec: &FoodDeliveryAppSpec,
+) -> Option<NetworkPolicy> {
+    if !spec
+        .network_policy
+        .as_ref()
+        .is_some_and(|policy| policy.enabled)
+        || !super::plan::is_enabled(spec, "gateway")
+    {
+        return None;
+    }
+    Some(NetworkPolicy {
+        metadata: app.metadata(app.object_name("gateway"), Some("gateway"), true),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(app.selector("gateway")),
+                ..LabelSelector::default()
+            }),
+            policy_types: Some(vec!["Ingress".to_owned()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: None,
+                ports: Some(vec![tcp(i32::from(food_delivery_contract::HTTP_PORT))]),
+            }]),
+            egress: None,
+        }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_ports_come_from_the_bootstrap_servers() {
+        assert_eq!(
+            kafka_ports("a:9092, b:9093,c"),
+            BTreeSet::from([9092, 9093])
+        );
+    }
+}

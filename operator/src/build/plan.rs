@@ -1,0 +1,327 @@
+//! What each enabled component gets once the spec's defaults, overrides and rules are applied. Every kind's
+//! build module reads this, so a rule (say, "SQLite means one replica") is decided once.
+
+use crate::resource::{
+    AutoscalingSpec, CircuitBreakerSpec, Component, DatabaseSpec, ExposeSpec, FoodDeliveryAppSpec,
+    ResourcesSpec, SecretKeyRef, VolumeRetention,
+};
+use std::collections::BTreeMap;
+
+/// Default CPU request.
+pub const DEFAULT_CPU_REQUEST: &str = "100m";
+/// Default memory request (and limit).
+pub const DEFAULT_MEMORY: &str = "64Mi";
+/// Default SQLite volume size.
+pub const DEFAULT_VOLUME_SIZE: &str = "1Gi";
+
+/// Where a component's data lives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Storage {
+    /// No data (the gateway).
+    None,
+    /// PostgreSQL; the URL is read from this Secret key.
+    Postgres(SecretKeyRef),
+    /// SQLite on a ReadWriteOnce volume of this size and class.
+    Sqlite {
+        /// Requested size.
+        size: String,
+        /// StorageClass, or the cluster's default.
+        storage_class_name: Option<String>,
+    },
+}
+
+/// CPU autoscaling as the HPA gets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Autoscaling {
+    /// Fewest replicas.
+    pub min_replicas: i32,
+    /// Most replicas.
+    pub max_replicas: i32,
+    /// Target average CPU utilization in percent.
+    pub target_cpu_percent: i32,
+}
+
+/// CPU and memory, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resources {
+    /// CPU request.
+    pub cpu_request: String,
+    /// Memory request.
+    pub memory_request: String,
+    /// CPU limit, only when asked for (CPU limits throttle; most clusters leave them off).
+    pub cpu_limit: Option<String>,
+    /// Memory limit (defaults to the request: no overcommit, no surprise OOM kills of neighbours).
+    pub memory_limit: String,
+}
+
+/// One enabled component, ready to build.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComponentPlan {
+    /// The component, e.g. `order`.
+    pub name: &'static str,
+    /// Replicas when not autoscaled; `None` when an HPA owns the count.
+    pub replicas: Option<i32>,
+    /// Autoscaling, when set.
+    pub autoscaling: Option<Autoscaling>,
+    /// Where its data lives.
+    pub storage: Storage,
+    /// CPU and memory.
+    pub resources: Resources,
+    /// Settings (environment variables) written into its ConfigMap.
+    pub settings: BTreeMap<String, String>,
+    /// How the gateway is exposed (gateway only).
+    pub expose: Option<ExposeSpec>,
+}
+
+impl ComponentPlan {
+    /// Whether it runs on a ReadWriteOnce volume: one replica, Recreate rollouts.
+    pub fn single_writer(&self) -> bool {
+        matches!(self.storage, Storage::Sqlite { .. })
+    }
+
+    /// The fewest replicas it runs with (for the disruption budget).
+    pub fn minimum_replicas(&self) -> i32 {
+        self.autoscaling
+            .map(|autoscaling| autoscaling.min_replicas)
+            .or(self.replicas)
+            .unwrap_or(1)
+    }
+}
+
+/// A component's own settings, whichever kind it is.
+fn component_of<'spec>(spec: &'spec FoodDeliveryAppSpec, name: &str) -> Option<&'spec Component> {
+    let components = &spec.components;
+    match name {
+        "gateway" => components
+            .gateway
+            .as_ref()
+            .map(|gateway| &gateway.component),
+        "customer" => components.customer.as_ref(),
+        "order" => components.order.as_ref().map(|order| &order.component),
+        "payment" => components.payment.as_ref(),
+        "kitchen" => components.kitchen.as_ref(),
+        "delivery" => components.delivery.as_ref(),
+        "mypage" => components.mypage.as_ref(),
+        "stamp" => components.stamp.as_ref(),
+        _ => None,
+    }
+}
+
+fn storage_of(database: &DatabaseSpec) -> Storage {
+    match (&database.postgres, &database.sqlite) {
+        (Some(postgres), _) => Storage::Postgres(postgres.url_secret_ref.clone()),
+        (None, Some(sqlite)) => Storage::Sqlite {
+            size: sqlite
+                .storage
+                .size
+                .clone()
+                .unwrap_or_else(|| DEFAULT_VOLUME_SIZE.to_owned()),
+            storage_class_name: sqlite.storage.storage_class_name.clone(),
+        },
+        (None, None) => Storage::None,
+    }
+}
+
+fn resources_of(spec: Option<&ResourcesSpec>) -> Resources {
+    let requests = spec.and_then(|resources| resources.requests.as_ref());
+    let limits = spec.and_then(|resources| resources.limits.as_ref());
+    let memory_request = requests
+        .and_then(|requests| requests.memory.clone())
+        .unwrap_or_else(|| DEFAULT_MEMORY.to_owned());
+    Resources {
+        cpu_request: requests
+            .and_then(|requests| requests.cpu.clone())
+            .unwrap_or_else(|| DEFAULT_CPU_REQUEST.to_owned()),
+        cpu_limit: limits.and_then(|limits| limits.cpu.clone()),
+        memory_limit: limits
+            .and_then(|limits| limits.memory.clone())
+            .unwrap_or_else(|| memory_request.clone()),
+        memory_request,
+    }
+}
+
+fn autoscaling_of(spec: &AutoscalingSpec) -> Autoscaling {
+    let min_replicas = spec.min_replicas.unwrap_or(2);
+    Autoscaling {
+        min_replicas,
+        max_replicas: spec.max_replicas.unwrap_or(10).max(min_replicas),
+        target_cpu_percent: spec.target_cpu_utilization_percentage.unwrap_or(70),
+    }
+}
+
+/// Whether the component runs at all.
+pub fn is_enabled(spec: &FoodDeliveryAppSpec, name: &str) -> bool {
+    component_of(spec, name)
+        .and_then(|component| component.enabled)
+        .unwrap_or(true)
+}
+
+/// The in-cluster base URL of a component of app `app`.
+pub fn service_url(app: &str, component: &str) -> String {
+    format!(
+        "http://{app}-{component}:{}",
+        food_delivery_contract::HTTP_PORT
+    )
+}
+
+fn circuit_breaker_settings(breaker: &CircuitBreakerSpec) -> Vec<(&'static str, String)> {
+    use food_delivery_contract::env;
+    [
+        (env::PAYMENT_TIMEOUT_MS, breaker.timeout_ms),
+        (
+            env::PAYMENT_BREAKER_FAILURE_RATE_PERCENT,
+            breaker.failure_rate_percent,
+        ),
+        (env::PAYMENT_BREAKER_MINIMUM_CALLS, breaker.minimum_calls),
+        (env::PAYMENT_BREAKER_OPEN_SECONDS, breaker.open_seconds),
+        (env::PAYMENT_MAX_CONCURRENT, breaker.max_concurrent),
+    ]
+    .into_iter()
+    .filter_map(|(key, value)| value.map(|value| (key, value.to_string())))
+    .collect()
+}
+
+/// The settings of one component: Kafka and logging for all, peers and guards where they apply, then the
+/// app's shared `config`, then the component's own (later wins).
+fn settings_of(
+    app: &str,
+    spec: &FoodDeliveryAppSpec,
+    name: &str,
+    component: Option<&Component>,
+) -> BTreeMap<String, String> {
+    use food_delivery_contract::env;
+    let mut settings = BTreeMap::new();
+    let mut set = |key: &str, value: String| {
+        settings.insert(key.to_owned(), value);
+    };
+    if name != "gateway" {
+        set(
+            env::KAFKA_BOOTSTRAP_SERVERS,
+            spec.kafka.bootstrap_servers.clone(),
+        );
+        set(
+            env::KAFKA_TOPIC_PREFIX,
+            spec.kafka
+                .topic_prefix
+                .clone()
+                .unwrap_or_else(|| "food".to_owned()),
+        );
+        if let Some(partitions) = spec.kafka.topic_partitions {
+            set(env::KAFKA_TOPIC_PARTITIONS, partitions.to_string());
+        }
+        if let Some(replication) = spec.kafka.replication_factor {
+            set(env::KAFKA_REPLICATION_FACTOR, replication.to_string());
+        }
+    }
+    let level = spec
+        .logging
+        .as_ref()
+        .and_then(|logging| logging.level.clone())
+        .unwrap_or_else(|| "info".to_owned());
+    set(env::LOG_LEVEL, level);
+    match name {
+        "gateway" => {
+            let routes = food_delivery_contract::RESOURCE_OWNERS
+                .iter()
+                .filter(|(_, owner)| is_enabled(spec, owner))
+                .map(|(resource, owner)| format!("{resource}={}", service_url(app, owner)))
+                .collect::<Vec<_>>()
+                .join(",");
+            set(env::GATEWAY_ROUTES, routes);
+            let origins = spec
+                .components
+                .gateway
+                .as_ref()
+                .and_then(|gateway| gateway.expose.as_ref())
+                .map(|expose| expose.cors_allowed_origins.join(","))
+                .unwrap_or_default();
+            if !origins.is_empty() {
+                set(env::GATEWAY_CORS_ALLOWED_ORIGINS, origins);
+            }
+        }
+        "order" => {
+            set(env::PAYMENT_URL, service_url(app, "payment"));
+            if let Some(breaker) = spec
+                .components
+                .order
+                .as_ref()
+                .and_then(|order| order.circuit_breaker.as_ref())
+            {
+                for (key, value) in circuit_breaker_settings(breaker) {
+                    set(key, value);
+                }
+            }
+        }
+        _ => {}
+    }
+    settings.extend(spec.config.clone());
+    if let Some(component) = component {
+        settings.extend(component.config.clone());
+    }
+    settings
+}
+
+/// The plan of every enabled component, in the contract's order.
+pub fn plan(app: &str, spec: &FoodDeliveryAppSpec) -> Vec<ComponentPlan> {
+    food_delivery_contract::SERVICES
+        .iter()
+        .filter(|name| is_enabled(spec, name))
+        .map(|name| {
+            let component = component_of(spec, name);
+            let own_database = component.and_then(|component| component.database.as_ref());
+            let storage = if *name == "gateway" {
+                Storage::None
+            } else {
+                storage_of(own_database.unwrap_or(&spec.database))
+            };
+            let defaults = spec.defaults.as_ref();
+            // A component that picks SQLite for itself ignores the defaults' scaling (see the CRD rule).
+            let defaults_apply =
+                !(own_database.is_some() && matches!(storage, Storage::Sqlite { .. }));
+            let autoscaling = component
+                .and_then(|component| component.autoscaling.as_ref())
+                .or(defaults
+                    .filter(|_| defaults_apply)
+                    .and_then(|defaults| defaults.autoscaling.as_ref()))
+                .map(autoscaling_of);
+            let replicas = component
+                .and_then(|component| component.replicas)
+                .or(defaults
+                    .filter(|_| defaults_apply)
+                    .and_then(|defaults| defaults.replicas))
+                .unwrap_or(1);
+            let single_writer = matches!(storage, Storage::Sqlite { .. });
+            let (replicas, autoscaling) = match (single_writer, autoscaling) {
+                // Validation refuses more; this keeps the build safe for a spec that skipped it.
+                (true, _) => (Some(replicas.min(1)), None),
+                (false, Some(autoscaling)) => (None, Some(autoscaling)),
+                (false, None) => (Some(replicas), None),
+            };
+            ComponentPlan {
+                name,
+                replicas,
+                autoscaling,
+                storage,
+                resources: resources_of(
+                    component
+                        .and_then(|component| component.resources.as_ref())
+                        .or(defaults.and_then(|defaults| defaults.resources.as_ref())),
+                ),
+                settings: settings_of(app, spec, name, component),
+                expose: (*name == "gateway")
+                    .then(|| {
+                        spec.components
+                            .gateway
+                            .as_ref()
+                            .and_then(|gateway| gateway.expose.clone())
+                    })
+                    .flatten(),
+            }
+        })
+        .collect()
+}
+
+/// Whether the app's volumes go with it.
+pub fn volumes_follow_app(spec: &FoodDeliveryAppSpec) -> bool {
+    spec.volume_retention == Some(VolumeRetention::Delete)
+}

@@ -1,0 +1,114 @@
+//! PersistentVolumeClaims: one per SQLite component, one for the shared log volume. They carry no owner
+//! reference unless the spec says volumes follow the app: deleting a resource must not silently delete data.
+
+use super::metadata::AppIdentity;
+use super::plan::{ComponentPlan, Storage};
+use crate::resource::{AccessMode, LogPersistenceSpec};
+use k8s_openapi::api::core::v1::{
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use std::collections::BTreeMap;
+
+/// The claim name of a component's SQLite volume.
+pub fn data_claim_name(app: &AppIdentity, component: &str) -> String {
+    format!("{}-{component}-data", app.name)
+}
+
+/// The claim name of the shared log volume.
+pub fn log_claim_name(app: &AppIdentity) -> String {
+    format!("{}-logs", app.name)
+}
+
+fn claim(
+    app: &AppIdentity,
+    name: String,
+    component: Option<&str>,
+    access_mode: &str,
+    size: &str,
+    storage_class_name: Option<String>,
+    owned: bool,
+) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: app.metadata(name, component, owned),
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec![access_mode.to_owned()]),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_owned(),
+                    Quantity(size.to_owned()),
+                )])),
+                ..VolumeResourceRequirements::default()
+            }),
+            storage_class_name,
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    }
+}
+
+/// The SQLite volume of a component, if it has one.
+pub fn build_data_claim(
+    app: &AppIdentity,
+    component: &ComponentPlan,
+    owned: bool,
+) -> Option<PersistentVolumeClaim> {
+    match &component.storage {
+        Storage::Sqlite {
+            size,
+            storage_class_name,
+        } => Some(claim(
+            app,
+            data_claim_name(app, component.name),
+            Some(component.name),
+            "ReadWriteOnce",
+            size,
+            storage_class_name.clone(),
+            owned,
+        )),
+        _ => None,
+    }
+}
+
+/// The shared log volume.
+pub fn build_log_claim(
+    app: &AppIdentity,
+    persistence: &LogPersistenceSpec,
+    owned: bool,
+) -> PersistentVolumeClaim {
+    let access_mode = match persistence.access_mode.unwrap_or(AccessMode::ReadWriteMany) {
+        AccessMode::ReadWriteMany => "ReadWriteMany",
+        AccessMode::ReadWriteOnce => "ReadWriteOnce",
+    };
+    claim(
+        app,
+        log_claim_name(app),
+        None,
+        access_mode,
+        persistence.size.as_deref().unwrap_or("1Gi"),
+        persistence.storage_class_name.clone(),
+        owned,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::tests::{identity, plan_of};
+
+    #[test]
+    fn sqlite_components_get_a_retained_read_write_once_claim() {
+        let plans = plan_of("");
+        let order = plans.iter().find(|plan| plan.name == "order").unwrap();
+        let claim = build_data_claim(&identity(), order, false).unwrap();
+        let spec = claim.spec.unwrap();
+        assert_eq!(spec.access_modes.unwrap(), ["ReadWriteOnce"]);
+        assert_eq!(
+            spec.resources.unwrap().requests.unwrap()["storage"].0,
+            "1Gi"
+        );
+        assert!(claim.metadata.owner_references.is_none());
+        let gateway = plans.iter().find(|plan| plan.name == "gateway").unwrap();
+        assert!(build_data_claim(&identity(), gateway, false).is_none());
+    }
+}
