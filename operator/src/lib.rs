@@ -13,3 +13,11 @@ use kube::CustomResourceExt;
 pub fn crd_yaml() -> Result<String, serde_saphyr::ser::Error> {
     serde_saphyr::to_string(&FoodDeliveryApp::crd())
 }
+
+/// Validates a FoodDeliveryApp manifest and renders every object the operator would apply, as YAML.
+pub fn render(manifest: &str) -> Result<String, validate::InvalidApp> {
+    let app = validate::parse_app(manifest)?;
+    build::build(&app)
+        .to_yaml()
+        .map_err(|error| validate::InvalidApp::Unreadable(format!("cannot write YAML: {error}")))
+}

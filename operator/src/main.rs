@@ -18,7 +18,17 @@ struct Cli {
 enum Command {
     /// Print the FoodDeliveryApp CustomResourceDefinition as YAML.
     Crd,
+    /// Validate a FoodDeliveryApp (schema and CEL rules, as the API server would) and print every object the
+    /// operator would apply for it, as multi-document YAML, like `helm template`.
+    Render {
+        /// The FoodDeliveryApp manifest; `-` reads standard input.
+        #[arg(short = 'f', long = "filename", value_name = "FILE")]
+        file: std::path::PathBuf,
+    },
 }
+
+/// Exit code for an invalid resource (a usage error is clap's 2 as well).
+const INVALID: u8 = 2;
 
 fn main() -> ExitCode {
     match Cli::parse().command {
@@ -32,5 +42,33 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Render { file } => {
+            let text = if file.as_os_str() == "-" {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map(|_| text)
+            } else {
+                std::fs::read_to_string(&file)
+            };
+            let text = match text {
+                Ok(text) => text,
+                Err(error) => {
+                    eprintln!(
+                        "food-delivery-operator: cannot read {}: {error}",
+                        file.display()
+                    );
+                    return ExitCode::from(INVALID);
+                }
+            };
+            match food_delivery_operator::render(&text) {
+                Ok(yaml) => {
+                    print!("{yaml}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("food-delivery-operator: {}: {error}", file.display());
+                    ExitCode::from(INVALID)
+                }
+            }
+        }
     }
 }

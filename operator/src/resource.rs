@@ -435,7 +435,7 @@ pub struct LoggingSpec {
     /// The log level or filter, e.g. info or info,sqlx=warn. Default: info.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub level: Option<String>,
-    /// A volume shared by every component; each writes JSON logs to <component>-<pod>.log on it.
+    /// A volume shared by every component; each pod writes JSON logs to <pod name>.log on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persistence: Option<LogPersistenceSpec>,
 }
