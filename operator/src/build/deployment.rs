@@ -359,3 +359,185 @@ pub fn build_deployment(
         ..Deployment::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::plan;
+    use crate::build::tests::app_with;
+
+    fn deployment_of(database: &str, spec_extra: &str, component: &str) -> Deployment {
+        let app = app_with(database, spec_extra);
+        let identity = AppIdentity::of(&app);
+        let plans = plan::plan("shop", &app.spec);
+        let component = plans.iter().find(|plan| plan.name == component).unwrap();
+        build_deployment(&identity, &app.spec, component)
+    }
+
+    const POSTGRES: &str = "{postgres: {urlSecretRef: {name: db, key: url}}}";
+
+    fn pod(deployment: &Deployment) -> PodSpec {
+        deployment.spec.clone().unwrap().template.spec.unwrap()
+    }
+
+    #[test]
+    fn an_hpa_owns_the_count_so_the_deployment_has_no_replicas() {
+        let scaled = deployment_of(
+            POSTGRES,
+            "components: {order: {autoscaling: {minReplicas: 2}}}",
+            "order",
+        );
+        assert_eq!(scaled.spec.unwrap().replicas, None);
+        let fixed = deployment_of(POSTGRES, "components: {order: {replicas: 3}}", "order");
+        assert_eq!(fixed.spec.unwrap().replicas, Some(3));
+    }
+
+    #[test]
+    fn sqlite_components_recreate_others_roll_with_nothing_missing() {
+        let sqlite = deployment_of("{sqlite: {}}", "", "order").spec.unwrap();
+        assert_eq!(sqlite.strategy.unwrap().type_.as_deref(), Some("Recreate"));
+        assert_eq!(sqlite.replicas, Some(1));
+        let rolling = deployment_of(POSTGRES, "", "order")
+            .spec
+            .unwrap()
+            .strategy
+            .unwrap();
+        let update = rolling.rolling_update.unwrap();
+        assert_eq!(update.max_unavailable, Some(IntOrString::Int(0)));
+        assert_eq!(update.max_surge, Some(IntOrString::String("25%".into())));
+        let tuned = deployment_of(
+            POSTGRES,
+            "rollout: {maxSurge: '2', maxUnavailable: 10%}",
+            "order",
+        );
+        let update = tuned
+            .spec
+            .unwrap()
+            .strategy
+            .unwrap()
+            .rolling_update
+            .unwrap();
+        assert_eq!(update.max_surge, Some(IntOrString::Int(2)));
+        assert_eq!(
+            update.max_unavailable,
+            Some(IntOrString::String("10%".into()))
+        );
+    }
+
+    #[test]
+    fn probes_prestop_and_grace_period_follow_the_services_shutdown() {
+        let deployment = deployment_of(POSTGRES, "", "payment");
+        let spec = deployment.spec.clone().unwrap();
+        assert_eq!(spec.min_ready_seconds, Some(10));
+        assert_eq!(spec.progress_deadline_seconds, Some(600));
+        assert_eq!(spec.revision_history_limit, Some(5));
+        let pod = pod(&deployment);
+        let container = &pod.containers[0];
+        let path = |probe: &Option<Probe>| probe.clone().unwrap().http_get.unwrap().path.unwrap();
+        assert_eq!(path(&container.startup_probe), "/health/started");
+        assert_eq!(path(&container.readiness_probe), "/health/ready");
+        assert_eq!(path(&container.liveness_probe), "/health/live");
+        let sleep = container
+            .lifecycle
+            .clone()
+            .unwrap()
+            .pre_stop
+            .unwrap()
+            .sleep
+            .unwrap();
+        assert_eq!(sleep.seconds, PRE_STOP_SLEEP_SECONDS);
+        assert!(
+            pod.termination_grace_period_seconds.unwrap()
+                > PRE_STOP_SLEEP_SECONDS
+                    + contract::DRAIN_DELAY_SECONDS
+                    + 2 * contract::SHUTDOWN_TIMEOUT_SECONDS
+        );
+        assert_eq!(container.args.clone().unwrap(), ["serve", "payment"]);
+    }
+
+    #[test]
+    fn pods_meet_the_restricted_pod_security_standard() {
+        let pod = pod(&deployment_of("{sqlite: {}}", "", "kitchen"));
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        let security = pod.security_context.unwrap();
+        assert_eq!(
+            (security.run_as_non_root, security.run_as_user),
+            (Some(true), Some(RUN_AS))
+        );
+        assert_eq!(security.seccomp_profile.unwrap().type_, "RuntimeDefault");
+        let container = pod.containers[0].security_context.clone().unwrap();
+        assert_eq!(container.allow_privilege_escalation, Some(false));
+        assert_eq!(container.read_only_root_filesystem, Some(true));
+        assert_eq!(container.capabilities.unwrap().drop.unwrap(), ["ALL"]);
+        let mounts = pod.containers[0].volume_mounts.clone().unwrap();
+        assert!(
+            mounts.iter().any(|mount| mount.mount_path == "/tmp"),
+            "a writable /tmp"
+        );
+        assert!(
+            mounts.iter().any(|mount| mount.mount_path == DATA_PATH),
+            "the SQLite volume"
+        );
+    }
+
+    #[test]
+    fn resources_are_always_requested_with_memory_limited_to_the_request() {
+        let resources = pod(&deployment_of(POSTGRES, "", "mypage")).containers[0]
+            .resources
+            .clone()
+            .unwrap();
+        let requests = resources.requests.unwrap();
+        assert_eq!(requests["cpu"].0, "100m");
+        assert_eq!(requests["memory"].0, "64Mi");
+        let limits = resources.limits.unwrap();
+        assert_eq!(limits["memory"].0, "64Mi");
+        assert!(!limits.contains_key("cpu"), "no CPU limit unless asked for");
+    }
+
+    #[test]
+    fn the_database_url_comes_from_the_secret_or_the_volume() {
+        let env = |deployment: Deployment| pod(&deployment).containers[0].env.clone().unwrap();
+        let postgres = env(deployment_of(POSTGRES, "", "order"));
+        let url = postgres
+            .iter()
+            .find(|var| var.name == "DATABASE_URL")
+            .unwrap();
+        let secret = url.value_from.clone().unwrap().secret_key_ref.unwrap();
+        assert_eq!((secret.name.as_str(), secret.key.as_str()), ("db", "url"));
+        let sqlite = env(deployment_of("{sqlite: {}}", "", "order"));
+        let url = sqlite
+            .iter()
+            .find(|var| var.name == "DATABASE_URL")
+            .unwrap();
+        assert_eq!(url.value.as_deref(), Some("sqlite:///data/order.db"));
+        let gateway = env(deployment_of(POSTGRES, "", "gateway"));
+        assert!(gateway.iter().all(|var| var.name != "DATABASE_URL"));
+        assert_eq!(gateway[0].name, "KAFKA_GROUP_INSTANCE_ID");
+    }
+
+    #[test]
+    fn a_config_change_rolls_the_pods_but_never_touches_the_selector() {
+        let hash = |deployment: &Deployment| {
+            deployment
+                .spec
+                .clone()
+                .unwrap()
+                .template
+                .metadata
+                .unwrap()
+                .annotations
+                .unwrap()[CONFIG_HASH_ANNOTATION]
+                .clone()
+        };
+        let before = deployment_of(POSTGRES, "config: {FEATURE: a}", "order");
+        let after = deployment_of(POSTGRES, "config: {FEATURE: b}", "order");
+        assert_ne!(hash(&before), hash(&after));
+        let upgraded = deployment_of(
+            POSTGRES,
+            "config: {FEATURE: a}\nrollout: {maxSurge: '1'}",
+            "order",
+        );
+        assert_eq!(hash(&before), hash(&upgraded), "only settings count");
+        assert_eq!(before.spec.unwrap().selector, after.spec.unwrap().selector);
+    }
+}
