@@ -109,6 +109,21 @@ fn forbid_unknown_fields(schema: &mut Value, root: bool) {
     }
 }
 
+/// The schema validator, compiled once: the CRD does not change while the process runs.
+fn schema_validator() -> Result<&'static jsonschema::Validator, InvalidApp> {
+    static VALIDATOR: std::sync::OnceLock<Result<jsonschema::Validator, String>> =
+        std::sync::OnceLock::new();
+    VALIDATOR
+        .get_or_init(|| {
+            jsonschema::options()
+                .with_draft(jsonschema::Draft::Draft4)
+                .build(&strict_schema())
+                .map_err(|error| format!("the CRD schema does not compile: {error}"))
+        })
+        .as_ref()
+        .map_err(|error| InvalidApp::Unreadable(error.clone()))
+}
+
 fn field_of(pointer: &str) -> String {
     pointer
         .trim_start_matches('/')
@@ -133,13 +148,13 @@ pub fn validate_value(object: &Value) -> Result<FoodDeliveryApp, InvalidApp> {
             "expected apiVersion fooddelivery.dev/v1alpha1 and kind FoodDeliveryApp, found '{api_version}' '{kind}'"
         )));
     }
-    let schema = strict_schema();
-    let validator = jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft4)
-        .build(&schema)
-        .map_err(|error| {
-            InvalidApp::Unreadable(format!("the CRD schema does not compile: {error}"))
-        })?;
+    if let Some(problem) = name_problem(object.pointer("/metadata/name")) {
+        return Err(InvalidApp::Violations(vec![Violation {
+            field: "metadata.name".to_owned(),
+            message: problem,
+        }]));
+    }
+    let validator = schema_validator()?;
     let mut violations: Vec<Violation> = validator
         .iter_errors(object)
         .map(|error| Violation {
@@ -166,6 +181,30 @@ pub fn validate_value(object: &Value) -> Result<FoodDeliveryApp, InvalidApp> {
         ));
     }
     Ok(app)
+}
+
+/// The longest app name whose objects still have valid names: a Service is named `<app>-<component>` and must
+/// be a DNS label of at most 63 characters; the longest component name is 8 characters plus the dash.
+pub const MAX_NAME_LENGTH: usize = 63 - "-customer".len();
+
+/// What is wrong with the app's name, if anything (the API server checks names only as DNS subdomains; the
+/// objects derived from it need more).
+fn name_problem(name: Option<&Value>) -> Option<String> {
+    let Some(name) = name.and_then(Value::as_str) else {
+        return Some("is required".to_owned());
+    };
+    let label = name.len() <= MAX_NAME_LENGTH
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && !name.ends_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    (!label).then(|| {
+        format!(
+            "'{name}' must be a DNS label of at most {MAX_NAME_LENGTH} characters (lowercase letters, digits, '-', \
+             starting with a letter): the app's Services are named <app>-<component>"
+        )
+    })
 }
 
 /// Parses one YAML document and validates it.
@@ -323,6 +362,21 @@ mod tests {
                 "spec.image.pullPolicy",
             ),
             ("missing kafka", without(minimal(), "spec.kafka"), "kafka"),
+            (
+                "no name",
+                without(minimal(), "metadata.name"),
+                "metadata.name: is required",
+            ),
+            (
+                "bad name",
+                with(minimal(), "metadata.name", json!("Shop_1")),
+                "metadata.name: 'Shop_1' must be a DNS label",
+            ),
+            (
+                "long name",
+                with(minimal(), "metadata.name", json!("a".repeat(55))),
+                "at most 54 characters",
+            ),
         ];
         for (name, object, expected) in cases {
             match validate_value(&object) {
