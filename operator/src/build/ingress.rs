@@ -45,3 +45,28 @@ pub fn build_ingress(app: &AppIdentity, gateway: &ComponentPlan) -> Option<Ingre
         ..Ingress::default()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::tests::{identity, plan_of};
+
+    #[test]
+    fn the_gateway_gets_an_ingress_only_when_asked_with_tls_when_given() {
+        let plans = plan_of(
+            "components: {gateway: {expose: {ingress: {host: food.example.org, className: nginx, tlsSecretName: tls}}}}",
+        );
+        let spec = build_ingress(&identity(), &plans[0]).unwrap().spec.unwrap();
+        assert_eq!(spec.ingress_class_name.as_deref(), Some("nginx"));
+        let rule = &spec.rules.unwrap()[0];
+        assert_eq!(rule.host.as_deref(), Some("food.example.org"));
+        let backend = rule.http.clone().unwrap().paths[0]
+            .backend
+            .service
+            .clone()
+            .unwrap();
+        assert_eq!(backend.name, "shop-gateway");
+        assert_eq!(spec.tls.unwrap()[0].secret_name.as_deref(), Some("tls"));
+        assert!(build_ingress(&identity(), &plan_of("")[0]).is_none());
+    }
+}

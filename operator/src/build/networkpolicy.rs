@@ -159,6 +159,55 @@ pub fn build_gateway_network_policy(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::build::tests::{app_with, identity};
+
+    #[test]
+    fn ingress_is_denied_but_for_the_gateway_peers_and_scrapers_and_egress_is_dns_kafka_database() {
+        let mut app = app_with("{sqlite: {}}", "networkPolicy: {enabled: true}");
+        app.spec.kafka.bootstrap_servers = "k1:9092,k2:9094".to_owned();
+        let policy = build_network_policy(&identity(), &app.spec)
+            .unwrap()
+            .spec
+            .unwrap();
+        assert_eq!(policy.policy_types.unwrap(), ["Ingress", "Egress"]);
+        assert_eq!(
+            policy.pod_selector.unwrap().match_labels.unwrap(),
+            identity().app_selector()
+        );
+        let ingress = policy.ingress.unwrap();
+        assert!(
+            ingress.iter().all(|rule| rule.from.is_some()),
+            "no open ingress to every pod"
+        );
+        let egress_ports: Vec<i32> = policy
+            .egress
+            .unwrap()
+            .iter()
+            .flat_map(|rule| rule.ports.clone().unwrap_or_default())
+            .filter_map(|port| match port.port {
+                Some(IntOrString::Int(number)) => Some(number),
+                _ => None,
+            })
+            .collect();
+        for port in [53, 9092, 9094, POSTGRES_PORT, 8080] {
+            assert!(egress_ports.contains(&port), "{port} in {egress_ports:?}");
+        }
+        let gateway = build_gateway_network_policy(&identity(), &app.spec)
+            .unwrap()
+            .spec
+            .unwrap();
+        assert_eq!(
+            gateway.pod_selector.unwrap().match_labels.unwrap(),
+            identity().selector("gateway")
+        );
+        assert!(
+            gateway.ingress.unwrap()[0].from.is_none(),
+            "the gateway is open to clients"
+        );
+        let off = app_with("{sqlite: {}}", "");
+        assert!(build_network_policy(&identity(), &off.spec).is_none());
+        assert!(build_gateway_network_policy(&identity(), &off.spec).is_none());
+    }
 
     #[test]
     fn kafka_ports_come_from_the_bootstrap_servers() {
