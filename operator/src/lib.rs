@@ -2,6 +2,7 @@
 //! and the commands that print them.
 
 pub mod build;
+pub mod reconcile;
 pub mod resource;
 pub mod validate;
 

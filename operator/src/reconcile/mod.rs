@@ -1,0 +1,368 @@
+//! The controller's reconcile: dereference -> validate -> build -> apply -> prune -> status. Everything here is
+//! I/O; every decision is made by `validate`, `build` and `status`.
+
+pub mod apply;
+pub mod status;
+
+#[cfg(test)]
+mod fake_api;
+#[cfg(test)]
+mod tests;
+
+use crate::build::metadata::MANAGER;
+use crate::build::{self, ChildObjects, plan};
+use crate::resource::{FoodDeliveryApp, FoodDeliveryAppSpec, FoodDeliveryAppStatus};
+use crate::validate;
+use apply::{Applied, Child, apply, prune};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Client, Resource, ResourceExt};
+use status::Stall;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the reconcile needs.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// Where Events go.
+    pub recorder: Recorder,
+    /// The clock, for condition transition times (tests pin it).
+    pub now: fn() -> Time,
+}
+
+/// Why a reconcile failed (it is retried with backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The API server refused or failed a request.
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// The app has no namespace (cannot happen for a namespaced kind served by the API).
+    #[error("the FoodDeliveryApp has no namespace")]
+    NoNamespace,
+}
+
+impl ReconcileError {
+    /// The label of the error in metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Kube(_) => "kube",
+            Self::NoNamespace => "no_namespace",
+        }
+    }
+}
+
+/// The wall clock.
+pub fn wall_clock() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+async fn publish(
+    ctx: &Context,
+    app: &FoodDeliveryApp,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    // An Event that cannot be written must not fail the reconcile: it is a report, not the work.
+    if let Err(error) = ctx.recorder.publish(&event, &app.object_ref(&())).await {
+        tracing::warn!(%error, reason, "cannot publish event");
+    }
+}
+
+async fn write_status(
+    ctx: &Context,
+    app: &FoodDeliveryApp,
+    namespace: &str,
+    status: FoodDeliveryAppStatus,
+) -> Result<(), ReconcileError> {
+    if app.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let api: Api<FoodDeliveryApp> = Api::namespaced(ctx.client.clone(), namespace);
+    let patch = serde_json::json!({
+        "apiVersion": "fooddelivery.dev/v1alpha1",
+        "kind": "FoodDeliveryApp",
+        "status": status,
+    });
+    api.patch_status(
+        &app.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The Secrets the spec refers to that are missing (or lack the key), as a message.
+async fn missing_secrets(
+    client: &Client,
+    namespace: &str,
+    spec: &FoodDeliveryAppSpec,
+    app: &str,
+) -> Result<Option<String>, kube::Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let mut missing = Vec::new();
+    let mut seen = BTreeSet::new();
+    for component in plan::plan(app, spec) {
+        if let plan::Storage::Postgres(reference) = component.storage {
+            if !seen.insert((reference.name.clone(), reference.key.clone())) {
+                continue;
+            }
+            match api.get_opt(&reference.name).await? {
+                None => missing.push(format!("Secret {} not found", reference.name)),
+                Some(secret) => {
+                    let has_key = secret
+                        .data
+                        .as_ref()
+                        .is_some_and(|data| data.contains_key(&reference.key))
+                        || secret
+                            .string_data
+                            .as_ref()
+                            .is_some_and(|data| data.contains_key(&reference.key));
+                    if !has_key {
+                        missing.push(format!(
+                            "Secret {} has no key {}",
+                            reference.name, reference.key
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok((!missing.is_empty()).then(|| missing.join("; ")))
+}
+
+async fn stalled(
+    ctx: &Context,
+    app: &FoodDeliveryApp,
+    namespace: &str,
+    stall: Stall,
+) -> Result<(), ReconcileError> {
+    publish(
+        ctx,
+        app,
+        EventType::Warning,
+        &stall.reason,
+        stall.message.clone(),
+    )
+    .await;
+    let status = status::compute(
+        app.metadata.generation.unwrap_or(0),
+        &[],
+        Some(&stall),
+        app.status.as_ref(),
+        &(ctx.now)(),
+    );
+    write_status(ctx, app, namespace, status).await
+}
+
+/// Tally of one reconcile's writes, for Events and metrics.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Objects created.
+    pub created: Vec<String>,
+    /// Objects updated (spec change or drift healed).
+    pub updated: Vec<String>,
+    /// Objects deleted.
+    pub pruned: Vec<String>,
+}
+
+async fn apply_all<K: Child>(
+    client: &Client,
+    namespace: &str,
+    objects: &[K],
+    changes: &mut Changes,
+) -> Result<Vec<K>, kube::Error> {
+    let mut live = Vec::with_capacity(objects.len());
+    for object in objects {
+        let (outcome, applied) = apply(client, namespace, object).await?;
+        let label = format!("{} {}", K::kind(&()), object.name_any());
+        match outcome {
+            Applied::Created => changes.created.push(label),
+            Applied::Updated => changes.updated.push(label),
+            Applied::Unchanged => {}
+        }
+        live.push(applied);
+    }
+    Ok(live)
+}
+
+async fn prune_all<K: Child>(
+    client: &Client,
+    namespace: &str,
+    app: &str,
+    keep: &[K],
+    changes: &mut Changes,
+) -> Result<(), kube::Error> {
+    let keep: BTreeSet<String> = keep.iter().map(ResourceExt::name_any).collect();
+    for name in prune::<K>(client, namespace, app, &keep).await? {
+        changes.pruned.push(format!("{} {name}", K::kind(&())));
+    }
+    Ok(())
+}
+
+/// Applies every child in dependency order (ConfigMaps before the Deployments that read them), prunes what the
+/// spec no longer has, and returns the live Deployments.
+async fn converge(
+    client: &Client,
+    namespace: &str,
+    app: &str,
+    objects: ChildObjects,
+    prune_volumes: bool,
+    changes: &mut Changes,
+) -> Result<Vec<Deployment>, kube::Error> {
+    let ChildObjects {
+        service_account,
+        config_maps,
+        volume_claims,
+        services,
+        deployments,
+        autoscalers,
+        disruption_budgets,
+        network_policies,
+        ingresses,
+    } = objects;
+    apply_all(client, namespace, &[service_account], changes).await?;
+    apply_all(client, namespace, &config_maps, changes).await?;
+    apply_all(client, namespace, &volume_claims, changes).await?;
+    apply_all(client, namespace, &services, changes).await?;
+    let live = apply_all(client, namespace, &deployments, changes).await?;
+    apply_all(client, namespace, &autoscalers, changes).await?;
+    apply_all(client, namespace, &disruption_budgets, changes).await?;
+    apply_all(client, namespace, &network_policies, changes).await?;
+    apply_all(client, namespace, &ingresses, changes).await?;
+    // Consumers of an object go before it: the Ingress before the Service, the Deployment before its ConfigMap.
+    prune_all::<Ingress>(client, namespace, app, &ingresses, changes).await?;
+    prune_all::<NetworkPolicy>(client, namespace, app, &network_policies, changes).await?;
+    prune_all::<PodDisruptionBudget>(client, namespace, app, &disruption_budgets, changes).await?;
+    prune_all::<HorizontalPodAutoscaler>(client, namespace, app, &autoscalers, changes).await?;
+    prune_all::<Deployment>(client, namespace, app, &deployments, changes).await?;
+    prune_all::<Service>(client, namespace, app, &services, changes).await?;
+    prune_all::<ConfigMap>(client, namespace, app, &config_maps, changes).await?;
+    if prune_volumes {
+        prune_all::<PersistentVolumeClaim>(client, namespace, app, &volume_claims, changes).await?;
+    }
+    Ok(live)
+}
+
+/// Brings the cluster to what `app` describes and reports how it stands.
+pub async fn reconcile(
+    app: Arc<FoodDeliveryApp>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let namespace = app.namespace().ok_or(ReconcileError::NoNamespace)?;
+    let name = app.name_any();
+    let generation = app.metadata.generation.unwrap_or(0);
+    if app.spec.paused {
+        let stall = Stall {
+            reason: "Paused".to_owned(),
+            message: "spec.paused is true: the operator changes nothing until it is false"
+                .to_owned(),
+        };
+        let status = status::compute(
+            generation,
+            &[],
+            Some(&stall),
+            app.status.as_ref(),
+            &(ctx.now)(),
+        );
+        write_status(&ctx, &app, &namespace, status).await?;
+        return Ok(Action::await_change());
+    }
+    // Validate the spec the API server stored, as `render` does (CEL included: an old CRD may lack a rule).
+    let manifest = serde_json::json!({
+        "apiVersion": "fooddelivery.dev/v1alpha1",
+        "kind": "FoodDeliveryApp",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": app.spec,
+    });
+    if let Err(invalid) = validate::validate_value(&manifest) {
+        let stall = Stall {
+            reason: "InvalidSpec".to_owned(),
+            message: invalid.to_string(),
+        };
+        stalled(&ctx, &app, &namespace, stall).await?;
+        return Ok(Action::await_change());
+    }
+    if let Some(message) = missing_secrets(&ctx.client, &namespace, &app.spec, &name).await? {
+        let stall = Stall {
+            reason: "SecretMissing".to_owned(),
+            message,
+        };
+        stalled(&ctx, &app, &namespace, stall).await?;
+        // A Secret appearing does not trigger this app's watch: look again in a while.
+        return Ok(Action::requeue(Duration::from_secs(30)));
+    }
+    let objects = build::build(&app);
+    let hashes: Vec<(String, Option<String>)> = plan::plan(&name, &app.spec)
+        .iter()
+        .map(|component| {
+            (
+                component.name.to_owned(),
+                Some(build::configmap::config_hash(component)),
+            )
+        })
+        .collect();
+    let mut changes = Changes::default();
+    let live = converge(
+        &ctx.client,
+        &namespace,
+        &name,
+        objects,
+        plan::volumes_follow_app(&app.spec),
+        &mut changes,
+    )
+    .await?;
+    for (reason, list) in [
+        ("Created", &changes.created),
+        ("Updated", &changes.updated),
+        ("Pruned", &changes.pruned),
+    ] {
+        if !list.is_empty() {
+            publish(&ctx, &app, EventType::Normal, reason, list.join(", ")).await;
+        }
+    }
+    let components: Vec<(String, Option<Deployment>, Option<String>)> = hashes
+        .into_iter()
+        .map(|(component, hash)| {
+            let deployment = live
+                .iter()
+                .find(|deployment| deployment.name_any() == format!("{name}-{component}"))
+                .cloned();
+            (component, deployment, hash)
+        })
+        .collect();
+    let status = status::compute(
+        generation,
+        &components,
+        None,
+        app.status.as_ref(),
+        &(ctx.now)(),
+    );
+    let ready = status
+        .conditions
+        .iter()
+        .any(|condition| condition.type_ == status::READY && condition.status == "True");
+    write_status(&ctx, &app, &namespace, status).await?;
+    Ok(Action::requeue(if ready {
+        Duration::from_secs(300)
+    } else {
+        Duration::from_secs(10)
+    }))
+}

@@ -1,0 +1,324 @@
+//! The app's status from its children's real state, kstatus style. Pure: the reconcile passes in what it read
+//! and the current time.
+//!
+//! - Ready: every enabled component's Deployment has observed its latest generation and has all its replicas
+//!   updated and available.
+//! - Reconciling: a rollout is in progress (or the spec changed and the children have not caught up).
+//! - Stalled: it cannot progress without a change from someone: invalid spec, missing Secret, or a rollout past
+//!   its progress deadline.
+
+use crate::resource::{ComponentStatus, FoodDeliveryAppStatus};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use std::collections::BTreeMap;
+
+/// Condition types.
+pub const READY: &str = "Ready";
+/// A change is being rolled out.
+pub const RECONCILING: &str = "Reconciling";
+/// Progress needs someone to act.
+pub const STALLED: &str = "Stalled";
+
+/// Why the app cannot progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stall {
+    /// CamelCase reason, e.g. `InvalidSpec`.
+    pub reason: String,
+    /// What to fix.
+    pub message: String,
+}
+
+/// How one component's Deployment stands.
+fn component_status(
+    deployment: &Deployment,
+    config_hash: Option<String>,
+) -> (ComponentStatus, bool, Option<String>) {
+    let generation = deployment.metadata.generation.unwrap_or(0);
+    let spec_replicas = deployment
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.replicas)
+        .unwrap_or(1);
+    let status = deployment.status.clone().unwrap_or_default();
+    let desired = status.replicas.unwrap_or(spec_replicas).max(spec_replicas);
+    let updated = status.updated_replicas.unwrap_or(0);
+    let ready = status.ready_replicas.unwrap_or(0);
+    let available = status.available_replicas.unwrap_or(0);
+    let observed = status.observed_generation.unwrap_or(0) >= generation;
+    let rolled_out = observed
+        && updated >= spec_replicas
+        && available >= spec_replicas
+        && status.replicas.unwrap_or(0) == updated;
+    let deadline = status
+        .conditions
+        .unwrap_or_default()
+        .into_iter()
+        .find(|condition| {
+            condition.type_ == "Progressing"
+                && condition.status == "False"
+                && condition.reason.as_deref() == Some("ProgressDeadlineExceeded")
+        })
+        .map(|condition| condition.message.unwrap_or_default());
+    (
+        ComponentStatus {
+            desired,
+            ready,
+            updated,
+            available: rolled_out,
+            config_hash,
+        },
+        rolled_out,
+        deadline,
+    )
+}
+
+fn condition(
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    generation: i64,
+    now: &Time,
+    previous: &[Condition],
+) -> Condition {
+    let status = if status { "True" } else { "False" };
+    // The transition time moves only when the status does: a reconcile that changes nothing writes nothing.
+    let last_transition_time = previous
+        .iter()
+        .find(|old| old.type_ == type_ && old.status == status)
+        .map(|old| old.last_transition_time.clone())
+        .unwrap_or_else(|| now.clone());
+    Condition {
+        type_: type_.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message,
+        observed_generation: Some(generation),
+        last_transition_time,
+    }
+}
+
+/// The status for generation `generation` given each enabled component's Deployment as read (None: not there
+/// yet), or the reason it is stalled before any child could be applied.
+pub fn compute(
+    generation: i64,
+    components: &[(String, Option<Deployment>, Option<String>)],
+    stall: Option<&Stall>,
+    previous: Option<&FoodDeliveryAppStatus>,
+    now: &Time,
+) -> FoodDeliveryAppStatus {
+    let previous_conditions = previous
+        .map(|status| status.conditions.as_slice())
+        .unwrap_or(&[]);
+    let mut figures = BTreeMap::new();
+    let mut waiting = Vec::new();
+    let mut deadlines = Vec::new();
+    for (name, deployment, hash) in components {
+        match deployment {
+            Some(deployment) => {
+                let (status, rolled_out, deadline) = component_status(deployment, hash.clone());
+                if !rolled_out {
+                    waiting.push(name.clone());
+                }
+                if let Some(message) = deadline {
+                    deadlines.push(format!("{name}: {message}"));
+                }
+                figures.insert(name.clone(), status);
+            }
+            None => waiting.push(name.clone()),
+        }
+    }
+    let ready_count = components.len() - waiting.len();
+    let stall = stall.cloned().or_else(|| {
+        (!deadlines.is_empty()).then(|| Stall {
+            reason: "ProgressDeadlineExceeded".to_owned(),
+            message: deadlines.join("; "),
+        })
+    });
+    let ready = stall.is_none() && waiting.is_empty();
+    let reconciling = stall.is_none() && !waiting.is_empty();
+    let conditions = vec![
+        condition(
+            READY,
+            ready,
+            if ready {
+                "AllComponentsAvailable"
+            } else if stall.is_some() {
+                "Stalled"
+            } else {
+                "RollingOut"
+            },
+            if ready {
+                format!("{ready_count} components available")
+            } else if let Some(stall) = &stall {
+                stall.message.clone()
+            } else {
+                format!("waiting for {}", waiting.join(", "))
+            },
+            generation,
+            now,
+            previous_conditions,
+        ),
+        condition(
+            RECONCILING,
+            reconciling,
+            if reconciling { "RollingOut" } else { "Idle" },
+            if reconciling {
+                format!("rolling out {}", waiting.join(", "))
+            } else {
+                String::new()
+            },
+            generation,
+            now,
+            previous_conditions,
+        ),
+        condition(
+            STALLED,
+            stall.is_some(),
+            stall
+                .as_ref()
+                .map_or("Progressing", |stall| stall.reason.as_str()),
+            stall
+                .as_ref()
+                .map(|stall| stall.message.clone())
+                .unwrap_or_default(),
+            generation,
+            now,
+            previous_conditions,
+        ),
+    ];
+    FoodDeliveryAppStatus {
+        observed_generation: Some(generation),
+        conditions,
+        components: figures,
+        ready_components: Some(format!("{ready_count}/{}", components.len())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentSpec, DeploymentStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn now() -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).unwrap())
+    }
+
+    fn deployment(
+        generation: i64,
+        observed: i64,
+        replicas: i32,
+        updated: i32,
+        available: i32,
+    ) -> Deployment {
+        Deployment {
+            metadata: ObjectMeta {
+                generation: Some(generation),
+                ..ObjectMeta::default()
+            },
+            spec: Some(DeploymentSpec {
+                replicas: Some(replicas),
+                ..DeploymentSpec::default()
+            }),
+            status: Some(DeploymentStatus {
+                observed_generation: Some(observed),
+                replicas: Some(replicas),
+                updated_replicas: Some(updated),
+                ready_replicas: Some(available),
+                available_replicas: Some(available),
+                ..DeploymentStatus::default()
+            }),
+        }
+    }
+
+    fn state(status: &FoodDeliveryAppStatus, type_: &str) -> String {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .unwrap()
+            .status
+            .clone()
+    }
+
+    #[test]
+    fn progressing_then_available_then_past_the_deadline() {
+        let rolling = vec![
+            ("order".to_owned(), Some(deployment(2, 2, 2, 1, 1)), None),
+            ("payment".to_owned(), Some(deployment(1, 1, 1, 1, 1)), None),
+        ];
+        let status = compute(3, &rolling, None, None, &now());
+        assert_eq!(state(&status, READY), "False");
+        assert_eq!(state(&status, RECONCILING), "True");
+        assert_eq!(state(&status, STALLED), "False");
+        assert_eq!(status.ready_components.as_deref(), Some("1/2"));
+        assert_eq!(status.observed_generation, Some(3));
+
+        let done = vec![
+            ("order".to_owned(), Some(deployment(2, 2, 2, 2, 2)), None),
+            ("payment".to_owned(), Some(deployment(1, 1, 1, 1, 1)), None),
+        ];
+        let ready = compute(3, &done, None, Some(&status), &now());
+        assert_eq!(state(&ready, READY), "True");
+        assert_eq!(state(&ready, RECONCILING), "False");
+        assert_eq!(ready.ready_components.as_deref(), Some("2/2"));
+        let again = compute(
+            3,
+            &done,
+            None,
+            Some(&ready),
+            &Time(k8s_openapi::jiff::Timestamp::from_second(1_900_000_000).unwrap()),
+        );
+        assert_eq!(again, ready, "nothing changed, nothing to write");
+
+        let mut stuck = deployment(2, 2, 2, 1, 1);
+        stuck.status.as_mut().unwrap().conditions = Some(vec![DeploymentCondition {
+            type_: "Progressing".into(),
+            status: "False".into(),
+            reason: Some("ProgressDeadlineExceeded".into()),
+            message: Some("ReplicaSet has timed out progressing".into()),
+            ..DeploymentCondition::default()
+        }]);
+        let stalled = compute(
+            3,
+            &[("order".to_owned(), Some(stuck), None)],
+            None,
+            None,
+            &now(),
+        );
+        assert_eq!(state(&stalled, STALLED), "True");
+        assert_eq!(state(&stalled, READY), "False");
+        assert!(
+            stalled.conditions[2]
+                .message
+                .contains("order: ReplicaSet has timed out")
+        );
+    }
+
+    #[test]
+    fn a_stale_observed_generation_is_not_ready() {
+        let status = compute(
+            1,
+            &[("order".to_owned(), Some(deployment(3, 2, 1, 1, 1)), None)],
+            None,
+            None,
+            &now(),
+        );
+        assert_eq!(state(&status, READY), "False");
+        let missing = compute(1, &[("order".to_owned(), None, None)], None, None, &now());
+        assert_eq!(state(&missing, RECONCILING), "True");
+    }
+
+    #[test]
+    fn a_stall_reason_wins() {
+        let stall = Stall {
+            reason: "SecretMissing".into(),
+            message: "secret db not found".into(),
+        };
+        let status = compute(1, &[], Some(&stall), None, &now());
+        assert_eq!(state(&status, STALLED), "True");
+        assert_eq!(status.conditions[2].reason, "SecretMissing");
+        assert_eq!(state(&status, READY), "False");
+    }
+}

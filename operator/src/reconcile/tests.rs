@@ -1,0 +1,349 @@
+//! The reconcile against the fake API server: the exact writes of a first reconcile, none for a second, healing,
+//! pruning, stalls, failures and status transitions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::fake_api::{FakeApi, Seen};
+use super::{Context, reconcile};
+use crate::resource::FoodDeliveryApp;
+use http::{Method, StatusCode};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::runtime::events::{Recorder, Reporter};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+const APPS: &str = "/apis/fooddelivery.dev/v1alpha1/namespaces/food/fooddeliveryapps";
+const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/food/deployments";
+const SERVICES: &str = "/api/v1/namespaces/food/services";
+const SECRETS: &str = "/api/v1/namespaces/food/secrets";
+
+fn fixed_clock() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).unwrap())
+}
+
+struct Harness {
+    fake: FakeApi,
+    context: Arc<Context>,
+}
+
+impl Harness {
+    fn start() -> Self {
+        let (client, fake) = FakeApi::start();
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "food-delivery-operator".into(),
+                instance: None,
+            },
+        );
+        Self {
+            fake,
+            context: Arc::new(Context {
+                client,
+                recorder,
+                now: fixed_clock,
+            }),
+        }
+    }
+
+    /// Stores `app` (from an example) as the API server would hold it, with the Secret it needs.
+    fn create(&self, example: &str, change: impl FnOnce(&mut Value)) {
+        let mut app: Value = serde_saphyr::from_str(example).unwrap();
+        change(&mut app);
+        app["metadata"]["uid"] = json!("app-uid");
+        app["metadata"]["generation"] = json!(1);
+        self.fake.insert(APPS, app);
+        self.fake.insert(
+            SECRETS,
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "food-db"}, "data": {"url": "cG9zdGdyZXM6Ly8="}}),
+        );
+    }
+
+    fn app(&self, name: &str) -> FoodDeliveryApp {
+        serde_json::from_value(self.fake.get(APPS, name).unwrap()).unwrap()
+    }
+
+    /// Runs one reconcile of the stored app and returns the requests that wrote something.
+    async fn reconcile(&self, name: &str) -> (Result<(), String>, Vec<Seen>) {
+        self.fake.take_seen();
+        let result = reconcile(Arc::new(self.app(name)), self.context.clone())
+            .await
+            .map(|_| ())
+            .map_err(|error| error.to_string());
+        let writes = self
+            .fake
+            .take_seen()
+            .into_iter()
+            .filter(Seen::is_write)
+            .collect();
+        (result, writes)
+    }
+
+    fn condition(&self, name: &str, type_: &str) -> (String, String) {
+        let app = self.fake.get(APPS, name).unwrap();
+        let condition = app["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|condition| condition["type"] == type_)
+            .unwrap()
+            .clone();
+        (
+            condition["status"].as_str().unwrap().to_owned(),
+            condition["reason"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Sets every Deployment's status as the deployment controller would.
+    fn roll_out(&self, available: bool) {
+        for name in self.fake.names(DEPLOYMENTS) {
+            self.fake.edit(DEPLOYMENTS, &name, |deployment| {
+                let replicas = deployment["spec"]["replicas"].as_i64().unwrap_or(2);
+                let done = if available { replicas } else { 0 };
+                deployment["status"] = json!({
+                    "observedGeneration": deployment["metadata"]["generation"],
+                    "replicas": replicas, "updatedReplicas": done, "readyReplicas": done, "availableReplicas": done,
+                });
+            });
+        }
+    }
+}
+
+const PRODUCTION: &str = include_str!("../../../examples/production.yaml");
+const MINIMAL: &str = include_str!("../../../examples/minimal.yaml");
+
+fn summaries(writes: &[Seen]) -> Vec<String> {
+    writes.iter().map(Seen::short).collect()
+}
+
+#[tokio::test]
+async fn a_first_reconcile_applies_everything_in_order_then_reports_reconciling_and_a_second_writes_nothing()
+ {
+    let harness = Harness::start();
+    harness.create(PRODUCTION, |_| {});
+    let (result, writes) = harness.reconcile("good-morning").await;
+    result.unwrap();
+    let writes = summaries(&writes);
+    let applies: Vec<&String> = writes
+        .iter()
+        .filter(|write| write.starts_with("PATCH") && !write.ends_with("/status"))
+        .collect();
+    assert_eq!(applies.len(), 44, "{writes:#?}");
+    let first = |kind: &str| {
+        applies
+            .iter()
+            .position(|write| write.contains(kind))
+            .unwrap()
+    };
+    let last = |kind: &str| {
+        applies
+            .iter()
+            .rposition(|write| write.contains(kind))
+            .unwrap()
+    };
+    assert_eq!(applies[0], "PATCH serviceaccounts/good-morning");
+    assert!(
+        last("configmaps/") < first("deployments/"),
+        "ConfigMaps before the Deployments that read them"
+    );
+    assert!(last("services/") < first("deployments/"));
+    assert!(last("deployments/") < first("horizontalpodautoscalers/"));
+    assert!(
+        writes.iter().any(|write| write == "POST events"),
+        "a Created event"
+    );
+    assert_eq!(
+        writes.last().unwrap(),
+        "PATCH fooddeliveryapps/good-morning/status"
+    );
+    assert_eq!(harness.condition("good-morning", "Reconciling").0, "True");
+    assert_eq!(harness.condition("good-morning", "Ready").0, "False");
+    let stored = harness.fake.get(DEPLOYMENTS, "good-morning-order").unwrap();
+    assert_eq!(
+        stored["metadata"]["ownerReferences"][0]["uid"], "app-uid",
+        "children are owned"
+    );
+
+    let (result, writes) = harness.reconcile("good-morning").await;
+    result.unwrap();
+    assert!(
+        writes.is_empty(),
+        "nothing to change, nothing written: {:?}",
+        summaries(&writes)
+    );
+}
+
+#[tokio::test]
+async fn a_child_deleted_or_edited_by_hand_is_put_back_and_nothing_else_is_written() {
+    let harness = Harness::start();
+    harness.create(PRODUCTION, |_| {});
+    harness.reconcile("good-morning").await.0.unwrap();
+    harness.fake.remove(SERVICES, "good-morning-order");
+    harness
+        .fake
+        .edit(DEPLOYMENTS, "good-morning-kitchen", |deployment| {
+            deployment["spec"]["template"]["spec"]["containers"][0]["image"] =
+                json!("evil/image:latest");
+        });
+    let (result, writes) = harness.reconcile("good-morning").await;
+    result.unwrap();
+    let applies: Vec<String> = summaries(&writes)
+        .into_iter()
+        .filter(|write| write.starts_with("PATCH") && !write.contains("events/"))
+        .collect();
+    assert_eq!(
+        applies,
+        [
+            "PATCH services/good-morning-order",
+            "PATCH deployments/good-morning-kitchen"
+        ],
+        "exactly the two children"
+    );
+    let image = harness
+        .fake
+        .get(DEPLOYMENTS, "good-morning-kitchen")
+        .unwrap()["spec"]["template"]["spec"]["containers"][0]["image"]
+        .clone();
+    assert_eq!(image, "ghcr.io/food-delivery-operator/food-delivery:0.1.0");
+}
+
+#[tokio::test]
+async fn a_disabled_component_is_pruned_and_the_others_are_left_alone() {
+    let harness = Harness::start();
+    harness.create(PRODUCTION, |_| {});
+    harness.reconcile("good-morning").await.0.unwrap();
+    harness.fake.edit(APPS, "good-morning", |app| {
+        app["spec"]["components"]["stamp"] = json!({"enabled": false});
+        app["metadata"]["generation"] = json!(2);
+    });
+    let (result, writes) = harness.reconcile("good-morning").await;
+    result.unwrap();
+    let writes = summaries(&writes);
+    let mut deleted: Vec<&String> = writes
+        .iter()
+        .filter(|write| write.starts_with("DELETE"))
+        .collect();
+    deleted.sort();
+    assert_eq!(
+        deleted,
+        [
+            "DELETE configmaps/good-morning-stamp",
+            "DELETE deployments/good-morning-stamp",
+            "DELETE horizontalpodautoscalers/good-morning-stamp",
+            "DELETE services/good-morning-stamp",
+        ]
+    );
+    let applied: Vec<&String> = writes
+        .iter()
+        .filter(|write| write.starts_with("PATCH") && !write.ends_with("/status"))
+        .collect();
+    // The gateway stops routing to stamps: its settings, and so its pods' template, change. Nothing else does.
+    assert_eq!(
+        applied,
+        [
+            "PATCH configmaps/good-morning-gateway",
+            "PATCH deployments/good-morning-gateway"
+        ]
+    );
+    assert!(
+        !harness
+            .fake
+            .names(DEPLOYMENTS)
+            .contains(&"good-morning-stamp".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_spec_or_a_missing_secret_stalls_with_the_reason_a_warning_and_no_child() {
+    let harness = Harness::start();
+    harness.create(MINIMAL, |app| {
+        app["spec"]["components"] = json!({"order": {"replicas": 3}});
+    });
+    let (result, writes) = harness.reconcile("minimal").await;
+    result.unwrap();
+    assert_eq!(
+        summaries(&writes),
+        ["POST events", "PATCH fooddeliveryapps/minimal/status"]
+    );
+    let event = harness
+        .fake
+        .names("/apis/events.k8s.io/v1/namespaces/food/events");
+    assert_eq!(event.len(), 1);
+    let (stalled, reason) = harness.condition("minimal", "Stalled");
+    assert_eq!((stalled.as_str(), reason.as_str()), ("True", "InvalidSpec"));
+
+    let harness = Harness::start();
+    harness.create(PRODUCTION, |app| {
+        app["spec"]["database"]["postgres"]["urlSecretRef"]["name"] = json!("no-such-secret");
+    });
+    let (result, writes) = harness.reconcile("good-morning").await;
+    result.unwrap();
+    assert_eq!(
+        summaries(&writes),
+        ["POST events", "PATCH fooddeliveryapps/good-morning/status"]
+    );
+    let app = harness.fake.get(APPS, "good-morning").unwrap();
+    let stalled = app["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Stalled")
+        .unwrap()
+        .clone();
+    assert_eq!(stalled["reason"], "SecretMissing");
+    assert!(
+        stalled["message"]
+            .as_str()
+            .unwrap()
+            .contains("Secret no-such-secret not found")
+    );
+    assert!(harness.fake.names(DEPLOYMENTS).is_empty());
+}
+
+#[tokio::test]
+async fn a_failing_api_fails_the_reconcile_and_a_later_attempt_converges() {
+    let harness = Harness::start();
+    harness.create(PRODUCTION, |_| {});
+    harness
+        .fake
+        .fail_next(Method::PATCH, StatusCode::INTERNAL_SERVER_ERROR);
+    let (result, _) = harness.reconcile("good-morning").await;
+    assert!(result.unwrap_err().contains("kubernetes API"));
+    harness.fake.fail_next(Method::PATCH, StatusCode::CONFLICT);
+    assert!(harness.reconcile("good-morning").await.0.is_err());
+    harness.reconcile("good-morning").await.0.unwrap();
+    assert_eq!(harness.fake.names(DEPLOYMENTS).len(), 8);
+    let (result, writes) = harness.reconcile("good-morning").await;
+    result.unwrap();
+    assert!(writes.is_empty(), "{:?}", summaries(&writes));
+}
+
+#[tokio::test]
+async fn status_follows_the_rollout_reconciling_then_ready_and_stalled_past_the_deadline() {
+    let harness = Harness::start();
+    harness.create(PRODUCTION, |_| {});
+    harness.reconcile("good-morning").await.0.unwrap();
+    harness.roll_out(false);
+    harness.reconcile("good-morning").await.0.unwrap();
+    assert_eq!(harness.condition("good-morning", "Reconciling").0, "True");
+    harness.roll_out(true);
+    harness.reconcile("good-morning").await.0.unwrap();
+    assert_eq!(
+        harness.condition("good-morning", "Ready"),
+        ("True".into(), "AllComponentsAvailable".into())
+    );
+    assert_eq!(harness.condition("good-morning", "Reconciling").0, "False");
+    let app = harness.fake.get(APPS, "good-morning").unwrap();
+    assert_eq!(app["status"]["readyComponents"], "8/8");
+    assert_eq!(app["status"]["observedGeneration"], 1);
+    harness.fake.edit(DEPLOYMENTS, "good-morning-order", |deployment| {
+        deployment["status"]["updatedReplicas"] = json!(0);
+        deployment["status"]["conditions"] = json!([{"type": "Progressing", "status": "False",
+            "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet has timed out progressing"}]);
+    });
+    harness.reconcile("good-morning").await.0.unwrap();
+    assert_eq!(
+        harness.condition("good-morning", "Stalled"),
+        ("True".into(), "ProgressDeadlineExceeded".into())
+    );
+    assert_eq!(harness.condition("good-morning", "Ready").0, "False");
+}
