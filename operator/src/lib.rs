@@ -2,6 +2,8 @@
 //! and the commands that print them.
 
 pub mod build;
+pub mod controller;
+pub mod leader;
 pub mod reconcile;
 pub mod resource;
 pub mod validate;

@@ -20,6 +20,21 @@ enum Command {
     Crd,
     /// Validate a FoodDeliveryApp (schema and CEL rules, as the API server would) and print every object the
     /// operator would apply for it, as multi-document YAML, like `helm template`.
+    /// Run the controller: keep every FoodDeliveryApp's objects as its spec says and report its status.
+    Run {
+        /// Where /healthz, /readyz and /metrics are served.
+        #[arg(long, default_value = "0.0.0.0:8080", env = "OPERATOR_HTTP_ADDRESS")]
+        http_address: std::net::SocketAddr,
+        /// Watch FoodDeliveryApps in this namespace only (default: all namespaces).
+        #[arg(long, env = "WATCH_NAMESPACE")]
+        namespace: Option<String>,
+        /// This replica's identity in the leader Lease (the pod name).
+        #[arg(long, env = "POD_NAME", default_value = "food-delivery-operator")]
+        identity: String,
+        /// The namespace of the leader Lease (the operator's own).
+        #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+        lease_namespace: String,
+    },
     Render {
         /// The FoodDeliveryApp manifest; `-` reads standard input.
         #[arg(short = 'f', long = "filename", value_name = "FILE")]
@@ -42,6 +57,44 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Run {
+            http_address,
+            namespace,
+            identity,
+            lease_namespace,
+        } => {
+            tracing_subscriber::fmt()
+                .json()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .init();
+            let options = food_delivery_operator::controller::RunOptions {
+                http_address,
+                namespace,
+                lease: food_delivery_operator::leader::LeaseSettings {
+                    name: "food-delivery-operator".to_owned(),
+                    namespace: lease_namespace,
+                    identity,
+                    duration: std::time::Duration::from_secs(15),
+                },
+            };
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    eprintln!("food-delivery-operator: cannot start the async runtime: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(food_delivery_operator::controller::run(options)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("food-delivery-operator: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Render { file } => {
             let text = if file.as_os_str() == "-" {
                 let mut text = String::new();

@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-const PLURALS: [&str; 12] = [
+const PLURALS: [&str; 13] = [
+    "leases",
     "configmaps",
     "services",
     "serviceaccounts",
@@ -302,6 +303,21 @@ impl FakeApi {
                 objects.insert(name, stored.clone());
                 answer(StatusCode::OK, &stored)
             }
+            (Method::PUT, Some(name)) => {
+                let Ok(mut object) = serde_json::from_slice::<Value>(&body) else {
+                    return failure(StatusCode::BAD_REQUEST, "BadRequest");
+                };
+                let Some(current) = objects.get(&name) else {
+                    return failure(StatusCode::NOT_FOUND, "NotFound");
+                };
+                // Optimistic concurrency, as the API server does it.
+                if object["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"] {
+                    return failure(StatusCode::CONFLICT, "Conflict");
+                }
+                object["metadata"]["resourceVersion"] = json!(version);
+                objects.insert(name, object.clone());
+                answer(StatusCode::OK, &object)
+            }
             (Method::POST, None) => {
                 let Ok(mut object) = serde_json::from_slice::<Value>(&body) else {
                     return failure(StatusCode::BAD_REQUEST, "BadRequest");
@@ -310,7 +326,11 @@ impl FakeApi {
                     .as_str()
                     .map(str::to_owned)
                     .unwrap_or_else(|| format!("generated-{version}"));
+                if objects.contains_key(&name) {
+                    return failure(StatusCode::CONFLICT, "AlreadyExists");
+                }
                 object["metadata"]["name"] = json!(name);
+                object["metadata"]["resourceVersion"] = json!(version);
                 objects.insert(name, object.clone());
                 answer(StatusCode::CREATED, &object)
             }

@@ -5,7 +5,7 @@ pub mod apply;
 pub mod status;
 
 #[cfg(test)]
-mod fake_api;
+pub(crate) mod fake_api;
 #[cfg(test)]
 mod tests;
 

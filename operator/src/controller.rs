@@ -1,0 +1,259 @@
+//! `food-delivery-operator run`: the kube-runtime Controller for FoodDeliveryApp, watching every owned kind so a
+//! child edited or deleted by hand is healed; per-object exponential backoff; a Lease so only one replica
+//! reconciles; `/healthz`, `/readyz` and `/metrics`.
+
+use crate::build::metadata::{MANAGER, label};
+use crate::leader::{LeaseSettings, try_hold};
+use crate::reconcile::{self, Context, ReconcileError};
+use crate::resource::FoodDeliveryApp;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Reconciliations by result.
+pub const RECONCILIATIONS: &str = "operator_reconciliations_total";
+/// Reconcile duration in seconds.
+pub const RECONCILE_DURATION: &str = "operator_reconcile_duration_seconds";
+/// Failed reconciliations by error kind.
+pub const RECONCILE_ERRORS: &str = "operator_reconcile_errors_total";
+
+/// How `run` is configured.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    pub http_address: SocketAddr,
+    /// The Lease this replica competes for.
+    pub lease: LeaseSettings,
+    /// Watch one namespace only (None: all).
+    pub namespace: Option<String>,
+}
+
+/// Why the operator stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// No cluster configuration, or the API refused.
+    #[error("kubernetes: {0}")]
+    Kube(#[from] kube::Error),
+    /// The HTTP port could not be bound.
+    #[error("cannot serve health and metrics on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    /// Another replica took the Lease: stop, so this pod restarts as a candidate.
+    #[error("lost the leader Lease")]
+    LostLease,
+}
+
+/// The wait after `failures` consecutive failures of one object: 5 s doubling to 5 minutes.
+pub fn backoff(failures: u32) -> Duration {
+    let seconds = 5u64.saturating_mul(1u64 << failures.saturating_sub(1).min(10));
+    Duration::from_secs(seconds.min(300))
+}
+
+struct Operator {
+    context: Arc<Context>,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+fn key(app: &FoodDeliveryApp) -> String {
+    format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any())
+}
+
+async fn reconcile_one(
+    app: Arc<FoodDeliveryApp>,
+    operator: Arc<Operator>,
+) -> Result<Action, ReconcileError> {
+    let started = Instant::now();
+    let result = reconcile::reconcile(app.clone(), operator.context.clone()).await;
+    metrics::histogram!(RECONCILE_DURATION).record(started.elapsed().as_secs_f64());
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    metrics::counter!(RECONCILIATIONS, "result" => outcome).increment(1);
+    if result.is_ok() {
+        operator
+            .failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key(&app));
+    }
+    result
+}
+
+fn error_policy(
+    app: Arc<FoodDeliveryApp>,
+    error: &ReconcileError,
+    operator: Arc<Operator>,
+) -> Action {
+    metrics::counter!(RECONCILE_ERRORS, "kind" => error.metric_label()).increment(1);
+    let mut failures = operator
+        .failures
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let count = failures.entry(key(&app)).or_insert(0);
+    *count += 1;
+    let wait = backoff(*count);
+    tracing::warn!(app = %key(&app), %error, retry_in_s = wait.as_secs(), "reconcile failed");
+    Action::requeue(wait)
+}
+
+async fn serve_health(address: SocketAddr, ready: Arc<AtomicBool>) -> Result<(), RunError> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .ok();
+    let router = axum::Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            axum::routing::get(move || {
+                let ready = ready.load(Ordering::SeqCst);
+                async move {
+                    if ready {
+                        (axum::http::StatusCode::OK, "ready")
+                    } else {
+                        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "starting")
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let body = handle
+                    .as_ref()
+                    .map(|handle| handle.render())
+                    .unwrap_or_default();
+                async move { body }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|error| RunError::Bind(address, error))?;
+    axum::serve(listener, router)
+        .await
+        .map_err(|error| RunError::Bind(address, error))
+}
+
+fn owned<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the operator until SIGTERM or Ctrl-C (or the Lease is lost).
+pub async fn run(options: RunOptions) -> Result<(), RunError> {
+    let client = Client::try_default().await?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let health = tokio::spawn(serve_health(options.http_address, ready.clone()));
+    // Wait to lead: only one replica reconciles.
+    let renew_every = options.lease.duration / 3;
+    while !try_hold(&client, &options.lease).await? {
+        tracing::info!(lease = %options.lease.name, "another replica leads; waiting");
+        tokio::time::sleep(renew_every).await;
+    }
+    tracing::info!(identity = %options.lease.identity, "leading");
+    ready.store(true, Ordering::SeqCst);
+    let (lost_sender, mut lost) = tokio::sync::watch::channel(false);
+    let renewing = {
+        let client = client.clone();
+        let lease = options.lease.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(renew_every).await;
+                match try_hold(&client, &lease).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        let _ = lost_sender.send(true);
+                        return;
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot renew the Lease; retrying"),
+                }
+            }
+        })
+    };
+    let namespace = options.namespace.as_deref();
+    let children = watcher::Config::default().labels(&format!("{}={MANAGER}", label::MANAGED_BY));
+    let operator = Arc::new(Operator {
+        context: Arc::new(Context {
+            client: client.clone(),
+            recorder: Recorder::new(
+                client.clone(),
+                Reporter {
+                    controller: MANAGER.to_owned(),
+                    instance: Some(options.lease.identity.clone()),
+                },
+            ),
+            now: reconcile::wall_clock,
+        }),
+        failures: Mutex::new(HashMap::new()),
+    });
+    let controller = Controller::new(
+        owned::<FoodDeliveryApp>(&client, namespace),
+        watcher::Config::default(),
+    )
+    .owns(owned::<Deployment>(&client, namespace), children.clone())
+    .owns(owned::<Service>(&client, namespace), children.clone())
+    .owns(owned::<ConfigMap>(&client, namespace), children.clone())
+    .owns(
+        owned::<HorizontalPodAutoscaler>(&client, namespace),
+        children.clone(),
+    )
+    .owns(
+        owned::<PodDisruptionBudget>(&client, namespace),
+        children.clone(),
+    )
+    .owns(owned::<NetworkPolicy>(&client, namespace), children.clone())
+    .owns(owned::<Ingress>(&client, namespace), children.clone())
+    .owns(
+        owned::<ServiceAccount>(&client, namespace),
+        children.clone(),
+    )
+    .owns(owned::<PersistentVolumeClaim>(&client, namespace), children)
+    .shutdown_on_signal()
+    .run(reconcile_one, error_policy, operator)
+    .for_each(|result| async move {
+        match result {
+            Ok((app, _)) => tracing::debug!(app = %app.name, "reconciled"),
+            // An object that cannot be decoded or a watch hiccup is logged; the stream goes on.
+            Err(error) => tracing::debug!(%error, "controller"),
+        }
+    });
+    let result = tokio::select! {
+        () = controller => Ok(()),
+        _ = lost.wait_for(|lost| *lost) => Err(RunError::LostLease),
+    };
+    renewing.abort();
+    health.abort();
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_back_off_exponentially_up_to_five_minutes() {
+        let waits: Vec<u64> = (1..=9)
+            .map(|failures| backoff(failures).as_secs())
+            .collect();
+        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        assert_eq!(backoff(0).as_secs(), 5);
+        assert_eq!(backoff(u32::MAX).as_secs(), 300);
+    }
+}
