@@ -29,6 +29,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Objects created or updated by reconciles.
+pub const OBJECTS_APPLIED: &str = "operator_objects_applied_total";
+/// Objects deleted by pruning.
+pub const OBJECTS_PRUNED: &str = "operator_objects_pruned_total";
+
 /// What the reconcile needs.
 pub struct Context {
     /// The API client.
@@ -270,18 +275,7 @@ pub async fn reconcile(
     let name = app.name_any();
     let generation = app.metadata.generation.unwrap_or(0);
     if app.spec.paused {
-        let stall = Stall {
-            reason: "Paused".to_owned(),
-            message: "spec.paused is true: the operator changes nothing until it is false"
-                .to_owned(),
-        };
-        let status = status::compute(
-            generation,
-            &[],
-            Some(&stall),
-            app.status.as_ref(),
-            &(ctx.now)(),
-        );
+        let status = status::paused(generation, app.status.as_ref(), &(ctx.now)());
         write_status(&ctx, &app, &namespace, status).await?;
         return Ok(Action::await_change());
     }
@@ -329,11 +323,28 @@ pub async fn reconcile(
         &mut changes,
     )
     .await?;
-    for (reason, list) in [
-        ("Created", &changes.created),
-        ("Updated", &changes.updated),
-        ("Pruned", &changes.pruned),
-    ] {
+    metrics::counter!(OBJECTS_APPLIED)
+        .increment(u64::try_from(changes.created.len() + changes.updated.len()).unwrap_or(0));
+    metrics::counter!(OBJECTS_PRUNED).increment(u64::try_from(changes.pruned.len()).unwrap_or(0));
+    // Children written while the spec did not change had been edited or deleted by someone else: a heal.
+    let spec_unchanged = app
+        .status
+        .as_ref()
+        .and_then(|status| status.observed_generation)
+        == Some(generation);
+    let reports: Vec<(&str, Vec<String>)> = if spec_unchanged {
+        vec![
+            ("Healed", [changes.created, changes.updated].concat()),
+            ("Pruned", changes.pruned),
+        ]
+    } else {
+        vec![
+            ("Created", changes.created),
+            ("Updated", changes.updated),
+            ("Pruned", changes.pruned),
+        ]
+    };
+    for (reason, list) in reports {
         if !list.is_empty() {
             publish(&ctx, &app, EventType::Normal, reason, list.join(", ")).await;
         }

@@ -195,6 +195,54 @@ pub fn compute(
     }
 }
 
+/// The status of a paused app: not ready, not reconciling, not stalled (a person chose this), with the reason.
+pub fn paused(
+    generation: i64,
+    previous: Option<&FoodDeliveryAppStatus>,
+    now: &Time,
+) -> FoodDeliveryAppStatus {
+    let previous_conditions = previous
+        .map(|status| status.conditions.as_slice())
+        .unwrap_or(&[]);
+    let message = "spec.paused is true: the operator changes nothing until it is false".to_owned();
+    FoodDeliveryAppStatus {
+        observed_generation: Some(generation),
+        conditions: vec![
+            condition(
+                READY,
+                false,
+                "Paused",
+                message.clone(),
+                generation,
+                now,
+                previous_conditions,
+            ),
+            condition(
+                RECONCILING,
+                false,
+                "Paused",
+                message,
+                generation,
+                now,
+                previous_conditions,
+            ),
+            condition(
+                STALLED,
+                false,
+                "Paused",
+                String::new(),
+                generation,
+                now,
+                previous_conditions,
+            ),
+        ],
+        components: previous
+            .map(|status| status.components.clone())
+            .unwrap_or_default(),
+        ready_components: previous.and_then(|status| status.ready_components.clone()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

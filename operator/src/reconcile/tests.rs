@@ -347,3 +347,43 @@ async fn status_follows_the_rollout_reconciling_then_ready_and_stalled_past_the_
     );
     assert_eq!(harness.condition("good-morning", "Ready").0, "False");
 }
+
+#[tokio::test]
+async fn a_paused_app_changes_nothing_and_says_so() {
+    let harness = Harness::start();
+    harness.create(PRODUCTION, |app| {
+        app["spec"]["paused"] = json!(true);
+    });
+    let (result, writes) = harness.reconcile("good-morning").await;
+    result.unwrap();
+    assert_eq!(
+        summaries(&writes),
+        ["PATCH fooddeliveryapps/good-morning/status"]
+    );
+    assert_eq!(
+        harness.condition("good-morning", "Ready"),
+        ("False".into(), "Paused".into())
+    );
+    assert_eq!(harness.condition("good-morning", "Stalled").0, "False");
+    assert!(harness.fake.names(DEPLOYMENTS).is_empty());
+    let (_, writes) = harness.reconcile("good-morning").await;
+    assert!(writes.is_empty(), "{:?}", summaries(&writes));
+}
+
+#[tokio::test]
+async fn a_hand_edit_is_reported_as_healed() {
+    let harness = Harness::start();
+    harness.create(PRODUCTION, |_| {});
+    harness.reconcile("good-morning").await.0.unwrap();
+    harness.fake.remove(SERVICES, "good-morning-order");
+    harness.reconcile("good-morning").await.0.unwrap();
+    let events = "/apis/events.k8s.io/v1/namespaces/food/events";
+    let reasons: Vec<Value> = harness
+        .fake
+        .names(events)
+        .iter()
+        .map(|name| harness.fake.get(events, name).unwrap()["reason"].clone())
+        .collect();
+    assert!(reasons.contains(&json!("Healed")), "{reasons:?}");
+    assert!(reasons.contains(&json!("Created")), "{reasons:?}");
+}
