@@ -89,7 +89,7 @@ step "Formatting"
 cargo fmt --all --check
 
 step "Lints"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 step "Tests"
 cargo nextest run --workspace --locked --no-fail-fast

@@ -69,19 +69,37 @@ pub enum InvalidApp {
     Violations(Vec<Violation>),
 }
 
-/// The CRD's schema as the API server applies it to a create or update, strict about unknown fields.
-fn strict_schema() -> Value {
-    let crd = FoodDeliveryApp::crd();
-    let mut schema = crd
+/// The CRD's openAPIV3Schema as generated.
+fn crd_schema() -> Value {
+    FoodDeliveryApp::crd()
         .spec
         .versions
         .first()
         .and_then(|version| version.schema.as_ref())
         .and_then(|schema| schema.open_api_v3_schema.as_ref())
         .and_then(|schema| serde_json::to_value(schema).ok())
-        .unwrap_or(Value::Null);
+        .unwrap_or(Value::Null)
+}
+
+/// The CRD's schema as the API server applies it to a create or update, strict about unknown fields.
+fn strict_schema() -> Value {
+    let mut schema = crd_schema();
     forbid_unknown_fields(&mut schema, true);
     schema
+}
+
+/// The CRD's CEL rules, compiled once (compiling them is most of the cost of a validation).
+fn cel_rules() -> &'static (kube::core::cel::Validator, kube::core::cel::CompiledSchema) {
+    static RULES: std::sync::OnceLock<(
+        kube::core::cel::Validator,
+        kube::core::cel::CompiledSchema,
+    )> = std::sync::OnceLock::new();
+    RULES.get_or_init(|| {
+        (
+            kube::core::cel::Validator::new(),
+            kube::core::cel::compile_schema(&crd_schema()),
+        )
+    })
 }
 
 /// Sets `additionalProperties: false` on every object schema with declared properties, except the root (its
@@ -168,7 +186,10 @@ pub fn validate_value(object: &Value) -> Result<FoodDeliveryApp, InvalidApp> {
     }
     let app: FoodDeliveryApp = serde_json::from_value(object.clone())
         .map_err(|error| InvalidApp::Unreadable(format!("not a FoodDeliveryApp: {error}")))?;
-    if let Err(errors) = app.validate_cel() {
+    let (validator, rules) = cel_rules();
+    let typed = serde_json::to_value(&app)
+        .map_err(|error| InvalidApp::Unreadable(format!("not a FoodDeliveryApp: {error}")))?;
+    if let Err(errors) = validator.validate_compiled(rules, &typed, None) {
         return Err(InvalidApp::Violations(
             errors
                 .into_vec()

@@ -4,8 +4,8 @@
 pub mod apply;
 pub mod status;
 
-#[cfg(test)]
-pub(crate) mod fake_api;
+#[cfg(any(test, feature = "fake-api"))]
+pub mod fake_api;
 #[cfg(test)]
 mod tests;
 
