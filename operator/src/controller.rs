@@ -156,9 +156,14 @@ where
     }
 }
 
-/// Runs the operator until SIGTERM or Ctrl-C (or the Lease is lost).
+/// Runs the operator until SIGTERM or Ctrl-C (or the Lease is lost), with the cluster from the environment
+/// (in-cluster service account, or KUBECONFIG).
 pub async fn run(options: RunOptions) -> Result<(), RunError> {
-    let client = Client::try_default().await?;
+    run_with(Client::try_default().await?, options).await
+}
+
+/// Runs the operator with `client`.
+pub async fn run_with(client: Client, options: RunOptions) -> Result<(), RunError> {
     let ready = Arc::new(AtomicBool::new(false));
     let health = tokio::spawn(serve_health(options.http_address, ready.clone()));
     // Wait to lead: only one replica reconciles.
@@ -246,6 +251,8 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reconcile::fake_api::FakeApi;
+    use serde_json::json;
 
     #[test]
     fn failures_back_off_exponentially_up_to_five_minutes() {
@@ -255,5 +262,75 @@ mod tests {
         assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
         assert_eq!(backoff(0).as_secs(), 5);
         assert_eq!(backoff(u32::MAX).as_secs(), 300);
+    }
+
+    #[tokio::test]
+    async fn run_leads_then_reconciles_an_app_it_finds_and_serves_health() {
+        let (client, fake) = FakeApi::start();
+        let apps = "/apis/fooddelivery.dev/v1alpha1/namespaces/food/fooddeliveryapps";
+        let mut app: serde_json::Value =
+            serde_saphyr::from_str(include_str!("../../examples/minimal.yaml")).unwrap();
+        app["metadata"]["uid"] = json!("app-uid");
+        app["metadata"]["generation"] = json!(1);
+        app["metadata"]["resourceVersion"] = json!("1");
+        fake.insert(apps, app);
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let options = RunOptions {
+            http_address: SocketAddr::from(([127, 0, 0, 1], port)),
+            lease: LeaseSettings {
+                name: "food-delivery-operator".into(),
+                namespace: "food".into(),
+                identity: "operator-0".into(),
+                duration: Duration::from_secs(15),
+            },
+            namespace: Some("food".into()),
+        };
+        let running = tokio::spawn(run_with(client, options));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let app = fake.get(apps, "minimal").unwrap();
+            if app["status"]["observedGeneration"] == 1 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no status written: {app}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            fake.names("/apis/apps/v1/namespaces/food/deployments")
+                .len(),
+            8
+        );
+        let lease = fake
+            .get(
+                "/apis/coordination.k8s.io/v1/namespaces/food/leases",
+                "food-delivery-operator",
+            )
+            .unwrap();
+        assert_eq!(lease["spec"]["holderIdentity"], "operator-0");
+        let health = |path: &'static str| async move {
+            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            tokio::io::AsyncWriteExt::write_all(
+                &mut stream,
+                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
+            .await
+            .unwrap();
+            let mut answer = String::new();
+            tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut answer)
+                .await
+                .unwrap();
+            answer
+        };
+        assert!(health("/healthz").await.starts_with("HTTP/1.1 200"));
+        assert!(
+            health("/readyz").await.starts_with("HTTP/1.1 200"),
+            "ready once leading"
+        );
+        running.abort();
     }
 }
