@@ -1,0 +1,163 @@
+//! Real-cluster end-to-end tests (a kind cluster): install the CRD, run the operator, apply the minimal example,
+//! wait for Ready, delete a Service and see it come back, change the config and see the pods roll.
+//!
+//! No cluster can run where CI runs; these tests need `FOOD_DELIVERY_E2E_KUBECONFIG` (a kubeconfig), and read
+//! `FOOD_DELIVERY_E2E_IMAGE` (repository:tag loaded into the cluster) and `FOOD_DELIVERY_E2E_KAFKA` (bootstrap
+//! servers reachable from the pods). Without the kubeconfig they print why they are skipped and pass.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use food_delivery_operator::controller::{RunOptions, run_with};
+use food_delivery_operator::leader::LeaseSettings;
+use food_delivery_operator::resource::FoodDeliveryApp;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(600);
+
+async fn cluster() -> Option<Client> {
+    let Some(path) = std::env::var_os("FOOD_DELIVERY_E2E_KUBECONFIG") else {
+        eprintln!(
+            "skipped: no Kubernetes cluster here. Set FOOD_DELIVERY_E2E_KUBECONFIG to a kind cluster's kubeconfig \
+             (with the image loaded and Kafka reachable) to run the real-cluster tests."
+        );
+        return None;
+    };
+    let kubeconfig = Kubeconfig::read_from(path).expect("a readable kubeconfig");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("a usable kubeconfig");
+    Some(Client::try_from(config).expect("a client"))
+}
+
+async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+fn is_ready(app: &FoodDeliveryApp) -> bool {
+    app.status.as_ref().is_some_and(|status| {
+        status.observed_generation == app.metadata.generation
+            && status
+                .conditions
+                .iter()
+                .any(|condition| condition.type_ == "Ready" && condition.status == "True")
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_minimal_example_becomes_ready_heals_a_deleted_service_and_rolls_on_a_config_change() {
+    let Some(client) = cluster().await else {
+        return;
+    };
+    let apply = PatchParams::apply("food-delivery-e2e").force();
+    let crd: CustomResourceDefinition = serde_saphyr::from_str(include_str!(
+        "../../crds/fooddeliveryapps.fooddelivery.dev.yaml"
+    ))
+    .unwrap();
+    Api::<CustomResourceDefinition>::all(client.clone())
+        .patch(
+            "fooddeliveryapps.fooddelivery.dev",
+            &apply,
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap();
+    let namespace = format!("food-e2e-{}", std::process::id());
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let operator = tokio::spawn(run_with(
+        client.clone(),
+        RunOptions {
+            http_address: ([127, 0, 0, 1], 0).into(),
+            lease: LeaseSettings {
+                name: "food-delivery-operator".into(),
+                namespace: namespace.clone(),
+                identity: "e2e".into(),
+                duration: Duration::from_secs(15),
+            },
+            namespace: Some(namespace.clone()),
+        },
+    ));
+
+    let mut manifest: Value =
+        serde_saphyr::from_str(include_str!("../../examples/minimal.yaml")).unwrap();
+    manifest["metadata"]["namespace"] = json!(namespace);
+    if let Ok(image) = std::env::var("FOOD_DELIVERY_E2E_IMAGE") {
+        let (repository, tag) = image
+            .rsplit_once(':')
+            .expect("FOOD_DELIVERY_E2E_IMAGE is repository:tag");
+        manifest["spec"]["image"] =
+            json!({"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"});
+    }
+    if let Ok(kafka) = std::env::var("FOOD_DELIVERY_E2E_KAFKA") {
+        manifest["spec"]["kafka"]["bootstrapServers"] = json!(kafka);
+    }
+    let apps: Api<FoodDeliveryApp> = Api::namespaced(client.clone(), &namespace);
+    apps.patch("minimal", &apply, &Patch::Apply(&manifest))
+        .await
+        .unwrap();
+    eventually("the app to be Ready", async || {
+        apps.get("minimal").await.ok().filter(is_ready)
+    })
+    .await;
+
+    // Self-healing: a Service deleted by hand comes back.
+    let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
+    services
+        .delete("minimal-order", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the Service to come back", async || {
+        services.get_opt("minimal-order").await.ok().flatten()
+    })
+    .await;
+
+    // A config change rolls the pods: a new config hash, a new generation, rolled out and Ready again.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let generation_before = deployments
+        .get("minimal-order")
+        .await
+        .unwrap()
+        .metadata
+        .generation;
+    manifest["spec"]["config"] = json!({"E2E_MARKER": "rolled"});
+    apps.patch("minimal", &apply, &Patch::Apply(&manifest))
+        .await
+        .unwrap();
+    eventually("the order pods to roll", async || {
+        let deployment = deployments.get("minimal-order").await.ok()?;
+        let status = deployment.status.clone()?;
+        (deployment.metadata.generation > generation_before
+            && status.observed_generation == deployment.metadata.generation
+            && status.updated_replicas == status.replicas)
+            .then_some(())
+    })
+    .await;
+    eventually("Ready again", async || {
+        apps.get("minimal").await.ok().filter(is_ready)
+    })
+    .await;
+
+    operator.abort();
+    Api::<Namespace>::all(client)
+        .delete(&namespace, &DeleteParams::default())
+        .await
+        .unwrap();
+}
