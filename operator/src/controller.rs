@@ -12,6 +12,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher;
@@ -62,19 +63,38 @@ pub fn backoff(failures: u32) -> Duration {
 
 struct Operator {
     context: Arc<Context>,
+    resource: ApiResource,
     failures: Mutex<HashMap<String, u32>>,
 }
 
-fn key(app: &FoodDeliveryApp) -> String {
-    format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any())
+fn key(object: &DynamicObject) -> String {
+    format!(
+        "{}/{}",
+        object.namespace().unwrap_or_default(),
+        object.name_any()
+    )
 }
 
+/// The apps are watched untyped and decoded one by one: with typed watches, one stored object that does not
+/// decode fails the whole list and no app is reconciled at all.
 async fn reconcile_one(
-    app: Arc<FoodDeliveryApp>,
+    object: Arc<DynamicObject>,
     operator: Arc<Operator>,
 ) -> Result<Action, ReconcileError> {
     let started = Instant::now();
-    let result = reconcile::reconcile(app.clone(), operator.context.clone()).await;
+    let decoded =
+        serde_json::to_value(&*object).and_then(serde_json::from_value::<FoodDeliveryApp>);
+    let result = match decoded {
+        Ok(app) => reconcile::reconcile(Arc::new(app), operator.context.clone()).await,
+        Err(problem) => reconcile::undecodable(
+            &operator.context,
+            &object,
+            &operator.resource,
+            problem.to_string(),
+        )
+        .await
+        .map(|()| Action::await_change()),
+    };
     metrics::histogram!(RECONCILE_DURATION).record(started.elapsed().as_secs_f64());
     let outcome = if result.is_ok() { "ok" } else { "error" };
     metrics::counter!(RECONCILIATIONS, "result" => outcome).increment(1);
@@ -83,13 +103,13 @@ async fn reconcile_one(
             .failures
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(&key(&app));
+            .remove(&key(&object));
     }
     result
 }
 
 fn error_policy(
-    app: Arc<FoodDeliveryApp>,
+    app: Arc<DynamicObject>,
     error: &ReconcileError,
     operator: Arc<Operator>,
 ) -> Action {
@@ -193,6 +213,7 @@ pub async fn run_with(client: Client, options: RunOptions) -> Result<(), RunErro
         })
     };
     let namespace = options.namespace.as_deref();
+    let resource = ApiResource::erase::<FoodDeliveryApp>(&());
     let children = watcher::Config::default().labels(&format!("{}={MANAGER}", label::MANAGED_BY));
     let operator = Arc::new(Operator {
         context: Arc::new(Context {
@@ -207,38 +228,40 @@ pub async fn run_with(client: Client, options: RunOptions) -> Result<(), RunErro
             now: reconcile::wall_clock,
         }),
         failures: Mutex::new(HashMap::new()),
+        resource: resource.clone(),
     });
-    let controller = Controller::new(
-        owned::<FoodDeliveryApp>(&client, namespace),
-        watcher::Config::default(),
-    )
-    .owns(owned::<Deployment>(&client, namespace), children.clone())
-    .owns(owned::<Service>(&client, namespace), children.clone())
-    .owns(owned::<ConfigMap>(&client, namespace), children.clone())
-    .owns(
-        owned::<HorizontalPodAutoscaler>(&client, namespace),
-        children.clone(),
-    )
-    .owns(
-        owned::<PodDisruptionBudget>(&client, namespace),
-        children.clone(),
-    )
-    .owns(owned::<NetworkPolicy>(&client, namespace), children.clone())
-    .owns(owned::<Ingress>(&client, namespace), children.clone())
-    .owns(
-        owned::<ServiceAccount>(&client, namespace),
-        children.clone(),
-    )
-    .owns(owned::<PersistentVolumeClaim>(&client, namespace), children)
-    .shutdown_on_signal()
-    .run(reconcile_one, error_policy, operator)
-    .for_each(|result| async move {
-        match result {
-            Ok((app, _)) => tracing::debug!(app = %app.name, "reconciled"),
-            // An object that cannot be decoded or a watch hiccup is logged; the stream goes on.
-            Err(error) => tracing::debug!(%error, "controller"),
-        }
-    });
+    let apps: Api<DynamicObject> = match namespace {
+        Some(namespace) => Api::namespaced_with(client.clone(), namespace, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    };
+    let controller = Controller::new_with(apps, watcher::Config::default(), resource)
+        .owns(owned::<Deployment>(&client, namespace), children.clone())
+        .owns(owned::<Service>(&client, namespace), children.clone())
+        .owns(owned::<ConfigMap>(&client, namespace), children.clone())
+        .owns(
+            owned::<HorizontalPodAutoscaler>(&client, namespace),
+            children.clone(),
+        )
+        .owns(
+            owned::<PodDisruptionBudget>(&client, namespace),
+            children.clone(),
+        )
+        .owns(owned::<NetworkPolicy>(&client, namespace), children.clone())
+        .owns(owned::<Ingress>(&client, namespace), children.clone())
+        .owns(
+            owned::<ServiceAccount>(&client, namespace),
+            children.clone(),
+        )
+        .owns(owned::<PersistentVolumeClaim>(&client, namespace), children)
+        .shutdown_on_signal()
+        .run(reconcile_one, error_policy, operator)
+        .for_each(|result| async move {
+            match result {
+                Ok((app, _)) => tracing::debug!(app = %app.name, "reconciled"),
+                // An object that cannot be decoded or a watch hiccup is logged; the stream goes on.
+                Err(error) => tracing::debug!(%error, "controller"),
+            }
+        });
     let result = tokio::select! {
         () = controller => Ok(()),
         _ = lost.wait_for(|lost| *lost) => Err(RunError::LostLease),
@@ -274,6 +297,13 @@ mod tests {
         app["metadata"]["generation"] = json!(1);
         app["metadata"]["resourceVersion"] = json!("1");
         fake.insert(apps, app);
+        // One stored object the operator cannot decode must not stop it from reconciling the others.
+        fake.insert(
+            apps,
+            json!({"apiVersion": "fooddelivery.dev/v1alpha1", "kind": "FoodDeliveryApp",
+                   "metadata": {"name": "broken", "namespace": "food", "uid": "b", "resourceVersion": "1"},
+                   "spec": {"image": 5}}),
+        );
         let port = {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap().port()
@@ -302,6 +332,30 @@ mod tests {
             fake.names("/apis/apps/v1/namespaces/food/deployments")
                 .len(),
             8
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let broken = loop {
+            let broken = fake.get(apps, "broken").unwrap();
+            if !broken["status"].is_null() {
+                break broken;
+            }
+            assert!(Instant::now() < deadline, "the broken app got no status");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let stalled = broken["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|condition| condition["type"] == "Stalled")
+            .unwrap()
+            .clone();
+        assert_eq!(stalled["status"], "True");
+        assert_eq!(stalled["reason"], "InvalidSpec");
+        assert!(
+            stalled["message"]
+                .as_str()
+                .unwrap()
+                .contains("cannot read the FoodDeliveryApp")
         );
         let lease = fake
             .get(

@@ -266,6 +266,63 @@ async fn converge(
     Ok(live)
 }
 
+/// Reports an app whose stored form cannot be decoded (written under an older CRD, or edited around
+/// validation): Stalled with the decoding error and a Warning, and nothing applied. Other apps go on.
+pub async fn undecodable(
+    ctx: &Context,
+    object: &kube::api::DynamicObject,
+    resource: &kube::api::ApiResource,
+    problem: String,
+) -> Result<(), ReconcileError> {
+    let namespace = object.namespace().ok_or(ReconcileError::NoNamespace)?;
+    let stall = Stall {
+        reason: "InvalidSpec".to_owned(),
+        message: format!("cannot read the FoodDeliveryApp: {problem}"),
+    };
+    let previous: Option<FoodDeliveryAppStatus> = object
+        .data
+        .get("status")
+        .and_then(|status| serde_json::from_value(status.clone()).ok());
+    let status = status::compute(
+        object.metadata.generation.unwrap_or(0),
+        &[],
+        Some(&stall),
+        previous.as_ref(),
+        &(ctx.now)(),
+    );
+    if previous.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let event = Event {
+        type_: EventType::Warning,
+        reason: stall.reason.clone(),
+        note: Some(stall.message.clone()),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = ctx
+        .recorder
+        .publish(&event, &object.object_ref(resource))
+        .await
+    {
+        tracing::warn!(%error, "cannot publish event");
+    }
+    let api: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), &namespace, resource);
+    let patch = serde_json::json!({
+        "apiVersion": "fooddelivery.dev/v1alpha1",
+        "kind": "FoodDeliveryApp",
+        "status": status,
+    });
+    api.patch_status(
+        &object.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
 /// Brings the cluster to what `app` describes and reports how it stands.
 pub async fn reconcile(
     app: Arc<FoodDeliveryApp>,
