@@ -16,7 +16,7 @@ use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -122,6 +122,22 @@ fn error_policy(
     *count += 1;
     let wait = backoff(*count);
     tracing::warn!(app = %key(&app), %error, retry_in_s = wait.as_secs(), "reconcile failed");
+    // The policy cannot wait; the Warning Event goes out on its own.
+    let reference = app.object_ref(&operator.resource);
+    let note = format!("{error}; retrying in {} s", wait.as_secs());
+    let context = operator.context.clone();
+    tokio::spawn(async move {
+        let event = kube::runtime::events::Event {
+            type_: kube::runtime::events::EventType::Warning,
+            reason: "ReconcileFailed".to_owned(),
+            note: Some(note),
+            action: "Reconcile".to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = context.recorder.publish(&event, &reference).await {
+            tracing::warn!(%error, "cannot publish event");
+        }
+    });
     Action::requeue(wait)
 }
 
@@ -386,5 +402,47 @@ mod tests {
             "ready once leading"
         );
         running.abort();
+    }
+
+    #[tokio::test]
+    async fn a_failed_reconcile_backs_off_per_app_and_says_so_in_a_warning() {
+        let (client, fake) = FakeApi::start();
+        let resource = ApiResource::erase::<FoodDeliveryApp>(&());
+        let operator = Arc::new(Operator {
+            context: Arc::new(Context {
+                client: client.clone(),
+                recorder: Recorder::new(
+                    client,
+                    Reporter {
+                        controller: MANAGER.to_owned(),
+                        instance: None,
+                    },
+                ),
+                now: reconcile::wall_clock,
+            }),
+            resource: resource.clone(),
+            failures: Mutex::new(HashMap::new()),
+        });
+        let mut app = DynamicObject::new("shop", &resource).within("food");
+        app.metadata.uid = Some("uid".into());
+        let app = Arc::new(app);
+        let error = || ReconcileError::NoNamespace;
+        assert_eq!(
+            error_policy(app.clone(), &error(), operator.clone()),
+            Action::requeue(Duration::from_secs(5))
+        );
+        assert_eq!(
+            error_policy(app.clone(), &error(), operator.clone()),
+            Action::requeue(Duration::from_secs(10))
+        );
+        let events = "/apis/events.k8s.io/v1/namespaces/food/events";
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while fake.names(events).is_empty() {
+            assert!(Instant::now() < deadline, "no Warning event");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let event = fake.get(events, &fake.names(events)[0]).unwrap();
+        assert_eq!(event["reason"], "ReconcileFailed");
+        assert_eq!(event["type"], "Warning");
     }
 }
