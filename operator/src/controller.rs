@@ -127,16 +127,14 @@ fn error_policy(
     let note = format!("{error}; retrying in {} s", wait.as_secs());
     let context = operator.context.clone();
     tokio::spawn(async move {
-        let event = kube::runtime::events::Event {
-            type_: kube::runtime::events::EventType::Warning,
-            reason: "ReconcileFailed".to_owned(),
-            note: Some(note),
-            action: "Reconcile".to_owned(),
-            secondary: None,
-        };
-        if let Err(error) = context.recorder.publish(&event, &reference).await {
-            tracing::warn!(%error, "cannot publish event");
-        }
+        reconcile::publish_about(
+            &context,
+            &reference,
+            kube::runtime::events::EventType::Warning,
+            "ReconcileFailed",
+            note,
+        )
+        .await;
     });
     Action::requeue(wait)
 }

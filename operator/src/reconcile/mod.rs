@@ -70,9 +70,11 @@ pub fn wall_clock() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
 }
 
-async fn publish(
+/// Publishes an Event about the object `reference` points at. An Event that cannot be written must not fail the
+/// reconcile: it is a report, not the work.
+pub async fn publish_about(
     ctx: &Context,
-    app: &FoodDeliveryApp,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
     type_: EventType,
     reason: &str,
     note: String,
@@ -84,10 +86,31 @@ async fn publish(
         action: "Reconcile".to_owned(),
         secondary: None,
     };
-    // An Event that cannot be written must not fail the reconcile: it is a report, not the work.
-    if let Err(error) = ctx.recorder.publish(&event, &app.object_ref(&())).await {
+    if let Err(error) = ctx.recorder.publish(&event, reference).await {
         tracing::warn!(%error, reason, "cannot publish event");
     }
+}
+
+async fn publish(
+    ctx: &Context,
+    app: &FoodDeliveryApp,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    publish_about(ctx, &app.object_ref(&()), type_, reason, note).await;
+}
+
+/// The server-side apply of a status: the same field manager as the children, only the status subresource.
+fn status_patch(status: &FoodDeliveryAppStatus) -> (PatchParams, serde_json::Value) {
+    (
+        PatchParams::apply(MANAGER).force(),
+        serde_json::json!({
+            "apiVersion": "fooddelivery.dev/v1alpha1",
+            "kind": "FoodDeliveryApp",
+            "status": status,
+        }),
+    )
 }
 
 async fn write_status(
@@ -100,17 +123,9 @@ async fn write_status(
         return Ok(());
     }
     let api: Api<FoodDeliveryApp> = Api::namespaced(ctx.client.clone(), namespace);
-    let patch = serde_json::json!({
-        "apiVersion": "fooddelivery.dev/v1alpha1",
-        "kind": "FoodDeliveryApp",
-        "status": status,
-    });
-    api.patch_status(
-        &app.name_any(),
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
+    let (params, patch) = status_patch(&status);
+    api.patch_status(&app.name_any(), &params, &Patch::Apply(&patch))
+        .await?;
     Ok(())
 }
 
@@ -293,33 +308,19 @@ pub async fn undecodable(
     if previous.as_ref() == Some(&status) {
         return Ok(());
     }
-    let event = Event {
-        type_: EventType::Warning,
-        reason: stall.reason.clone(),
-        note: Some(stall.message.clone()),
-        action: "Reconcile".to_owned(),
-        secondary: None,
-    };
-    if let Err(error) = ctx
-        .recorder
-        .publish(&event, &object.object_ref(resource))
-        .await
-    {
-        tracing::warn!(%error, "cannot publish event");
-    }
+    publish_about(
+        ctx,
+        &object.object_ref(resource),
+        EventType::Warning,
+        &stall.reason,
+        stall.message.clone(),
+    )
+    .await;
     let api: Api<kube::api::DynamicObject> =
         Api::namespaced_with(ctx.client.clone(), &namespace, resource);
-    let patch = serde_json::json!({
-        "apiVersion": "fooddelivery.dev/v1alpha1",
-        "kind": "FoodDeliveryApp",
-        "status": status,
-    });
-    api.patch_status(
-        &object.name_any(),
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
+    let (params, patch) = status_patch(&status);
+    api.patch_status(&object.name_any(), &params, &Patch::Apply(&patch))
+        .await?;
     Ok(())
 }
 
