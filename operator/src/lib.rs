@@ -4,6 +4,7 @@
 pub mod build;
 pub mod controller;
 pub mod leader;
+pub mod rbac;
 pub mod reconcile;
 pub mod resource;
 pub mod validate;

@@ -1,0 +1,62 @@
+//! The permissions the operator uses, derived from the kinds it applies, watches and prunes: the Helm chart's
+//! ClusterRole must grant exactly these (a test compares them).
+
+use crate::resource::FoodDeliveryApp;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::Resource;
+use std::collections::BTreeSet;
+
+/// One RBAC rule: API group, resource (plural, with subresource), verbs.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Permission {
+    /// The API group ("" for core).
+    pub group: String,
+    /// The resource, e.g. `deployments` or `fooddeliveryapps/status`.
+    pub resource: String,
+    /// The verbs, sorted.
+    pub verbs: BTreeSet<String>,
+}
+
+fn permission<K: Resource<DynamicType = ()>>(suffix: &str, verbs: &[&str]) -> Permission {
+    Permission {
+        group: K::group(&()).into_owned(),
+        resource: format!("{}{suffix}", K::plural(&())),
+        verbs: verbs.iter().map(|verb| (*verb).to_owned()).collect(),
+    }
+}
+
+/// Children: watched (get, list, watch), applied (patch; create when apply creates), pruned (delete).
+const CHILD_VERBS: [&str; 6] = ["create", "delete", "get", "list", "patch", "watch"];
+
+/// Every permission the controller needs, sorted by group and resource.
+pub fn required() -> Vec<Permission> {
+    let mut permissions = vec![
+        permission::<FoodDeliveryApp>("", &["get", "list", "watch"]),
+        permission::<FoodDeliveryApp>("/status", &["patch"]),
+        permission::<Deployment>("", &CHILD_VERBS),
+        permission::<Service>("", &CHILD_VERBS),
+        permission::<ConfigMap>("", &CHILD_VERBS),
+        permission::<ServiceAccount>("", &CHILD_VERBS),
+        permission::<PersistentVolumeClaim>("", &CHILD_VERBS),
+        permission::<HorizontalPodAutoscaler>("", &CHILD_VERBS),
+        permission::<PodDisruptionBudget>("", &CHILD_VERBS),
+        permission::<NetworkPolicy>("", &CHILD_VERBS),
+        permission::<Ingress>("", &CHILD_VERBS),
+        // Dereference: the database Secrets must exist; their values are never read by the operator's logic.
+        permission::<Secret>("", &["get"]),
+        // Events are created, then patched when they repeat (a series).
+        permission::<Event>("", &["create", "patch"]),
+        // Leader election.
+        permission::<Lease>("", &["create", "get", "update"]),
+    ];
+    permissions.sort();
+    permissions
+}
