@@ -3,7 +3,8 @@
 //!
 //! No cluster can run where CI runs; these tests need `FOOD_DELIVERY_E2E_KUBECONFIG` (a kubeconfig), and read
 //! `FOOD_DELIVERY_E2E_IMAGE` (repository:tag loaded into the cluster) and `FOOD_DELIVERY_E2E_KAFKA` (bootstrap
-//! servers reachable from the pods). Without the kubeconfig they print why they are skipped and pass.
+//! servers reachable from the pods). With `FOOD_DELIVERY_E2E_INSTALLED_OPERATOR=1` they use the operator the chart
+//! installed instead of running one in the test. Without the kubeconfig they print why they are skipped and pass.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use food_delivery_operator::controller::{RunOptions, run_with};
@@ -82,19 +83,22 @@ async fn the_minimal_example_becomes_ready_heals_a_deleted_service_and_rolls_on_
         )
         .await
         .unwrap();
-    let operator = tokio::spawn(run_with(
-        client.clone(),
-        RunOptions {
-            http_address: ([127, 0, 0, 1], 0).into(),
-            lease: LeaseSettings {
-                name: "food-delivery-operator".into(),
-                namespace: namespace.clone(),
-                identity: "e2e".into(),
-                duration: Duration::from_secs(15),
+    let in_test = std::env::var_os("FOOD_DELIVERY_E2E_INSTALLED_OPERATOR").is_none();
+    let operator = in_test.then(|| {
+        tokio::spawn(run_with(
+            client.clone(),
+            RunOptions {
+                http_address: ([127, 0, 0, 1], 0).into(),
+                lease: LeaseSettings {
+                    name: "food-delivery-operator".into(),
+                    namespace: namespace.clone(),
+                    identity: "e2e".into(),
+                    duration: Duration::from_secs(15),
+                },
+                namespace: Some(namespace.clone()),
             },
-            namespace: Some(namespace.clone()),
-        },
-    ));
+        ))
+    });
 
     let mut manifest: Value =
         serde_saphyr::from_str(include_str!("../../examples/minimal.yaml")).unwrap();
@@ -155,7 +159,9 @@ async fn the_minimal_example_becomes_ready_heals_a_deleted_service_and_rolls_on_
     })
     .await;
 
-    operator.abort();
+    if let Some(operator) = operator {
+        operator.abort();
+    }
     Api::<Namespace>::all(client)
         .delete(&namespace, &DeleteParams::default())
         .await
