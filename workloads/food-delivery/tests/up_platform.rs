@@ -224,3 +224,49 @@ async fn with_kafka_the_same_platform_runs_over_the_broker() {
     let (clean, _) = up.interrupt();
     assert!(clean, "{}", up.output());
 }
+
+/// The README's walkthrough, run as a newcomer pastes it, against `up`: the README stays true.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_walkthrough_works_as_written() {
+    let readme = include_str!("../../../README.md");
+    let start = readme
+        .find("API=http://127.0.0.1:8080/api")
+        .expect("the README has the walkthrough");
+    let walkthrough = &readme[start..];
+    let walkthrough = &walkthrough[..walkthrough.find("```").unwrap()];
+    let directory = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // The README's own timings (2 s cooking) leave time to cancel; only the port differs.
+    let _up = Up::start(
+        &directory.path().join("data"),
+        port,
+        &[("LOG_LEVEL", "warn")],
+    )
+    .await;
+    let script = walkthrough.replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"));
+    let output = tokio::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for expected in [
+        r#""menuId":"bibimbap""#,
+        r#""status":"CANCELLED""#,
+        r#""event":"PaymentRefunded""#,
+        r#""event":"StampsDeducted""#,
+        r#""stamps":2"#,
+        r#""kind":"MOD""#,
+        r#""to":"ada@lovelace.org""#,
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "the walkthrough did not show {expected}:\n{stdout}"
+        );
+    }
+}
