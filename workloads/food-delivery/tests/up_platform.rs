@@ -236,14 +236,17 @@ async fn the_readme_walkthrough_works_as_written() {
     let walkthrough = &walkthrough[..walkthrough.find("```").unwrap()];
     let directory = tempfile::tempdir().unwrap();
     let port = free_port();
-    // The README's own timings (2 s cooking) leave time to cancel; only the port differs.
+    // The README's own timings (2 s cooking) leave time to cancel.
     let _up = Up::start(
         &directory.path().join("data"),
         port,
         &[("LOG_LEVEL", "warn")],
     )
     .await;
-    let script = walkthrough.replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"));
+    // Only the port differs, and the pauses are longer: a loaded CI machine is slower than a newcomer's laptop.
+    let script = walkthrough
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
+        .replace("sleep 1", "sleep 3");
     let output = tokio::process::Command::new("bash")
         .args(["-euo", "pipefail", "-c", &script])
         .output()
