@@ -11,7 +11,6 @@ use axum::Router;
 use food_delivery_kit::events::EventBus;
 use food_delivery_kit::host::HostError;
 use food_delivery_kit::{KitConfig, ServiceHost, ServiceSpec};
-use std::future::Future;
 
 /// What the service is to the kit.
 pub const SPEC: ServiceSpec = ServiceSpec {
@@ -32,13 +31,4 @@ pub async fn start(
         outbox: host.outbox(),
     });
     Ok((host, api))
-}
-
-/// Runs the service until `shutdown`, as `food-delivery serve customer` does.
-pub async fn serve(
-    config: KitConfig,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), HostError> {
-    let (host, api) = start(config, None).await?;
-    host.bind_and_serve(api, shutdown).await
 }

@@ -1,10 +1,12 @@
 //! The one food-delivery binary: `serve <service>` runs one service as the operator deploys it, `up` runs the
 //! whole platform in one process. One binary keeps the image, the build and the operator simple.
 
+mod services;
 mod up;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use food_delivery_kit::{Environment, KitConfig, shutdown_signal};
+use services::{ServeError, Service};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,19 +42,6 @@ enum Command {
         #[arg(long, value_name = "HOST:PORT")]
         kafka: Option<String>,
     },
-}
-
-/// The services the platform is made of.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Service {
-    Gateway,
-    Customer,
-    Order,
-    Payment,
-    Kitchen,
-    Delivery,
-    Mypage,
-    Stamp,
 }
 
 /// Exit code for a configuration error: the operator's Stalled condition and a human both see the message.
@@ -114,52 +103,9 @@ fn serve(service: Service) -> ExitCode {
         }
     };
     let served = runtime.block_on(async {
-        match service {
-            Service::Payment => {
-                let settings = food_delivery_payment::Settings::from_env(&environment)
-                    .map_err(ServeError::Config)?;
-                food_delivery_payment::serve(config, settings, shutdown_signal())
-                    .await
-                    .map_err(ServeError::Host)
-            }
-            Service::Kitchen => {
-                let settings = food_delivery_kitchen::Settings::from_env(&environment)
-                    .map_err(ServeError::Config)?;
-                food_delivery_kitchen::serve(config, settings, shutdown_signal())
-                    .await
-                    .map_err(ServeError::Host)
-            }
-            Service::Delivery => {
-                let settings = food_delivery_delivery::Settings::from_env(&environment)
-                    .map_err(ServeError::Config)?;
-                food_delivery_delivery::serve(config, settings, shutdown_signal())
-                    .await
-                    .map_err(ServeError::Host)
-            }
-            Service::Order => {
-                let settings = food_delivery_order::Settings::from_env(&environment)
-                    .map_err(ServeError::Config)?;
-                food_delivery_order::serve(config, settings, shutdown_signal())
-                    .await
-                    .map_err(ServeError::Host)
-            }
-            Service::Stamp => food_delivery_stamp::serve(config, shutdown_signal())
-                .await
-                .map_err(ServeError::Host),
-            Service::Customer => food_delivery_customer::serve(config, shutdown_signal())
-                .await
-                .map_err(ServeError::Host),
-            Service::Mypage => food_delivery_mypage::serve(config, shutdown_signal())
-                .await
-                .map_err(ServeError::Host),
-            Service::Gateway => {
-                let settings = food_delivery_gateway::Settings::from_env(&environment)
-                    .map_err(ServeError::Config)?;
-                food_delivery_gateway::serve(config, settings, shutdown_signal())
-                    .await
-                    .map_err(ServeError::Host)
-            }
-        }
+        let (host, api) = services::start(service, &environment, config, None).await?;
+        host.bind_and_serve(api, shutdown_signal()).await?;
+        Ok::<(), ServeError>(())
     });
     match served {
         Ok(()) => ExitCode::SUCCESS,
@@ -177,12 +123,6 @@ fn serve(service: Service) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Why `serve` stopped with an error.
-enum ServeError {
-    Config(food_delivery_kit::ConfigError),
-    Host(food_delivery_kit::host::HostError),
 }
 
 #[cfg(test)]

@@ -2,11 +2,11 @@
 //! cluster (own SQLite file, own consumer groups, outbox and inbox) with the in-process event bus journaled to a
 //! file next to the stores, or Kafka with `--kafka`; the gateway routes `/api/...` to them without a network hop.
 
+use crate::services::{self, Service};
 use anyhow::Context;
 use food_delivery_gateway::domain::{RESOURCE_OWNERS, RouteSpec};
 use food_delivery_kit::events::{EventBus, InProcessBus};
 use food_delivery_kit::health::{CheckReport, Health, ReadinessCheck};
-use food_delivery_kit::host::HostError;
 use food_delivery_kit::{Environment, KitConfig, ServiceHost, Store, shutdown_signal};
 use futures::future::BoxFuture;
 use std::collections::BTreeMap;
@@ -31,8 +31,14 @@ pub struct UpOptions {
 
 /// The services behind the gateway, in start order (the kitchen first: it announces the menu the order
 /// service prices from).
-pub const PLATFORM: [&str; 7] = [
-    "kitchen", "payment", "order", "delivery", "stamp", "customer", "mypage",
+pub const PLATFORM: [Service; 7] = [
+    Service::Kitchen,
+    Service::Payment,
+    Service::Order,
+    Service::Delivery,
+    Service::Stamp,
+    Service::Customer,
+    Service::Mypage,
 ];
 
 /// How long a request through the gateway may take in the local platform.
@@ -116,37 +122,6 @@ impl ReadinessCheck for ServiceReadiness {
     }
 }
 
-async fn start_service(
-    name: &str,
-    environment: &Environment,
-    bus: Option<EventBus>,
-) -> anyhow::Result<(ServiceHost, axum::Router)> {
-    let config = KitConfig::from_env(environment)?;
-    let started: Result<_, HostError> = match name {
-        "kitchen" => {
-            let settings = food_delivery_kitchen::Settings::from_env(environment)?;
-            food_delivery_kitchen::start(config, settings, bus).await
-        }
-        "payment" => {
-            let settings = food_delivery_payment::Settings::from_env(environment)?;
-            food_delivery_payment::start(config, settings, bus).await
-        }
-        "order" => {
-            let settings = food_delivery_order::Settings::from_env(environment)?;
-            food_delivery_order::start(config, settings, bus).await
-        }
-        "delivery" => {
-            let settings = food_delivery_delivery::Settings::from_env(environment)?;
-            food_delivery_delivery::start(config, settings, bus).await
-        }
-        "stamp" => food_delivery_stamp::start(config, bus).await,
-        "customer" => food_delivery_customer::start(config, bus).await,
-        "mypage" => food_delivery_mypage::start(config, bus).await,
-        other => anyhow::bail!("unknown service {other}"),
-    };
-    started.with_context(|| format!("starting {name}"))
-}
-
 /// Runs the platform until Ctrl-C or SIGTERM.
 pub async fn run(options: UpOptions, caller: Environment) -> anyhow::Result<()> {
     std::fs::create_dir_all(&options.data_dir).with_context(|| {
@@ -177,9 +152,14 @@ pub async fn run(options: UpOptions, caller: Environment) -> anyhow::Result<()> 
 
     let mut hosts = Vec::with_capacity(PLATFORM.len());
     let mut routers = BTreeMap::new();
-    for name in PLATFORM {
+    for service in PLATFORM {
+        let name = service.name();
         let environment = environment_for(name, &options, &caller);
-        let (host, api) = match start_service(name, &environment, bus.clone()).await {
+        let started = match KitConfig::from_env(&environment) {
+            Ok(config) => services::start(service, &environment, config, bus.clone()).await,
+            Err(error) => Err(error.into()),
+        };
+        let (host, api) = match started.with_context(|| format!("starting {name}")) {
             Ok(started) => started,
             Err(error) => {
                 futures::future::join_all(

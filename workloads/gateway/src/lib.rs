@@ -15,7 +15,6 @@ use food_delivery_kit::host::HostError;
 use food_delivery_kit::telemetry::{CORRELATION_ID_HEADER, REQUEST_ID_HEADER};
 use food_delivery_kit::{ConfigError, Environment, KitConfig, ServiceHost, ServiceSpec};
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -194,16 +193,6 @@ pub async fn start(
         router = router.layer(cors);
     }
     Ok((host, router))
-}
-
-/// Runs the gateway until `shutdown`, as `food-delivery serve gateway` does.
-pub async fn serve(
-    config: KitConfig,
-    settings: Settings,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), HostError> {
-    let (host, api) = start(config, settings, &BTreeMap::new()).await?;
-    host.bind_and_serve(api, shutdown).await
 }
 
 #[cfg(test)]

@@ -13,7 +13,6 @@ use domain::MenuItem;
 use food_delivery_kit::events::{Event, EventBus};
 use food_delivery_kit::host::HostError;
 use food_delivery_kit::{ConfigError, Environment, KitConfig, ServiceHost, ServiceSpec, Store};
-use std::future::Future;
 use std::time::Duration;
 
 /// What the service is to the kit.
@@ -133,14 +132,4 @@ pub async fn start(
     }
     let api = api::routes(api::KitchenApi { store, outbox });
     Ok((host, api))
-}
-
-/// Runs the service until `shutdown`, as `food-delivery serve kitchen` does.
-pub async fn serve(
-    config: KitConfig,
-    settings: Settings,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), HostError> {
-    let (host, api) = start(config, settings, None).await?;
-    host.bind_and_serve(api, shutdown).await
 }

@@ -15,7 +15,6 @@ use axum::Router;
 use food_delivery_kit::events::EventBus;
 use food_delivery_kit::host::HostError;
 use food_delivery_kit::{KitConfig, ServiceHost, ServiceSpec};
-use std::future::Future;
 
 /// What the service is to the kit.
 pub const SPEC: ServiceSpec = ServiceSpec {
@@ -42,13 +41,4 @@ pub async fn start(
         policies::ProjectViews,
     )?;
     Ok((host, api::routes(store)))
-}
-
-/// Runs the service until `shutdown`, as `food-delivery serve mypage` does.
-pub async fn serve(
-    config: KitConfig,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), HostError> {
-    let (host, api) = start(config, None).await?;
-    host.bind_and_serve(api, shutdown).await
 }

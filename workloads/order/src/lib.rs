@@ -14,7 +14,6 @@ use food_delivery_kit::client::{CallPolicy, ServiceClient};
 use food_delivery_kit::events::EventBus;
 use food_delivery_kit::host::HostError;
 use food_delivery_kit::{ConfigError, Environment, KitConfig, ServiceHost, ServiceSpec};
-use std::future::Future;
 use std::sync::Arc;
 
 /// What the service is to the kit.
@@ -75,14 +74,4 @@ pub async fn start(
         payment,
     });
     Ok((host, api))
-}
-
-/// Runs the service until `shutdown`, as `food-delivery serve order` does.
-pub async fn serve(
-    config: KitConfig,
-    settings: Settings,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), HostError> {
-    let (host, api) = start(config, settings, None).await?;
-    host.bind_and_serve(api, shutdown).await
 }

@@ -12,7 +12,6 @@ use axum::Router;
 use food_delivery_kit::events::EventBus;
 use food_delivery_kit::host::HostError;
 use food_delivery_kit::{ConfigError, Environment, KitConfig, ServiceHost, ServiceSpec};
-use std::future::Future;
 use std::time::Duration;
 
 /// What the service is to the kit.
@@ -70,14 +69,4 @@ pub async fn start(
         settings,
     });
     Ok((host, api))
-}
-
-/// Runs the service until `shutdown`, as `food-delivery serve payment` does.
-pub async fn serve(
-    config: KitConfig,
-    settings: Settings,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), HostError> {
-    let (host, api) = start(config, settings, None).await?;
-    host.bind_and_serve(api, shutdown).await
 }
