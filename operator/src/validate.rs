@@ -111,12 +111,10 @@ fn forbid_unknown_fields(schema: &mut Value, root: bool) {
     if object.contains_key("properties") && !object.contains_key("additionalProperties") && !root {
         object.insert("additionalProperties".to_owned(), Value::Bool(false));
     }
-    for key in ["properties"] {
-        if let Some(Value::Object(properties)) = object.get_mut(key) {
-            for (name, property) in properties.iter_mut() {
-                if !(root && name == "metadata") {
-                    forbid_unknown_fields(property, false);
-                }
+    if let Some(Value::Object(properties)) = object.get_mut("properties") {
+        for (name, property) in properties.iter_mut() {
+            if !(root && name == "metadata") {
+                forbid_unknown_fields(property, false);
             }
         }
     }

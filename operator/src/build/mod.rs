@@ -48,9 +48,15 @@ pub struct ChildObjects {
 
 /// Builds every object of `app` (validated beforehand: see `validate`).
 pub fn build(app: &FoodDeliveryApp) -> ChildObjects {
+    let plans = plan::plan(&AppIdentity::of(app).name, &app.spec);
+    build_planned(app, &plans)
+}
+
+/// Builds every object of `app` from its components' `plans` (what [`plan::plan`] gives), for a caller that
+/// needs the plans itself.
+pub fn build_planned(app: &FoodDeliveryApp, plans: &[plan::ComponentPlan]) -> ChildObjects {
     let identity = AppIdentity::of(app);
     let spec = &app.spec;
-    let plans = plan::plan(&identity.name, spec);
     let volumes_owned = plan::volumes_follow_app(spec);
     let mut volume_claims: Vec<PersistentVolumeClaim> = plans
         .iter()

@@ -11,7 +11,7 @@ mod tests;
 
 use crate::build::metadata::MANAGER;
 use crate::build::{self, ChildObjects, plan};
-use crate::resource::{FoodDeliveryApp, FoodDeliveryAppSpec, FoodDeliveryAppStatus};
+use crate::resource::{FoodDeliveryApp, FoodDeliveryAppStatus};
 use crate::validate;
 use apply::{Applied, Child, apply, prune};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -133,14 +133,13 @@ async fn write_status(
 async fn missing_secrets(
     client: &Client,
     namespace: &str,
-    spec: &FoodDeliveryAppSpec,
-    app: &str,
+    plans: &[plan::ComponentPlan],
 ) -> Result<Option<String>, kube::Error> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let mut missing = Vec::new();
     let mut seen = BTreeSet::new();
-    for component in plan::plan(app, spec) {
-        if let plan::Storage::Postgres(reference) = component.storage {
+    for component in plans {
+        if let plan::Storage::Postgres(reference) = &component.storage {
             if !seen.insert((reference.name.clone(), reference.key.clone())) {
                 continue;
             }
@@ -352,7 +351,8 @@ pub async fn reconcile(
         stalled(&ctx, &app, &namespace, stall).await?;
         return Ok(Action::await_change());
     }
-    if let Some(message) = missing_secrets(&ctx.client, &namespace, &app.spec, &name).await? {
+    let plans = plan::plan(&name, &app.spec);
+    if let Some(message) = missing_secrets(&ctx.client, &namespace, &plans).await? {
         let stall = Stall {
             reason: "SecretMissing".to_owned(),
             message,
@@ -361,16 +361,7 @@ pub async fn reconcile(
         // A Secret appearing does not trigger this app's watch: look again in a while.
         return Ok(Action::requeue(Duration::from_secs(30)));
     }
-    let objects = build::build(&app);
-    let hashes: Vec<(String, Option<String>)> = plan::plan(&name, &app.spec)
-        .iter()
-        .map(|component| {
-            (
-                component.name.to_owned(),
-                Some(build::configmap::config_hash(component)),
-            )
-        })
-        .collect();
+    let objects = build::build_planned(&app, &plans);
     let mut changes = Changes::default();
     let live = converge(
         &ctx.client,
@@ -407,14 +398,14 @@ pub async fn reconcile(
             publish(&ctx, &app, EventType::Normal, reason, list.join(", ")).await;
         }
     }
-    let components: Vec<(String, Option<Deployment>, Option<String>)> = hashes
-        .into_iter()
-        .map(|(component, hash)| {
+    let components: Vec<(String, Option<Deployment>)> = plans
+        .iter()
+        .map(|component| {
             let deployment = live
                 .iter()
-                .find(|deployment| deployment.name_any() == format!("{name}-{component}"))
+                .find(|deployment| deployment.name_any() == format!("{name}-{}", component.name))
                 .cloned();
-            (component, deployment, hash)
+            (component.name.to_owned(), deployment)
         })
         .collect();
     let status = status::compute(

@@ -29,10 +29,15 @@ pub struct Stall {
 }
 
 /// How one component's Deployment stands.
-fn component_status(
-    deployment: &Deployment,
-    config_hash: Option<String>,
-) -> (ComponentStatus, bool, Option<String>) {
+fn component_status(deployment: &Deployment) -> (ComponentStatus, bool, Option<String>) {
+    // The fingerprint the pods run with is the one in the template the Deployment holds.
+    let config_hash = deployment
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.template.metadata.as_ref())
+        .and_then(|metadata| metadata.annotations.as_ref())
+        .and_then(|annotations| annotations.get(crate::build::deployment::CONFIG_HASH_ANNOTATION))
+        .cloned();
     let generation = deployment.metadata.generation.unwrap_or(0);
     let spec_replicas = deployment
         .spec
@@ -102,7 +107,7 @@ fn condition(
 /// yet), or the reason it is stalled before any child could be applied.
 pub fn compute(
     generation: i64,
-    components: &[(String, Option<Deployment>, Option<String>)],
+    components: &[(String, Option<Deployment>)],
     stall: Option<&Stall>,
     previous: Option<&FoodDeliveryAppStatus>,
     now: &Time,
@@ -113,10 +118,10 @@ pub fn compute(
     let mut figures = BTreeMap::new();
     let mut waiting = Vec::new();
     let mut deadlines = Vec::new();
-    for (name, deployment, hash) in components {
+    for (name, deployment) in components {
         match deployment {
             Some(deployment) => {
-                let (status, rolled_out, deadline) = component_status(deployment, hash.clone());
+                let (status, rolled_out, deadline) = component_status(deployment);
                 if !rolled_out {
                     waiting.push(name.clone());
                 }
@@ -293,8 +298,8 @@ mod tests {
     #[test]
     fn progressing_then_available_then_past_the_deadline() {
         let rolling = vec![
-            ("order".to_owned(), Some(deployment(2, 2, 2, 1, 1)), None),
-            ("payment".to_owned(), Some(deployment(1, 1, 1, 1, 1)), None),
+            ("order".to_owned(), Some(deployment(2, 2, 2, 1, 1))),
+            ("payment".to_owned(), Some(deployment(1, 1, 1, 1, 1))),
         ];
         let status = compute(3, &rolling, None, None, &now());
         assert_eq!(state(&status, READY), "False");
@@ -304,8 +309,8 @@ mod tests {
         assert_eq!(status.observed_generation, Some(3));
 
         let done = vec![
-            ("order".to_owned(), Some(deployment(2, 2, 2, 2, 2)), None),
-            ("payment".to_owned(), Some(deployment(1, 1, 1, 1, 1)), None),
+            ("order".to_owned(), Some(deployment(2, 2, 2, 2, 2))),
+            ("payment".to_owned(), Some(deployment(1, 1, 1, 1, 1))),
         ];
         let ready = compute(3, &done, None, Some(&status), &now());
         assert_eq!(state(&ready, READY), "True");
@@ -328,13 +333,7 @@ mod tests {
             message: Some("ReplicaSet has timed out progressing".into()),
             ..DeploymentCondition::default()
         }]);
-        let stalled = compute(
-            3,
-            &[("order".to_owned(), Some(stuck), None)],
-            None,
-            None,
-            &now(),
-        );
+        let stalled = compute(3, &[("order".to_owned(), Some(stuck))], None, None, &now());
         assert_eq!(state(&stalled, STALLED), "True");
         assert_eq!(state(&stalled, READY), "False");
         assert!(
@@ -348,13 +347,13 @@ mod tests {
     fn a_stale_observed_generation_is_not_ready() {
         let status = compute(
             1,
-            &[("order".to_owned(), Some(deployment(3, 2, 1, 1, 1)), None)],
+            &[("order".to_owned(), Some(deployment(3, 2, 1, 1, 1)))],
             None,
             None,
             &now(),
         );
         assert_eq!(state(&status, READY), "False");
-        let missing = compute(1, &[("order".to_owned(), None, None)], None, None, &now());
+        let missing = compute(1, &[("order".to_owned(), None)], None, None, &now());
         assert_eq!(state(&missing, RECONCILING), "True");
     }
 
