@@ -34,13 +34,7 @@ fn cpu_time() -> Duration {
 }
 
 fn resident_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kib: f64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kib / 1024.0
+    food_delivery_testkit::resident_kib(std::process::id()) as f64 / 1024.0
 }
 
 fn context(client: kube::Client) -> Arc<Context> {

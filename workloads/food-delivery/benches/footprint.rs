@@ -6,7 +6,7 @@
 //! in-memory tansu; `FOOTPRINT_REQUESTS` (5000) sets how many requests each latency series sends.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use food_delivery_testkit::{BenchBroker, free_port, percentile};
+use food_delivery_testkit::{BenchBroker, free_port, percentile, resident_kib};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -58,15 +58,6 @@ fn wait_ready(port: u16) -> Duration {
         );
         std::thread::sleep(Duration::from_millis(2));
     }
-}
-
-fn resident_kib(child: &Child) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
 }
 
 fn spawn(args: &[&str], environment: &[(String, String)]) -> Child {
@@ -152,7 +143,7 @@ fn main() {
     std::thread::sleep(Duration::from_secs(3));
     let mut total = 0;
     for name in SERVICES {
-        let rss = resident_kib(&children[name]);
+        let rss = resident_kib(children[name].id());
         total += rss;
         println!(
             "  serve {name:<9} ready in {:>6.0} ms   idle RSS {:>6.1} MiB",
@@ -219,7 +210,7 @@ fn main() {
     println!(
         "  up (8 services, 1 process)  ready in {:>6.0} ms   idle RSS {:>6.1} MiB",
         ready.as_secs_f64() * 1e3,
-        resident_kib(&up) as f64 / 1024.0
+        resident_kib(up.id()) as f64 / 1024.0
     );
     stop(up);
 }
