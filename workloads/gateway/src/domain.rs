@@ -4,6 +4,7 @@
 //! `/api/<resource>/<rest>` goes to the service that owns `<resource>`, as `/<resource>/<rest>`: the services
 //! name their own paths after their resources (`/orders`, `/menu`, `/mypage`), so the gateway only strips `/api`.
 
+use food_delivery_kit::ConfigError;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -32,19 +33,6 @@ pub struct RouteSpec {
     pub timeout: Duration,
 }
 
-/// Why a route configuration was refused; `variable` names the setting to fix.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteError {
-    /// The setting.
-    pub variable: &'static str,
-    /// What is wrong, quoting the offending entry.
-    pub problem: String,
-}
-
-fn route_error(variable: &'static str, problem: String) -> RouteError {
-    RouteError { variable, problem }
-}
-
 /// Settings that hold the routes and their timeout overrides.
 pub const ROUTES_VARIABLE: &str = "GATEWAY_ROUTES";
 /// Per-route timeout overrides.
@@ -64,23 +52,23 @@ pub fn parse_routes(
     routes: &str,
     timeouts: &str,
     default_timeout: Duration,
-) -> Result<Vec<RouteSpec>, RouteError> {
+) -> Result<Vec<RouteSpec>, ConfigError> {
     let entries = |raw: &str,
                    variable: &'static str|
-     -> Result<Vec<(String, String)>, RouteError> {
+     -> Result<Vec<(String, String)>, ConfigError> {
         raw.split(',')
             .map(str::trim)
             .filter(|entry| !entry.is_empty())
             .map(|entry| {
                 let (key, value) = entry.split_once('=').ok_or_else(|| {
-                    route_error(
+                    ConfigError::new(
                         variable,
                         format!("'{entry}' is not of the form resource=value"),
                     )
                 })?;
                 let key = key.trim();
                 if !valid_resource(key) {
-                    return Err(route_error(
+                    return Err(ConfigError::new(
                         variable,
                         format!("'{key}' is not a resource name (lowercase letters, digits, '-')"),
                     ));
@@ -96,7 +84,7 @@ pub fn parse_routes(
             .ok()
             .filter(|millis| (1..=600_000).contains(millis))
             .ok_or_else(|| {
-                route_error(
+                ConfigError::new(
                     TIMEOUTS_VARIABLE,
                     format!(
                         "{resource}: '{millis}' is not a number of milliseconds from 1 to 600000"
@@ -112,13 +100,13 @@ pub fn parse_routes(
             .or_else(|| target.strip_prefix("https://"))
             .unwrap_or_default();
         if authority.is_empty() || authority.starts_with('/') || target.contains(['?', '#']) {
-            return Err(route_error(
+            return Err(ConfigError::new(
                 ROUTES_VARIABLE,
                 format!("{resource}: '{target}' is not an http(s) base URL"),
             ));
         }
         if specs.iter().any(|spec| spec.resource == resource) {
-            return Err(route_error(
+            return Err(ConfigError::new(
                 ROUTES_VARIABLE,
                 format!("{resource} is routed twice"),
             ));
@@ -130,13 +118,13 @@ pub fn parse_routes(
         });
     }
     if specs.is_empty() {
-        return Err(route_error(
+        return Err(ConfigError::new(
             ROUTES_VARIABLE,
             "routes nothing; set resource=url entries".to_owned(),
         ));
     }
     if let Some(resource) = overrides.keys().next() {
-        return Err(route_error(
+        return Err(ConfigError::new(
             TIMEOUTS_VARIABLE,
             format!("{resource} has a timeout but no route"),
         ));

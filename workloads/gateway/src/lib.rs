@@ -65,8 +65,7 @@ impl Settings {
                 .optional(domain::TIMEOUTS_VARIABLE)
                 .unwrap_or_default(),
             default_timeout,
-        )
-        .map_err(|error| ConfigError::new(error.variable, error.problem))?;
+        )?;
         Self::with_routes(environment, routes)
     }
 
