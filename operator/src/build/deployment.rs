@@ -41,13 +41,10 @@ pub const DATA_PATH: &str = "/data";
 /// Where the shared log volume is mounted.
 pub const LOG_PATH: &str = "/var/log/food-delivery";
 
-/// preStop, then the service's drain delay, in-flight requests, and consumers plus outbox (each bounded by the
-/// shutdown timeout), plus a margin: the kubelet kills only after all of that had its chance.
+/// preStop, then the service's whole shutdown (drain delay, in-flight requests, consumers, outbox flush, each
+/// bounded), plus a margin: the kubelet kills only after all of that had its chance.
 pub fn termination_grace_seconds() -> i64 {
-    PRE_STOP_SLEEP_SECONDS
-        + contract::DRAIN_DELAY_SECONDS
-        + 2 * contract::SHUTDOWN_TIMEOUT_SECONDS
-        + 5
+    PRE_STOP_SLEEP_SECONDS + contract::shutdown_worst_case_seconds() + 5
 }
 
 fn image_of(spec: &FoodDeliveryAppSpec) -> String {
@@ -82,9 +79,11 @@ fn env_value(name: &str, value: String) -> EnvVar {
 }
 
 fn environment(component: &ComponentPlan, logs: bool) -> Vec<EnvVar> {
-    // The pod's name: static Kafka group membership (a restarted pod takes its partitions back at once).
+    // The pod's name, for its log file. Not a static Kafka group member id: a new pod has a new name, and a static
+    // member does not leave its group on shutdown, so every rollout left partitions with members that were gone
+    // (docs/architecture.md, "Consumer groups and rollouts").
     let mut variables = vec![EnvVar {
-        name: env::KAFKA_GROUP_INSTANCE_ID.to_owned(),
+        name: env::POD_NAME.to_owned(),
         value_from: Some(EnvVarSource {
             field_ref: Some(ObjectFieldSelector {
                 field_path: "metadata.name".to_owned(),
@@ -95,18 +94,23 @@ fn environment(component: &ComponentPlan, logs: bool) -> Vec<EnvVar> {
         ..EnvVar::default()
     }];
     match &component.storage {
-        Storage::Postgres(secret) => variables.push(EnvVar {
-            name: env::DATABASE_URL.to_owned(),
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: secret.name.clone(),
-                    key: secret.key.clone(),
-                    optional: Some(false),
+        Storage::Postgres(secret) => {
+            variables.push(EnvVar {
+                name: env::DATABASE_URL.to_owned(),
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: secret.name.clone(),
+                        key: secret.key.clone(),
+                        optional: Some(false),
+                    }),
+                    ..EnvVarSource::default()
                 }),
-                ..EnvVarSource::default()
-            }),
-            ..EnvVar::default()
-        }),
+                ..EnvVar::default()
+            });
+            // Its own schema, so components sharing one database (one Secret for the app) keep their tables,
+            // migrations, outbox, inbox and relay lease apart.
+            variables.push(env_value(env::DATABASE_SCHEMA, component.name.to_string()));
+        }
         Storage::Sqlite { .. } => variables.push(env_value(
             env::DATABASE_URL,
             format!("sqlite://{DATA_PATH}/{}.db", component.name),
@@ -116,7 +120,7 @@ fn environment(component: &ComponentPlan, logs: bool) -> Vec<EnvVar> {
     if logs {
         variables.push(env_value(
             env::LOG_FILE,
-            format!("{LOG_PATH}/$({}).log", env::KAFKA_GROUP_INSTANCE_ID),
+            format!("{LOG_PATH}/$({}).log", env::POD_NAME),
         ));
     }
     variables
@@ -512,7 +516,14 @@ mod tests {
         assert_eq!(url.value.as_deref(), Some("sqlite:///data/order.db"));
         let gateway = env(deployment_of(POSTGRES, "", "gateway"));
         assert!(gateway.iter().all(|var| var.name != "DATABASE_URL"));
-        assert_eq!(gateway[0].name, "KAFKA_GROUP_INSTANCE_ID");
+        assert_eq!(gateway[0].name, "POD_NAME");
+        assert!(
+            gateway
+                .iter()
+                .chain(&sqlite)
+                .all(|var| var.name != "KAFKA_GROUP_INSTANCE_ID"),
+            "static membership halts consumption after a rollout"
+        );
     }
 
     #[test]

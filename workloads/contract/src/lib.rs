@@ -38,6 +38,8 @@ pub mod env {
     pub const HTTP_PORT: &str = "HTTP_PORT";
     /// `sqlite://PATH` or `postgres://...`.
     pub const DATABASE_URL: &str = "DATABASE_URL";
+    /// PostgreSQL schema of the service's tables (default: the service's name), so services can share a database.
+    pub const DATABASE_SCHEMA: &str = "DATABASE_SCHEMA";
     /// Kafka bootstrap servers.
     pub const KAFKA_BOOTSTRAP_SERVERS: &str = "KAFKA_BOOTSTRAP_SERVERS";
     /// Topic and group prefix.
@@ -46,8 +48,11 @@ pub mod env {
     pub const KAFKA_TOPIC_PARTITIONS: &str = "KAFKA_TOPIC_PARTITIONS";
     /// Replication factor of created topics.
     pub const KAFKA_REPLICATION_FACTOR: &str = "KAFKA_REPLICATION_FACTOR";
-    /// Static group membership id: the pod name.
+    /// Static group membership id (KIP-345). The operator leaves it unset: see docs/architecture.md, "Consumer groups
+    /// and rollouts".
     pub const KAFKA_GROUP_INSTANCE_ID: &str = "KAFKA_GROUP_INSTANCE_ID";
+    /// The pod's name (the operator sets it from the downward API); names the pod's log file.
+    pub const POD_NAME: &str = "POD_NAME";
     /// Delay between readiness turning 503 and the listener closing.
     pub const SHUTDOWN_DRAIN_DELAY_MS: &str = "SHUTDOWN_DRAIN_DELAY_MS";
     /// Bound on finishing in-flight work after the drain.
@@ -74,7 +79,35 @@ pub mod env {
     pub const PAYMENT_BREAKER_OPEN_SECONDS: &str = "PAYMENT_BREAKER_OPEN_SECONDS";
 }
 
+/// The limits of an order, enforced at every edge that sees one (order's API, payment's API, the kitchen's menu),
+/// so an order the order service accepts is never refused further down, and no amount can overflow.
+pub mod limits {
+    /// Lines in one order.
+    pub const MAX_ORDER_LINES: usize = 20;
+    /// Portions on one line.
+    pub const MAX_LINE_QTY: i64 = 100;
+    /// Portions in one order.
+    pub const MAX_ORDER_QTY: i64 = MAX_ORDER_LINES as i64 * MAX_LINE_QTY;
+    /// Price of one portion, minor units (100,000.00): a menu price the kitchen accepts.
+    pub const MAX_PRICE: i64 = 10_000_000;
+    /// Amount of one order, minor units: the most portions at the highest price, far inside `i64`.
+    pub const MAX_AMOUNT: i64 = MAX_ORDER_QTY * MAX_PRICE;
+    /// Portions of one dish in stock.
+    pub const MAX_STOCK: i64 = 1_000_000;
+    /// Characters (not bytes) of a dish's name.
+    pub const MAX_DISH_NAME_CHARS: usize = 100;
+}
+
 /// Default drain delay of a service (the kit's `SHUTDOWN_DRAIN_DELAY_MS`): endpoints stop routing meanwhile.
 pub const DRAIN_DELAY_SECONDS: i64 = 5;
 /// Default bound on in-flight requests, then again on consumers and the outbox flush (`SHUTDOWN_TIMEOUT_MS`).
 pub const SHUTDOWN_TIMEOUT_SECONDS: i64 = 10;
+/// What the relay's last publish round may add to its flush bound at shutdown.
+pub const RELAY_STOP_MARGIN_SECONDS: i64 = 2;
+
+/// The longest a service's shutdown takes with the default settings, SIGTERM to exit: the drain delay, then three
+/// steps each bounded by the shutdown timeout (in-flight requests, consumers, outbox flush), plus the relay's margin.
+/// The operator's grace period must cover it, or the kubelet kills a service mid-flush.
+pub const fn shutdown_worst_case_seconds() -> i64 {
+    DRAIN_DELAY_SECONDS + 3 * SHUTDOWN_TIMEOUT_SECONDS + RELAY_STOP_MARGIN_SECONDS
+}

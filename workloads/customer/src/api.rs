@@ -136,7 +136,7 @@ async fn register(
         email: customer.email.clone(),
     };
     let mut transaction = api.store.begin().await.map_err(Problem::unexpected)?;
-    store::save(&mut transaction, &customer)
+    store::insert(&mut transaction, &customer)
         .await
         .map_err(Problem::unexpected)?;
     commit_announcing(
@@ -195,30 +195,43 @@ async fn update(
         )]));
     }
     check(update.name.as_deref(), update.email.as_deref())?;
-    let mut transaction = api.store.begin().await.map_err(Problem::unexpected)?;
-    let customer = store::customer(&mut *transaction, &customer_id)
-        .await
-        .map_err(Problem::unexpected)?
-        .ok_or_else(|| Problem::not_found(format!("no customer {customer_id}")))?;
-    let (updated, changes) = domain::apply_update(
-        &customer,
-        update.name.as_deref(),
-        update.email.as_deref(),
-        now_millis(),
-    );
-    if changes.is_empty() {
-        return Ok(axum::Json(customer));
+    // Compare-and-set: a concurrent change between the read and the write makes the write miss, and the change is
+    // computed again from what is stored now. A few rounds always suffice unless the row is hammered.
+    for _ in 0..MAX_UPDATE_ROUNDS {
+        let mut transaction = api.store.begin().await.map_err(Problem::unexpected)?;
+        let customer = store::customer(&mut *transaction, &customer_id)
+            .await
+            .map_err(Problem::unexpected)?
+            .ok_or_else(|| Problem::not_found(format!("no customer {customer_id}")))?;
+        let (updated, changes) = domain::apply_update(
+            &customer,
+            update.name.as_deref(),
+            update.email.as_deref(),
+            now_millis(),
+        );
+        if changes.is_empty() {
+            return Ok(axum::Json(customer));
+        }
+        if !store::update_if_unchanged(&mut transaction, &customer, &updated)
+            .await
+            .map_err(Problem::unexpected)?
+        {
+            continue;
+        }
+        let data = CustomerUpdated {
+            customer_id: customer_id.clone(),
+            changes,
+        };
+        commit_announcing(&api, transaction, &customer_id, CUSTOMER_UPDATED, &data).await?;
+        return Ok(axum::Json(updated));
     }
-    store::save(&mut transaction, &updated)
-        .await
-        .map_err(Problem::unexpected)?;
-    let data = CustomerUpdated {
-        customer_id: customer_id.clone(),
-        changes,
-    };
-    commit_announcing(&api, transaction, &customer_id, CUSTOMER_UPDATED, &data).await?;
-    Ok(axum::Json(updated))
+    Err(Problem::conflict(format!(
+        "customer {customer_id} is being changed concurrently; try again"
+    )))
 }
+
+/// Attempts of a PATCH that keeps losing to concurrent changes before it answers 409.
+const MAX_UPDATE_ROUNDS: usize = 5;
 
 /// Deletes a customer.
 #[utoipa::path(

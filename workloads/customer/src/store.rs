@@ -41,14 +41,13 @@ pub async fn customer<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
     .transpose()
 }
 
-/// Saves a customer, new or changed.
-pub async fn save(
+/// Records a new customer.
+pub async fn insert(
     transaction: &mut StoreTransaction,
     customer: &Customer,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO customers (customer_id, name, email, registered_at, updated_at) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (customer_id) DO UPDATE SET name = excluded.name, email = excluded.email, updated_at = excluded.updated_at",
+        "INSERT INTO customers (customer_id, name, email, registered_at, updated_at) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(&customer.customer_id)
     .bind(&customer.name)
@@ -58,6 +57,30 @@ pub async fn save(
     .execute(&mut **transaction)
     .await?;
     Ok(())
+}
+
+/// Saves `updated` only if the stored customer is still `read`, the state the change was computed from; returns
+/// whether it was saved. Concurrent changes (two PATCHes, a PATCH and a DELETE, on any replica) cannot undo each
+/// other or bring a deleted customer back: the loser sees `false` and computes its change again.
+pub async fn update_if_unchanged(
+    transaction: &mut StoreTransaction,
+    read: &Customer,
+    updated: &Customer,
+) -> Result<bool, sqlx::Error> {
+    let saved = sqlx::query(
+        "UPDATE customers SET name = $2, email = $3, updated_at = $4
+         WHERE customer_id = $1 AND name = $5 AND email = $6 AND updated_at = $7",
+    )
+    .bind(&read.customer_id)
+    .bind(&updated.name)
+    .bind(&updated.email)
+    .bind(updated.updated_at)
+    .bind(&read.name)
+    .bind(&read.email)
+    .bind(read.updated_at)
+    .execute(&mut **transaction)
+    .await?;
+    Ok(saved.rows_affected() == 1)
 }
 
 /// Deletes a customer; `false` when there was none.

@@ -40,36 +40,53 @@ impl EventHandler for DeliveryOrders {
         let order_id = &event.subject;
         match event.event_type.as_str() {
             COOKING_FINISHED => {
-                if store::delivery(&mut **transaction, order_id)
-                    .await?
-                    .is_none()
-                {
-                    let delivery = Delivery {
-                        order_id: order_id.clone(),
-                        status: DeliveryStatus::Waiting,
-                        ready_at: now_millis(),
-                        picked_up_at: None,
-                        delivered_at: None,
-                        cancelled_at: None,
-                    };
-                    store::save_delivery(transaction, &delivery).await?;
-                }
+                // A cancelled order left a tombstone: the insert finds it and nothing is delivered.
+                let delivery = Delivery {
+                    order_id: order_id.clone(),
+                    status: DeliveryStatus::Waiting,
+                    ready_at: now_millis(),
+                    picked_up_at: None,
+                    delivered_at: None,
+                    cancelled_at: None,
+                };
+                store::insert_delivery(transaction, &delivery).await?;
                 Ok(())
             }
             ORDER_CANCELLED => {
+                // The cancellation and the cooked food travel on different topics, so either may come first.
+                // With no delivery yet, a tombstone (a delivery born cancelled) makes sure none is ever opened.
+                let now = now_millis();
+                let tombstone = Delivery {
+                    order_id: order_id.clone(),
+                    status: DeliveryStatus::Cancelled,
+                    ready_at: now,
+                    picked_up_at: None,
+                    delivered_at: None,
+                    cancelled_at: Some(now),
+                };
+                if store::insert_delivery(transaction, &tombstone).await? {
+                    return Ok(());
+                }
                 let Some(mut delivery) = store::delivery(&mut **transaction, order_id).await?
                 else {
-                    return Ok(());
+                    return Err(HandlerError::Retry(format!(
+                        "delivery of {order_id} vanished while being cancelled"
+                    )));
                 };
-                if !domain::cancels(delivery.status) {
-                    if delivery.status == DeliveryStatus::Delivered {
+                let read_status = delivery.status;
+                if !domain::cancels(read_status) {
+                    if read_status == DeliveryStatus::Delivered {
                         tracing::warn!(order_id, "order cancelled after its food was handed over");
                     }
                     return Ok(());
                 }
                 delivery.status = DeliveryStatus::Cancelled;
-                delivery.cancelled_at = Some(now_millis());
-                store::save_delivery(transaction, &delivery).await?;
+                delivery.cancelled_at = Some(now);
+                if !store::update_delivery(transaction, &delivery, read_status).await? {
+                    return Err(HandlerError::Retry(format!(
+                        "delivery of {order_id} changed while being cancelled"
+                    )));
+                }
                 let cancelled = delivery_event(DELIVERY_CANCELLED, order_id)
                     .map_err(|error| HandlerError::Retry(error.to_string()))?;
                 self.outbox
@@ -108,8 +125,9 @@ pub async fn ride(
     let mut delivery = store::delivery(&mut *transaction, order_id)
         .await?
         .ok_or_else(|| RideError::NoDelivery(order_id.to_owned()))?;
+    let read_status = delivery.status;
     delivery.status =
-        domain::apply_rider_action(delivery.status, action).map_err(RideError::NotAllowed)?;
+        domain::apply_rider_action(read_status, action).map_err(RideError::NotAllowed)?;
     let event_type = match action {
         RiderAction::PickUp => {
             delivery.picked_up_at = Some(now_millis());
@@ -120,7 +138,11 @@ pub async fn ride(
             DELIVERED
         }
     };
-    store::save_delivery(&mut transaction, &delivery).await?;
+    if !store::update_delivery(&mut transaction, &delivery, read_status).await? {
+        return Err(RideError::NotAllowed(format!(
+            "the delivery of order {order_id} changed meanwhile (cancelled, or another rider); look again"
+        )));
+    }
     let event = delivery_event(event_type, order_id)
         .map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
     outbox

@@ -73,15 +73,15 @@ pub async fn deliveries_in(
     }
 }
 
-/// Saves a delivery, new or changed.
-pub async fn save_delivery(
+/// Records a new delivery unless the order already has one (or a cancellation tombstone); returns whether it
+/// was recorded. On PostgreSQL a concurrent insert for the same order waits for the other to commit, so exactly one
+/// of a cancellation and a cooked order's delivery wins, whatever order they arrive in.
+pub async fn insert_delivery(
     transaction: &mut StoreTransaction,
     delivery: &Delivery,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!(
-        "INSERT INTO deliveries ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, picked_up_at = excluded.picked_up_at,
-             delivered_at = excluded.delivered_at, cancelled_at = excluded.cancelled_at"
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(&format!(
+        "INSERT INTO deliveries ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (order_id) DO NOTHING"
     ))
     .bind(&delivery.order_id)
     .bind(delivery.status.as_str())
@@ -91,5 +91,28 @@ pub async fn save_delivery(
     .bind(delivery.cancelled_at)
     .execute(&mut **transaction)
     .await?;
-    Ok(())
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// Saves a changed delivery only if it is still in `read_status`, the status the change was decided on; returns
+/// whether it was saved. A rider, the auto mode and a cancellation racing on one delivery: one wins, the others
+/// see `false` and decide again (never a cancelled delivery picked up, never a delivered one cancelled).
+pub async fn update_delivery(
+    transaction: &mut StoreTransaction,
+    delivery: &Delivery,
+    read_status: DeliveryStatus,
+) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query(
+        "UPDATE deliveries SET status = $2, picked_up_at = $3, delivered_at = $4, cancelled_at = $5
+         WHERE order_id = $1 AND status = $6",
+    )
+    .bind(&delivery.order_id)
+    .bind(delivery.status.as_str())
+    .bind(delivery.picked_up_at)
+    .bind(delivery.delivered_at)
+    .bind(delivery.cancelled_at)
+    .bind(read_status.as_str())
+    .execute(&mut **transaction)
+    .await?;
+    Ok(updated.rows_affected() == 1)
 }

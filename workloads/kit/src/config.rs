@@ -216,6 +216,9 @@ pub struct KitConfig {
     pub http_body_limit: usize,
     /// `DATABASE_URL`: `sqlite://PATH` or `postgres://...`; unset for stateless services.
     pub database_url: Option<String>,
+    /// `DATABASE_SCHEMA`: the PostgreSQL schema holding the service's tables (default: the service's name), so
+    /// services sharing one database each keep their own tables, migration history, outbox, inbox and relay lease.
+    pub database_schema: Option<String>,
     /// `DATABASE_MAX_CONNECTIONS`: pool size for PostgreSQL (default 10); SQLite always uses one writer.
     pub database_max_connections: u32,
     /// Kafka settings; `None` when `KAFKA_BOOTSTRAP_SERVERS` is unset (in-process bus or no events).
@@ -230,7 +233,9 @@ pub struct KitConfig {
     pub shutdown_timeout: Duration,
     /// `OUTBOX_POLL_INTERVAL_MS`: how often the relay looks for rows it was not woken for (default 250).
     pub outbox_poll_interval: Duration,
-    /// `READINESS_REQUIRES_BROKER`: whether an unreachable broker makes the service unready (default true).
+    /// `READINESS_REQUIRES_BROKER`: whether an unreachable broker makes the service unready (default false: the
+    /// outbox rides out a broker outage, so the API, cancellations included, keeps serving; the broker's state is a
+    /// readiness detail either way).
     pub readiness_requires_broker: bool,
     /// Log settings.
     pub log: LogConfig,
@@ -303,6 +308,16 @@ impl KitConfig {
                 64 * 1024,
             )?,
             database_url,
+            database_schema: environment
+                .optional(food_delivery_contract::env::DATABASE_SCHEMA)
+                .map(|schema| {
+                    crate::store::validate_schema_name(&schema)
+                        .map(|()| schema)
+                        .map_err(|problem| {
+                            ConfigError::new(food_delivery_contract::env::DATABASE_SCHEMA, problem)
+                        })
+                })
+                .transpose()?,
             database_max_connections: environment.number_in_or(
                 "DATABASE_MAX_CONNECTIONS",
                 1..=500,
@@ -316,7 +331,7 @@ impl KitConfig {
                 .millis_or("SHUTDOWN_TIMEOUT_MS", Duration::from_secs(10))?,
             outbox_poll_interval: environment
                 .millis_or("OUTBOX_POLL_INTERVAL_MS", Duration::from_millis(250))?,
-            readiness_requires_broker: environment.flag_or("READINESS_REQUIRES_BROKER", true)?,
+            readiness_requires_broker: environment.flag_or("READINESS_REQUIRES_BROKER", false)?,
             log: LogConfig {
                 level: environment
                     .optional("LOG_LEVEL")

@@ -232,6 +232,46 @@ impl ReadinessCheck for BusCheck {
     }
 }
 
+/// The service's consumers, as a readiness detail that never fails readiness: a partition held up by an event
+/// whose handling keeps failing (the store down, say) is listed with its offset, attempts and last error. Taking
+/// the replica out of its Service would not help the consumer, and would stop the API that still works.
+#[derive(Debug, Default, Clone)]
+pub struct ConsumersCheck {
+    groups: Arc<RwLock<Vec<String>>>,
+}
+
+impl ConsumersCheck {
+    /// Reports on `group` too.
+    pub fn watch(&self, group: String) {
+        self.groups
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(group);
+    }
+}
+
+impl ReadinessCheck for ConsumersCheck {
+    fn name(&self) -> String {
+        "consumers".to_owned()
+    }
+
+    fn check(&self) -> BoxFuture<'_, CheckReport> {
+        let groups = self
+            .groups
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let stuck = crate::events::stuck_deliveries(&groups);
+        let status = if stuck.is_empty() { "moving" } else { "stuck" };
+        Box::pin(async move {
+            CheckReport {
+                ready: true,
+                detail: json!({"status": status, "groups": groups, "stuck": stuck}),
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

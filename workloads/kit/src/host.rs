@@ -9,7 +9,7 @@
 
 use crate::config::KitConfig;
 use crate::events::{EventBus, EventHandler, KafkaBus, Outbox, OutboxRelay, Topics, run_consumer};
-use crate::health::{self, BusCheck, Health, StoreCheck};
+use crate::health::{self, BusCheck, ConsumersCheck, Health, StoreCheck};
 use crate::store::{Migration, Store, StoreError};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -70,6 +70,7 @@ pub struct ServiceHost {
     outbox: Outbox,
     consumers_stop: CancellationToken,
     consumers: Vec<JoinHandle<()>>,
+    consumers_check: Option<ConsumersCheck>,
     relay_stop: CancellationToken,
     relay: Option<JoinHandle<()>>,
     background_stop: CancellationToken,
@@ -94,7 +95,13 @@ impl ServiceHost {
         let topics = Topics::new(config.topic_prefix.clone());
         let store = match &config.database_url {
             Some(url) => {
-                let store = Store::connect(url, config.database_max_connections).await?;
+                let schema = config
+                    .database_schema
+                    .clone()
+                    .unwrap_or_else(|| crate::store::schema_name_for(spec.name));
+                let store =
+                    Store::connect_in_schema(url, config.database_max_connections, Some(&schema))
+                        .await?;
                 store.migrate(spec.migrations).await?;
                 health.add_check(Arc::new(StoreCheck(store.clone())));
                 tracing::info!(backend = ?store.backend(), "store ready");
@@ -144,6 +151,7 @@ impl ServiceHost {
             outbox,
             consumers_stop: CancellationToken::new(),
             consumers: Vec::new(),
+            consumers_check: None,
             relay_stop,
             relay,
             background_stop,
@@ -187,6 +195,12 @@ impl ServiceHost {
             ))
         })?;
         let names = self.outbox.topics();
+        let check = self.consumers_check.get_or_insert_with(|| {
+            let check = ConsumersCheck::default();
+            self.health.add_check(Arc::new(check.clone()));
+            check
+        });
+        check.watch(names.name(group));
         let task = run_consumer(
             store,
             bus,
@@ -304,10 +318,10 @@ impl ServiceHost {
         self.relay_stop.cancel();
         if let Some(relay) = self.relay {
             // The relay bounds its own flush by the same timeout; the margin covers one publish round.
-            if tokio::time::timeout(timeout + Duration::from_secs(2), relay)
-                .await
-                .is_err()
-            {
+            let margin = Duration::from_secs(
+                u64::try_from(food_delivery_contract::RELAY_STOP_MARGIN_SECONDS).unwrap_or(2),
+            );
+            if tokio::time::timeout(timeout + margin, relay).await.is_err() {
                 tracing::warn!("shutdown: outbox relay did not stop in time");
             }
         }

@@ -51,8 +51,15 @@ where
     }
 }
 
-/// Decodes a JSON document, naming the offending field on failure.
+/// Decodes a JSON document, naming the offending field on failure. Strings may not contain the NUL character:
+/// PostgreSQL cannot store it in text, and nothing here has a use for it.
 pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    if let Some(field) = field_with_nul(bytes) {
+        return Err(Problem::validation(vec![FieldViolation::new(
+            field,
+            "must not contain the NUL character (\\u0000)",
+        )]));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let field = error.path().to_string();
@@ -72,6 +79,41 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
             _ => Problem::bad_request(format!("malformed JSON: {inner}")),
         }
     })
+}
+
+/// The path of the first string (or object key) holding a NUL character; checked only when the body spells one.
+fn field_with_nul(bytes: &[u8]) -> Option<String> {
+    const ESCAPED_NUL: &[u8] = b"\\u0000";
+    if !bytes
+        .windows(ESCAPED_NUL.len())
+        .any(|window| window == ESCAPED_NUL)
+    {
+        return None;
+    }
+    fn walk(value: &serde_json::Value, path: &str) -> Option<String> {
+        match value {
+            serde_json::Value::String(text) if text.contains('\0') => Some(path.to_owned()),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(index, item)| walk(item, &format!("{path}[{index}]"))),
+            serde_json::Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+                let field = if path == "body" {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                if key.contains('\0') {
+                    Some(field)
+                } else {
+                    walk(item, &field)
+                }
+            }),
+            _ => None,
+        }
+    }
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    walk(&value, "body")
 }
 
 /// serde_json appends "at line 1 column 17"; the field path already says where.
@@ -107,6 +149,11 @@ where
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if parts.uri.query().is_some_and(|query| query.contains("%00")) {
+            return Err(Problem::bad_request(
+                "query parameters must not contain the NUL character",
+            ));
+        }
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(value)| Query(value))
@@ -126,6 +173,12 @@ where
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // No stored id contains NUL (PostgreSQL text cannot), so no such resource exists.
+        if parts.uri.path().contains("%00") {
+            return Err(Problem::not_found(
+                "no resource has a NUL character in its id",
+            ));
+        }
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(value)| Path(value))

@@ -155,6 +155,53 @@ impl Problem {
     }
 }
 
+/// How long a client should wait after the store was momentarily unable to answer.
+const STORE_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The store's errors, converted once for every handler: the store being momentarily unable to answer (no free
+/// connection, connection lost, a lock or statement timeout, a serialization conflict, SQLite busy) is a 503 with
+/// `Retry-After`, which a client or the gateway may retry; anything else is a 500 whose cause is logged, not shown.
+impl From<sqlx::Error> for Problem {
+    fn from(error: sqlx::Error) -> Self {
+        if store_is_momentarily_unavailable(&error) {
+            tracing::warn!(%error, "store unavailable; answering 503");
+            return Self::unavailable(
+                "the service's database is momentarily unavailable",
+                STORE_RETRY_AFTER,
+            );
+        }
+        Self::unexpected(error)
+    }
+}
+
+fn store_is_momentarily_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(database) => matches!(
+            database.code().as_deref(),
+            // PostgreSQL: query_canceled (statement timeout), lock_not_available (lock timeout),
+            // serialization_failure, deadlock_detected, admin_shutdown, cannot_connect_now, read_only_sql_transaction
+            // (a failover in progress). SQLite: SQLITE_BUSY and its extended codes.
+            Some(
+                "57014"
+                    | "55P03"
+                    | "40001"
+                    | "40P01"
+                    | "57P01"
+                    | "57P03"
+                    | "25006"
+                    | "5"
+                    | "261"
+                    | "517"
+            )
+        ),
+        _ => false,
+    }
+}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = self.status_code();

@@ -99,7 +99,30 @@ pub const KIT_MIGRATIONS: &[Migration] = &[
         sqlite: PARKED_MESSAGES_TABLE,
         postgres: PARKED_MESSAGES_TABLE,
     },
+    Migration {
+        version: 4,
+        description: "kit inbox pruned by age",
+        sqlite: INBOX_AGE_INDEX,
+        postgres: INBOX_AGE_INDEX,
+    },
+    Migration {
+        version: 5,
+        description: "kit relay lease",
+        sqlite: RELAY_LEASE_TABLE,
+        postgres: RELAY_LEASE_TABLE,
+    },
 ];
+
+/// The inbox is pruned by age every minute; without this index each prune reads the whole table.
+const INBOX_AGE_INDEX: &str = "CREATE INDEX kit_inbox_by_age ON kit_inbox (processed_at);";
+
+/// Which replica relays the outbox, and until when (database clock, milliseconds). One row per store, so services
+/// sharing a database each have their own lease in their own schema.
+const RELAY_LEASE_TABLE: &str = "CREATE TABLE kit_relay_lease (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at BIGINT NOT NULL
+);";
 
 /// Poison messages a consumer skipped, kept for inspection and replay (same SQL on both backends).
 const PARKED_MESSAGES_TABLE: &str = "CREATE TABLE kit_parked_messages (
@@ -114,6 +137,50 @@ const PARKED_MESSAGES_TABLE: &str = "CREATE TABLE kit_parked_messages (
     parked_at BIGINT NOT NULL,
     PRIMARY KEY (consumer, topic, partition_number, message_offset)
 );";
+
+/// Session limits on PostgreSQL, so one stuck statement, lock or forgotten transaction cannot hold a connection (and
+/// the rows it locked) for hours: the request or consumer sees an error and retries instead.
+const POSTGRES_SESSION_SETTINGS: [&str; 3] = [
+    "SET statement_timeout = '30s'",
+    "SET lock_timeout = '10s'",
+    "SET idle_in_transaction_session_timeout = '60s'",
+];
+
+/// Checks a PostgreSQL schema name: lower-case letters, digits and underscores, not starting with a digit, at most
+/// 63 bytes (PostgreSQL's identifier limit), so it can be quoted without escaping.
+pub fn validate_schema_name(name: &str) -> Result<(), String> {
+    let valid_start = name
+        .chars()
+        .next()
+        .is_some_and(|first| first.is_ascii_lowercase() || first == '_');
+    let valid_rest = name.chars().all(|character| {
+        character.is_ascii_lowercase() || character.is_ascii_digit() || character == '_'
+    });
+    if valid_start && valid_rest && name.len() <= 63 {
+        Ok(())
+    } else {
+        Err(format!(
+            "expected lower-case letters, digits and underscores (at most 63, not starting with a digit), got '{name}'"
+        ))
+    }
+}
+
+/// The default schema of a service: its name, with anything PostgreSQL would need quoting for replaced by `_`.
+pub fn schema_name_for(service: &str) -> String {
+    let name: String = service
+        .chars()
+        .map(|character| match character.to_ascii_lowercase() {
+            lower @ ('a'..='z' | '0'..='9' | '_') => lower,
+            _ => '_',
+        })
+        .take(63)
+        .collect();
+    if name.starts_with(|first: char| first.is_ascii_digit()) || name.is_empty() {
+        format!("_{name}").chars().take(63).collect()
+    } else {
+        name
+    }
+}
 
 /// Why the store could not be opened or migrated.
 #[derive(Debug, thiserror::Error)]
@@ -145,9 +212,24 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects to `url`. SQLite files (and their directories) are created when missing.
+    /// Connects to `url`. SQLite files (and their directories) are created when missing. On PostgreSQL the
+    /// tables live in the connection's default schema; services use [`Store::connect_in_schema`].
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        Self::connect_in_schema(url, max_connections, None).await
+    }
+
+    /// Connects to `url`; on PostgreSQL every table, migration record, outbox, inbox and relay lease lives in
+    /// `schema` (created when missing), so several services can share one database without seeing each other's
+    /// tables. SQLite has a file per service and ignores it.
+    pub async fn connect_in_schema(
+        url: &str,
+        max_connections: u32,
+        schema: Option<&str>,
+    ) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
+        if let Some(schema) = schema {
+            validate_schema_name(schema).map_err(StoreError::InvalidUrl)?;
+        }
         let backend = Backend::from_url(url).map_err(StoreError::InvalidUrl)?;
         let options = match backend {
             Backend::Sqlite => {
@@ -171,7 +253,9 @@ impl Store {
                     Box::pin(async move {
                         for pragma in [
                             "PRAGMA journal_mode = WAL",
-                            "PRAGMA synchronous = NORMAL",
+                            // FULL: a commit is on disk before it returns, so a machine crash cannot roll back
+                            // a commit whose events were already published or whose offsets were committed.
+                            "PRAGMA synchronous = FULL",
                             "PRAGMA busy_timeout = 5000",
                             "PRAGMA foreign_keys = ON",
                         ] {
@@ -180,7 +264,27 @@ impl Store {
                         Ok(())
                     })
                 }),
-            Backend::Postgres => AnyPoolOptions::new().max_connections(max_connections),
+            Backend::Postgres => {
+                if let Some(schema) = schema {
+                    create_schema(options.clone(), schema).await?;
+                }
+                let search_path = schema.map(|schema| format!("SET search_path TO \"{schema}\""));
+                AnyPoolOptions::new()
+                    .max_connections(max_connections)
+                    .after_connect(move |connection, _| {
+                        let search_path = search_path.clone();
+                        Box::pin(async move {
+                            for setting in search_path
+                                .iter()
+                                .map(String::as_str)
+                                .chain(POSTGRES_SESSION_SETTINGS)
+                            {
+                                connection.execute(setting).await?;
+                            }
+                            Ok(())
+                        })
+                    })
+            }
         }
         .acquire_timeout(Duration::from_secs(5));
         let pool = pool_options
@@ -232,6 +336,32 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Creates `schema` if it does not exist. Replicas starting together may race on it; the loser's error is harmless
+/// when the schema exists afterwards.
+async fn create_schema(options: AnyConnectOptions, schema: &str) -> Result<(), StoreError> {
+    let connect_error = |source| StoreError::Connect {
+        backend: Backend::Postgres,
+        source,
+    };
+    let mut connection = options.connect().await.map_err(connect_error)?;
+    let created = connection
+        .execute(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"").as_str())
+        .await;
+    if let Err(error) = created {
+        let exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM information_schema.schemata WHERE schema_name = $1)",
+        )
+        .bind(schema)
+        .fetch_one(&mut connection)
+        .await?;
+        if !exists {
+            return Err(StoreError::Query(error));
+        }
+    }
+    sqlx::Connection::close(connection).await.ok();
+    Ok(())
 }
 
 /// Adds `mode=rwc` (create if missing) to a SQLite URL and creates the file's directory.

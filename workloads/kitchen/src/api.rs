@@ -7,6 +7,7 @@ use crate::store;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post, put};
+use food_delivery_contract::limits;
 use food_delivery_kit::events::{Event, Outbox};
 use food_delivery_kit::http::{Json, Path};
 use food_delivery_kit::{FieldViolation, Problem, Store};
@@ -101,16 +102,23 @@ async fn update_menu_item(
             "must be 1-64 lower-case letters, digits or '-'",
         ));
     }
-    if change.name.trim().is_empty() || change.name.len() > 100 {
-        violations.push(FieldViolation::new("name", "must be 1-100 characters"));
+    // Characters, not bytes: a 40-character Korean name is 120 bytes.
+    if change.name.trim().is_empty() || change.name.chars().count() > limits::MAX_DISH_NAME_CHARS {
+        violations.push(FieldViolation::new(
+            "name",
+            format!("must be 1-{} characters", limits::MAX_DISH_NAME_CHARS),
+        ));
     }
-    if change.price < 0 {
-        violations.push(FieldViolation::new("price", "must not be negative"));
+    if !(1..=limits::MAX_PRICE).contains(&change.price) {
+        violations.push(FieldViolation::new(
+            "price",
+            format!("must be between 1 and {} (minor units)", limits::MAX_PRICE),
+        ));
     }
-    if !(0..=1_000_000).contains(&change.stock) {
+    if !(0..=limits::MAX_STOCK).contains(&change.stock) {
         violations.push(FieldViolation::new(
             "stock",
-            "must be between 0 and 1000000",
+            format!("must be between 0 and {}", limits::MAX_STOCK),
         ));
     }
     if !violations.is_empty() {

@@ -28,8 +28,10 @@ pub enum TicketStatus {
     Cooking,
     /// Cooked, ready for pickup.
     Ready,
-    /// The order was cancelled; stock was given back.
+    /// The order was cancelled; stock was given back (or the cancellation came first and none was taken).
     Cancelled,
+    /// Refused for lack of stock; took nothing. Recorded so a replay of the order never reserves it later.
+    Rejected,
 }
 
 impl TicketStatus {
@@ -40,14 +42,21 @@ impl TicketStatus {
             Self::Cooking => "COOKING",
             Self::Ready => "READY",
             Self::Cancelled => "CANCELLED",
+            Self::Rejected => "REJECTED",
         }
     }
 
     /// Reads the stored form.
     pub fn parse(value: &str) -> Option<Self> {
-        [Self::Accepted, Self::Cooking, Self::Ready, Self::Cancelled]
-            .into_iter()
-            .find(|status| status.as_str() == value)
+        [
+            Self::Accepted,
+            Self::Cooking,
+            Self::Ready,
+            Self::Cancelled,
+            Self::Rejected,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == value)
     }
 }
 
@@ -162,10 +171,14 @@ pub fn apply_cook_action(
     }
 }
 
-/// Whether cancelling the order cancels this ticket: once, from any status but cancelled. The stock comes back
-/// even for cooked food: the invariant is about portions promised, and a cancelled order keeps none.
+/// Whether cancelling the order cancels this ticket and gives its stock back: once, from any status that holds
+/// stock. The stock comes back even for cooked food: the invariant is about portions promised, and a cancelled
+/// order keeps none. A rejected ticket took nothing, so it gives nothing back.
 pub fn cancels(current: TicketStatus) -> bool {
-    current != TicketStatus::Cancelled
+    matches!(
+        current,
+        TicketStatus::Accepted | TicketStatus::Cooking | TicketStatus::Ready
+    )
 }
 
 #[cfg(test)]
@@ -246,6 +259,10 @@ mod tests {
         );
         assert!(apply_cook_action(TicketStatus::Cancelled, CookAction::Start).is_err());
         assert!(cancels(TicketStatus::Ready) && !cancels(TicketStatus::Cancelled));
+        assert!(
+            !cancels(TicketStatus::Rejected),
+            "a rejected ticket holds no stock"
+        );
         assert_eq!(TicketStatus::parse("COOKING"), Some(TicketStatus::Cooking));
     }
 }

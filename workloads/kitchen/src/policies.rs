@@ -58,11 +58,30 @@ impl KitchenOrders {
         order_id: &str,
         placed: OrderPlacedView,
     ) -> Result<(), HandlerError> {
+        // Any ticket (accepted, rejected, or a cancellation's tombstone) means this order was decided already,
+        // even when the inbox no longer remembers the event (a replay older than its retention).
         if store::ticket(&mut **transaction, order_id).await?.is_some() {
             return Ok(());
         }
         let stock = store::stock(transaction).await?;
-        match domain::take_stock(&stock, &placed.items) {
+        let decision = domain::take_stock(&stock, &placed.items);
+        let mut ticket = Ticket {
+            order_id: order_id.to_owned(),
+            status: TicketStatus::Accepted,
+            lines: placed.items,
+            accepted_at: now_millis(),
+            started_at: None,
+            finished_at: None,
+            cancelled_at: None,
+        };
+        if let StockDecision::OutOfStock(_) = &decision {
+            ticket.status = TicketStatus::Rejected;
+        }
+        if !store::insert_ticket(transaction, &ticket).await? {
+            // Another consumer decided this order between the read and the insert.
+            return Ok(());
+        }
+        match decision {
             StockDecision::OutOfStock(missing_items) => {
                 let data = KitchenRejectedData {
                     order_id: order_id.to_owned(),
@@ -77,7 +96,7 @@ impl KitchenOrders {
                 tracing::info!(order_id, "order rejected: out of stock");
             }
             StockDecision::Take(_) => {
-                for line in &placed.items {
+                for line in &ticket.lines {
                     // Conditional on what is left, so concurrent consumers can never take the stock below zero;
                     // losing such a race rolls back and retries with fresh stock.
                     if !store::take_portions(transaction, &line.menu_id, line.qty).await? {
@@ -87,16 +106,6 @@ impl KitchenOrders {
                         )));
                     }
                 }
-                let ticket = Ticket {
-                    order_id: order_id.to_owned(),
-                    status: TicketStatus::Accepted,
-                    lines: placed.items,
-                    accepted_at: now_millis(),
-                    started_at: None,
-                    finished_at: None,
-                    cancelled_at: None,
-                };
-                store::save_ticket(transaction, &ticket).await?;
                 let accepted = ticket_event(TICKET_ACCEPTED, &ticket).map_err(unencodable)?;
                 self.outbox
                     .append(transaction, KITCHEN_TOPIC, &accepted)
@@ -111,18 +120,40 @@ impl KitchenOrders {
         transaction: &mut StoreTransaction,
         order_id: &str,
     ) -> Result<(), HandlerError> {
-        let Some(mut ticket) = store::ticket(&mut **transaction, order_id).await? else {
-            return Ok(());
+        let now = now_millis();
+        // No ticket yet: a tombstone (a ticket born cancelled, holding nothing) so the order is never reserved.
+        let tombstone = Ticket {
+            order_id: order_id.to_owned(),
+            status: TicketStatus::Cancelled,
+            lines: Vec::new(),
+            accepted_at: now,
+            started_at: None,
+            finished_at: None,
+            cancelled_at: Some(now),
         };
-        if !domain::cancels(ticket.status) {
+        if store::insert_ticket(transaction, &tombstone).await? {
             return Ok(());
+        }
+        let Some(mut ticket) = store::ticket(&mut **transaction, order_id).await? else {
+            return Err(HandlerError::Retry(format!(
+                "ticket of {order_id} vanished while being cancelled"
+            )));
+        };
+        let read_status = ticket.status;
+        if !domain::cancels(read_status) {
+            return Ok(());
+        }
+        ticket.status = TicketStatus::Cancelled;
+        ticket.cancelled_at = Some(now);
+        // The status check comes first: only the transaction that moved the ticket gives its stock back.
+        if !store::update_ticket(transaction, &ticket, read_status).await? {
+            return Err(HandlerError::Retry(format!(
+                "ticket of {order_id} changed while being cancelled"
+            )));
         }
         for line in &ticket.lines {
             store::give_back_portions(transaction, &line.menu_id, line.qty).await?;
         }
-        ticket.status = TicketStatus::Cancelled;
-        ticket.cancelled_at = Some(now_millis());
-        store::save_ticket(transaction, &ticket).await?;
         let cancelled = ticket_event(TICKET_CANCELLED, &ticket).map_err(unencodable)?;
         self.outbox
             .append(transaction, KITCHEN_TOPIC, &cancelled)
@@ -156,8 +187,9 @@ pub async fn cook(
     let mut ticket = store::ticket(&mut *transaction, order_id)
         .await?
         .ok_or_else(|| CookError::NoTicket(order_id.to_owned()))?;
+    let read_status = ticket.status;
     ticket.status =
-        domain::apply_cook_action(ticket.status, action).map_err(CookError::NotAllowed)?;
+        domain::apply_cook_action(read_status, action).map_err(CookError::NotAllowed)?;
     let event_type = match action {
         CookAction::Start => {
             ticket.started_at = Some(now_millis());
@@ -168,7 +200,11 @@ pub async fn cook(
             COOKING_FINISHED
         }
     };
-    store::save_ticket(&mut transaction, &ticket).await?;
+    if !store::update_ticket(&mut transaction, &ticket, read_status).await? {
+        return Err(CookError::NotAllowed(format!(
+            "the ticket of order {order_id} changed meanwhile (cancelled, or another cook); look again"
+        )));
+    }
     let event =
         ticket_event(event_type, &ticket).map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
     outbox

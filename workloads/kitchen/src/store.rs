@@ -173,17 +173,16 @@ pub async fn tickets_in(
     }
 }
 
-/// Saves a ticket, new or changed.
-pub async fn save_ticket(
+/// Records a new ticket unless the order already has one (a tombstone included); returns whether it was recorded.
+/// On PostgreSQL a concurrent insert for the same order waits for the other to commit, then finds it.
+pub async fn insert_ticket(
     transaction: &mut StoreTransaction,
     ticket: &Ticket,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     let lines = serde_json::to_string(&ticket.lines)
         .map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
-    sqlx::query(&format!(
-        "INSERT INTO tickets ({TICKET_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)
-         ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, started_at = excluded.started_at,
-             finished_at = excluded.finished_at, cancelled_at = excluded.cancelled_at"
+    let inserted = sqlx::query(&format!(
+        "INSERT INTO tickets ({TICKET_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (order_id) DO NOTHING"
     ))
     .bind(&ticket.order_id)
     .bind(ticket.status.as_str())
@@ -194,5 +193,28 @@ pub async fn save_ticket(
     .bind(ticket.cancelled_at)
     .execute(&mut **transaction)
     .await?;
-    Ok(())
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// Saves a changed ticket only if it is still in `read_status`, the status the change was decided on; returns
+/// whether it was saved. Cooks, the auto mode of every replica and a cancellation racing on one ticket: one wins,
+/// the others see `false` (never a cancelled ticket cooked, never one cooked twice).
+pub async fn update_ticket(
+    transaction: &mut StoreTransaction,
+    ticket: &Ticket,
+    read_status: TicketStatus,
+) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query(
+        "UPDATE tickets SET status = $2, started_at = $3, finished_at = $4, cancelled_at = $5
+         WHERE order_id = $1 AND status = $6",
+    )
+    .bind(&ticket.order_id)
+    .bind(ticket.status.as_str())
+    .bind(ticket.started_at)
+    .bind(ticket.finished_at)
+    .bind(ticket.cancelled_at)
+    .bind(read_status.as_str())
+    .execute(&mut **transaction)
+    .await?;
+    Ok(updated.rows_affected() == 1)
 }

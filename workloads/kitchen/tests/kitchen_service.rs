@@ -203,9 +203,9 @@ async fn an_order_short_of_stock_is_rejected_with_the_missing_dishes(backend: Ba
         json!([{"menuId": "green-tea", "requested": 250, "available": 200}])
     );
     assert_eq!(
-        kitchen.ticket_status("order-big").await,
-        None,
-        "no ticket for a rejected order"
+        kitchen.ticket_status("order-big").await.as_deref(),
+        Some("REJECTED"),
+        "the rejection is recorded"
     );
     assert_eq!(
         (
@@ -215,6 +215,66 @@ async fn an_order_short_of_stock_is_rejected_with_the_missing_dishes(backend: Ba
         (200, 100),
         "nothing taken"
     );
+
+    // The same order again, as a replay older than the inbox brings it (a new delivery the inbox does not know),
+    // after a restock that would now cover it: the order was rejected and stays rejected.
+    let (status, _) = kitchen
+        .call(
+            "PUT",
+            "/menu/green-tea",
+            Some(r#"{"name": "Green tea", "price": 300, "stock": 1000}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    kitchen.place("order-big", json!([{"menuId": "green-tea", "qty": 150}, {"menuId": "green-tea", "qty": 100}, {"menuId": "bibimbap", "qty": 1}])).await;
+    // A cancellation of the rejected order (the order service's OrderRejected travels separately) gives nothing.
+    kitchen
+        .publish(
+            "food.orders",
+            ORDER_CANCELLED,
+            "order-big",
+            json!({"orderId": "order-big"}),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(kitchen.events_of("order-big"), [KITCHEN_REJECTED]);
+    assert_eq!(
+        (
+            kitchen.stock_of("green-tea").await,
+            kitchen.stock_of("bibimbap").await
+        ),
+        (1000, 100),
+        "the replay took nothing and the cancel gave nothing back"
+    );
+    kitchen.0.stop().await;
+}
+
+/// The cancellation can reach the kitchen before the order (a replay, a consumer reset): the order is then never
+/// reserved, and no stock moves.
+async fn a_cancellation_before_the_order_keeps_it_from_being_reserved(backend: Backend) {
+    let kitchen = Kitchen::start(backend, false).await;
+    kitchen
+        .publish(
+            "food.orders",
+            ORDER_CANCELLED,
+            "order-early",
+            json!({"orderId": "order-early"}),
+        )
+        .await;
+    eventually(WAIT, "the tombstone", || async {
+        (kitchen.ticket_status("order-early").await.as_deref() == Some("CANCELLED")).then_some(())
+    })
+    .await;
+    kitchen
+        .place("order-early", json!([{"menuId": "tteokbokki", "qty": 3}]))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        kitchen.stock_of("tteokbokki").await,
+        100,
+        "nothing reserved"
+    );
+    assert_eq!(kitchen.events_of("order-early"), Vec::<String>::new());
     kitchen.0.stop().await;
 }
 
@@ -270,6 +330,7 @@ food_delivery_testkit::on_both_backends!(
     a_placed_order_is_accepted_with_its_stock_and_cooked,
     an_order_short_of_stock_is_rejected_with_the_missing_dishes,
     a_cancelled_order_gives_its_stock_back_exactly_once,
+    a_cancellation_before_the_order_keeps_it_from_being_reserved,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -80,6 +80,7 @@ pub fn event_name(event_type: &str) -> &str {
         events::ORDER_REJECTED => "OrderRejected",
         events::PAYMENT_APPROVED => "PaymentApproved",
         events::PAYMENT_REFUNDED => "PaymentRefunded",
+        events::PAYMENT_VOIDED => "PaymentVoided",
         events::TICKET_ACCEPTED => "TicketAccepted",
         events::KITCHEN_REJECTED => "KitchenRejected",
         events::COOKING_STARTED => "CookingStarted",
@@ -121,7 +122,8 @@ pub struct TimelineEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentSummary {
-    /// `APPROVED`, or `REFUNDED` once given back.
+    /// `APPROVED` (captured), `REFUNDED` once given back, or `VOIDED` when the order was never placed and its
+    /// hold was released (nothing charged).
     pub status: String,
     /// What was charged (cents).
     pub amount: i64,
@@ -246,6 +248,13 @@ pub fn order_trace(order_id: &str, mut events: Vec<RecordedEvent>) -> OrderTrace
                     status: "REFUNDED".to_owned(),
                     amount: charged.max(amount.unwrap_or(0)),
                     refunded_amount: amount.unwrap_or(charged),
+                });
+            }
+            events::PAYMENT_VOIDED => {
+                trace.payment = Some(PaymentSummary {
+                    status: "VOIDED".to_owned(),
+                    amount: 0,
+                    refunded_amount: 0,
                 });
             }
             events::ORDER_CANCELLED | events::ORDER_REJECTED | events::KITCHEN_REJECTED => {

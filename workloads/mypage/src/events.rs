@@ -31,10 +31,12 @@ pub const ORDER_PLACED: &str = "food.order.placed.v1";
 pub const ORDER_CANCELLED: &str = "food.order.cancelled.v1";
 /// The order service rejected the order (the kitchen could not make it).
 pub const ORDER_REJECTED: &str = "food.order.rejected.v1";
-/// The payment was authorized.
+/// The payment was captured (the order was placed).
 pub const PAYMENT_APPROVED: &str = "food.payment.approved.v1";
 /// The payment was refunded.
 pub const PAYMENT_REFUNDED: &str = "food.payment.refunded.v1";
+/// The payment's hold was voided: the order was never placed, nothing was charged.
+pub const PAYMENT_VOIDED: &str = "food.payment.voided.v1";
 /// The kitchen reserved the dishes.
 pub const TICKET_ACCEPTED: &str = "food.kitchen.ticket-accepted.v1";
 /// The kitchen could not make the order.
@@ -79,6 +81,7 @@ pub const ORDER_EVENTS: &[&str] = &[
     DELIVERED,
     ORDER_CANCELLED,
     ORDER_REJECTED,
+    PAYMENT_VOIDED,
     TICKET_CANCELLED,
     DELIVERY_CANCELLED,
     PAYMENT_REFUNDED,

@@ -1,5 +1,6 @@
 //! HTTP: place (after the guarded payment call), read and cancel orders. Validation of input lives here.
 
+use crate::domain::PricingError;
 use crate::domain::{self, Order, OrderStatus};
 use crate::events::{ORDER_CANCELLED, ORDER_PLACED, ORDERS_TOPIC, OrderEnded, OrderPlaced};
 use crate::store;
@@ -7,6 +8,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
+use food_delivery_contract::limits;
 use food_delivery_kit::client::ServiceClient;
 use food_delivery_kit::events::{Event, Outbox};
 use food_delivery_kit::http::{Json, Path, Query};
@@ -23,6 +25,8 @@ pub struct OrderApi {
     pub outbox: Outbox,
     /// The guarded client of the payment service.
     pub payment: ServiceClient,
+    /// How long an order waits for its payment before it is given up and its hold voided.
+    pub payment_deadline: std::time::Duration,
 }
 
 /// The order routes.
@@ -78,8 +82,11 @@ impl PlaceOrder {
         if self.customer_id.trim().is_empty() || self.customer_id.len() > 64 {
             violations.push(FieldViolation::new("customerId", "must be 1-64 characters"));
         }
-        if !(1..=20).contains(&self.items.len()) {
-            violations.push(FieldViolation::new("items", "must have 1 to 20 lines"));
+        if !(1..=limits::MAX_ORDER_LINES).contains(&self.items.len()) {
+            violations.push(FieldViolation::new(
+                "items",
+                format!("must have 1 to {} lines", limits::MAX_ORDER_LINES),
+            ));
         }
         for (index, item) in self.items.iter().enumerate() {
             if item.menu_id.trim().is_empty() {
@@ -88,10 +95,10 @@ impl PlaceOrder {
                     "must not be empty",
                 ));
             }
-            if !(1..=100).contains(&item.qty) {
+            if !(1..=limits::MAX_LINE_QTY).contains(&item.qty) {
                 violations.push(FieldViolation::new(
                     format!("items[{index}].qty"),
-                    "must be between 1 and 100",
+                    format!("must be between 1 and {}", limits::MAX_LINE_QTY),
                 ));
             }
         }
@@ -120,19 +127,6 @@ impl PlaceOrder {
     }
 }
 
-fn retry_answer(
-    request: &PlaceOrder,
-    existing: Order,
-) -> Result<(StatusCode, axum::Json<Order>), Problem> {
-    if request.matches(&existing) {
-        Ok((StatusCode::CREATED, axum::Json(existing)))
-    } else {
-        Err(Problem::conflict(
-            "this Idempotency-Key was already used for a different order",
-        ))
-    }
-}
-
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
     let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
         return Ok(None);
@@ -158,7 +152,11 @@ struct PaymentRequest<'a> {
 #[serde(rename_all = "camelCase")]
 struct PaymentAnswer {
     payment_id: String,
+    status: String,
 }
+
+/// The payment statuses that mean "authorized": a fresh hold, or (for a retry) a hold already captured.
+const AUTHORIZED_STATUSES: [&str; 2] = ["AUTHORIZED", "APPROVED"];
 
 /// Asks payment to authorize; the payment id, or the problem the customer gets.
 async fn authorize(
@@ -183,10 +181,23 @@ async fn authorize(
             error.to_problem()
         })?;
     match answer.status {
-        StatusCode::OK | StatusCode::CREATED => Ok(answer
-            .json::<PaymentAnswer>()
-            .map_err(|error| error.to_problem())?
-            .payment_id),
+        StatusCode::OK | StatusCode::CREATED => {
+            let authorized: PaymentAnswer = answer.json().map_err(|error| error.to_problem())?;
+            // Anything but an authorization (a voided or refunded payment, a status this version does not know)
+            // must not place the order.
+            if !AUTHORIZED_STATUSES.contains(&authorized.status.as_str()) {
+                return Err(Problem::new(
+                    StatusCode::BAD_GATEWAY,
+                    "bad-gateway",
+                    "A dependency failed",
+                )
+                .with_detail(format!(
+                    "payment answered with a payment that is {}, not an authorization",
+                    authorized.status
+                )));
+            }
+            Ok(authorized.payment_id)
+        }
         StatusCode::PAYMENT_REQUIRED => {
             let declined: Problem = answer.json().map_err(|error| error.to_problem())?;
             Err(Problem::new(
@@ -212,9 +223,11 @@ async fn authorize(
     }
 }
 
-/// Places an order: prices it from the kitchen's menu, has payment authorize it (with a deadline, a concurrency
-/// limit and a circuit breaker), then registers it and announces it, in one transaction. An unpaid order is never
-/// registered. With an `Idempotency-Key`, a retry gets the first outcome and is never charged twice.
+/// Places an order: prices it from the kitchen's menu, records it as waiting for its payment, has payment
+/// authorize it (a hold, with a deadline, a concurrency limit and a circuit breaker), then places and announces it in
+/// one transaction. An order is only placed with an authorization; a payment answer that never arrives (a timeout,
+/// a crash, a client that gave up) leaves a pending order that its deadline settles, voiding any hold. With an
+/// `Idempotency-Key`, a retry gets the first outcome and is never charged twice.
 #[utoipa::path(
     post,
     path = "/orders",
@@ -224,9 +237,9 @@ async fn authorize(
         (status = 201, description = "Paid and placed (or the first outcome of a retry)", body = Order),
         (status = 400, description = "Malformed JSON or Idempotency-Key", body = Problem, content_type = "application/problem+json"),
         (status = 402, description = "Payment declined; no order", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The Idempotency-Key was used for a different order", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The Idempotency-Key was used for a different order, or its earlier attempt was given up", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field breaks a rule (unknown dish, qty out of range); `errors` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Payment is slow, down or its circuit is open; retry after Retry-After. No order, no charge", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Payment is slow, down or its circuit is open; retry after Retry-After with the same Idempotency-Key. Nothing is charged: a hold made meanwhile is voided unless the retry completes the order", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn place_order(
@@ -237,70 +250,153 @@ async fn place_order(
     let key = idempotency_key(&headers)?;
     request.validate()?;
     let order_id = domain::order_id_for(&request.customer_id, key.as_deref());
-    if let Some(existing) = store::order(api.store.pool(), &order_id)
+    let found = match store::order(api.store.pool(), &order_id).await? {
+        Some(existing) => resume(&api, &request, existing)?,
+        None => match record_pending(&api, &request, &order_id).await? {
+            Ok(pending) => Resumed::Pending(pending),
+            // A concurrent request with the same key recorded it first.
+            Err(existing) => resume(&api, &request, existing)?,
+        },
+    };
+    let pending = match found {
+        Resumed::Pending(pending) => pending,
+        Resumed::Done(order) => return Ok((StatusCode::CREATED, axum::Json(order))),
+    };
+    let qty = pending.lines.iter().map(|line| line.qty).sum();
+    let payment_id = authorize(&api, &order_id, &pending.customer_id, pending.amount, qty)
         .await
-        .map_err(Problem::unexpected)?
-    {
-        return retry_answer(&request, existing);
-    }
-    let menu = store::menu(api.store.pool())
-        .await
-        .map_err(Problem::unexpected)?;
-    let (lines, amount) = domain::price(&menu, &request.requested()).map_err(|unknown| {
-        Problem::validation(
-            unknown
-                .into_iter()
-                .map(|index| {
-                    FieldViolation::new(
-                        format!("items[{index}].menuId"),
-                        format!("unknown menu item '{}'", request.items[index].menu_id),
-                    )
-                })
-                .collect(),
-        )
-    })?;
-    let qty = lines.iter().map(|line| line.qty).sum();
-    let payment_id = authorize(&api, &order_id, &request.customer_id, amount, qty).await?;
+        .map_err(|problem| explain_pending(problem, &api))?;
     let now = now_millis();
     let order = Order {
-        order_id: order_id.clone(),
-        customer_id: request.customer_id.clone(),
-        lines,
-        amount,
         payment_id,
         status: OrderStatus::Placed,
-        reason: None,
-        placed_at: now,
         updated_at: now,
+        ..pending
     };
     let placed = OrderPlaced {
         order_id: order.order_id.clone(),
         customer_id: order.customer_id.clone(),
         items: order.lines.clone(),
-        amount,
+        amount: order.amount,
         payment_id: order.payment_id.clone(),
     };
     let event = Event::new(ORDER_PLACED, crate::SPEC.name, &order_id, &placed)
         .map_err(Problem::unexpected)?;
-    let mut transaction = api.store.begin().await.map_err(Problem::unexpected)?;
-    if !store::insert_order(&mut transaction, &order)
-        .await
-        .map_err(Problem::unexpected)?
-    {
-        transaction.rollback().await.map_err(Problem::unexpected)?;
-        let existing = store::order(api.store.pool(), &order_id)
-            .await
-            .map_err(Problem::unexpected)?
+    let mut transaction = api.store.begin().await?;
+    if !store::place_pending(&mut transaction, &order).await? {
+        transaction.rollback().await?;
+        // Settled meanwhile: placed by a concurrent retry (its answer is ours), or given up or cancelled (the hold
+        // is voided by the event that settled it).
+        let settled = store::order(api.store.pool(), &order_id)
+            .await?
             .ok_or_else(Problem::internal)?;
-        return retry_answer(&request, existing);
+        return match resume(&api, &request, settled)? {
+            Resumed::Done(order) => Ok((StatusCode::CREATED, axum::Json(order))),
+            Resumed::Pending(_) => Err(Problem::internal()),
+        };
     }
     api.outbox
         .append(&mut transaction, ORDERS_TOPIC, &event)
-        .await
-        .map_err(Problem::unexpected)?;
-    transaction.commit().await.map_err(Problem::unexpected)?;
+        .await?;
+    transaction.commit().await?;
     api.outbox.wake_relay();
     Ok((StatusCode::CREATED, axum::Json(order)))
+}
+
+/// Prices the request and records it as waiting for its payment (committed before payment is asked); `Err` with
+/// the existing order when one with this id is there already.
+async fn record_pending(
+    api: &OrderApi,
+    request: &PlaceOrder,
+    order_id: &str,
+) -> Result<Result<Order, Order>, Problem> {
+    let menu = store::menu(api.store.pool()).await?;
+    let (lines, amount) =
+        domain::price(&menu, &request.requested()).map_err(|error| match error {
+            PricingError::UnknownDishes(unknown) => Problem::validation(
+                unknown
+                    .into_iter()
+                    .map(|index| {
+                        FieldViolation::new(
+                            format!("items[{index}].menuId"),
+                            format!("unknown menu item '{}'", request.items[index].menu_id),
+                        )
+                    })
+                    .collect(),
+            ),
+            PricingError::AmountTooLarge => Problem::validation(vec![FieldViolation::new(
+                "items",
+                format!(
+                    "the order would cost more than {} (minor units)",
+                    limits::MAX_AMOUNT
+                ),
+            )]),
+        })?;
+    let now = now_millis();
+    let pending = Order {
+        order_id: order_id.to_owned(),
+        customer_id: request.customer_id.clone(),
+        lines,
+        amount,
+        payment_id: String::new(),
+        status: OrderStatus::PaymentPending,
+        reason: None,
+        placed_at: now,
+        updated_at: now,
+    };
+    let mut transaction = api.store.begin().await?;
+    if store::insert_order(&mut transaction, &pending).await? {
+        transaction.commit().await?;
+        return Ok(Ok(pending));
+    }
+    transaction.rollback().await?;
+    let existing = store::order(api.store.pool(), order_id)
+        .await?
+        .ok_or_else(Problem::internal)?;
+    Ok(Err(existing))
+}
+
+/// What a request with an existing order id (a retry with the same key) carries on with.
+enum Resumed {
+    /// Still waiting for its payment: ask payment again (it answers with the same hold).
+    Pending(Order),
+    /// Placed already: the first outcome is the answer.
+    Done(Order),
+}
+
+/// What a request finds when its order id exists already: a pending order is resumed, a placed one is the first
+/// outcome, one given up before its payment completed is a conflict that says so.
+fn resume(api: &OrderApi, request: &PlaceOrder, existing: Order) -> Result<Resumed, Problem> {
+    if !request.matches(&existing) {
+        return Err(Problem::conflict(
+            "this Idempotency-Key was already used for a different order",
+        ));
+    }
+    match existing.status {
+        OrderStatus::PaymentPending => Ok(Resumed::Pending(existing)),
+        _ if existing.payment_id.is_empty() => Err(Problem::conflict(format!(
+            "the order placed with this Idempotency-Key was given up before its payment completed ({}); \
+             nothing was charged; place it again with a new Idempotency-Key",
+            existing
+                .reason
+                .as_deref()
+                .unwrap_or(&domain::abandoned_reason(api.payment_deadline.as_secs()))
+        ))),
+        _ => Ok(Resumed::Done(existing)),
+    }
+}
+
+/// The customer's answer when payment did not authorize in time: what happens to the money, truthfully.
+fn explain_pending(problem: Problem, api: &OrderApi) -> Problem {
+    if problem.status_code() != StatusCode::SERVICE_UNAVAILABLE {
+        return problem;
+    }
+    let detail = problem.detail.clone().unwrap_or_default();
+    problem.with_detail(format!(
+        "{detail}. Nothing is charged: retry with the same Idempotency-Key to complete the order; otherwise any \
+         authorization made meanwhile is voided within {} s",
+        api.payment_deadline.as_secs() + 5
+    ))
 }
 
 /// One order.

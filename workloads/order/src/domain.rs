@@ -13,6 +13,10 @@ use std::collections::BTreeMap;
 )]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderStatus {
+    /// Recorded before payment is asked, so a payment answer lost to a timeout, a crash or a client that gave up
+    /// still has an order to settle: placed when the authorization arrives, rejected (its hold voided) when it does
+    /// not arrive in time. Never announced, never seen by the kitchen.
+    PaymentPending,
     /// Paid and registered; the kitchen has not answered yet.
     Placed,
     /// The kitchen reserved the dishes.
@@ -32,7 +36,8 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
-    const ALL: [Self; 8] = [
+    const ALL: [Self; 9] = [
+        Self::PaymentPending,
         Self::Placed,
         Self::Accepted,
         Self::Cooking,
@@ -46,6 +51,7 @@ impl OrderStatus {
     /// The stored form.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::PaymentPending => "PAYMENT_PENDING",
             Self::Placed => "PLACED",
             Self::Accepted => "ACCEPTED",
             Self::Cooking => "COOKING",
@@ -70,10 +76,17 @@ impl OrderStatus {
     }
 }
 
-/// The status an event moves an order to, if it moves it at all: only forward along the lifecycle and never
-/// out of an end state.
+/// The status an event moves an order to, if it moves it at all: only forward along the lifecycle, never out of an
+/// end state, and never out of the pending payment (only the payment's answer or its deadline settles that).
 pub fn advance(current: OrderStatus, reported: OrderStatus) -> Option<OrderStatus> {
-    (!current.is_final() && reported > current).then_some(reported)
+    (!current.is_final() && current != OrderStatus::PaymentPending && reported > current)
+        .then_some(reported)
+}
+
+/// Why an order waiting for its payment is given up: said to the customer and carried by OrderRejected, which
+/// voids the hold if payment made one.
+pub fn abandoned_reason(deadline_seconds: u64) -> String {
+    format!("payment not completed within {deadline_seconds} s; nothing was charged")
 }
 
 /// Why a cancellation is refused.
@@ -104,9 +117,11 @@ impl std::fmt::Display for CancelRefusal {
 /// What cancelling does to an order in `current`: `Ok(true)` cancels it, `Ok(false)` means it already is.
 pub fn cancel(current: OrderStatus) -> Result<bool, CancelRefusal> {
     match current {
-        OrderStatus::Placed | OrderStatus::Accepted | OrderStatus::Cooking | OrderStatus::Ready => {
-            Ok(true)
-        }
+        OrderStatus::PaymentPending
+        | OrderStatus::Placed
+        | OrderStatus::Accepted
+        | OrderStatus::Cooking
+        | OrderStatus::Ready => Ok(true),
         OrderStatus::Cancelled => Ok(false),
         OrderStatus::Delivering => Err(CancelRefusal::DeliveryStarted),
         ended @ (OrderStatus::Delivered | OrderStatus::Rejected) => {
@@ -141,11 +156,21 @@ pub struct MenuEntry {
     pub price: i64,
 }
 
-/// Prices the requested `(menu id, qty)` lines from `menu`; the indexes of unknown dishes otherwise.
+/// Why an order cannot be priced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PricingError {
+    /// The indexes of dishes the menu does not have.
+    UnknownDishes(Vec<usize>),
+    /// The amount is beyond what one order may cost (or would overflow).
+    AmountTooLarge,
+}
+
+/// Prices the requested `(menu id, qty)` lines from `menu`, with checked arithmetic: a price copied from the
+/// kitchen's events is not trusted to be small.
 pub fn price(
     menu: &BTreeMap<String, MenuEntry>,
     requested: &[(String, i64)],
-) -> Result<(Vec<OrderLine>, i64), Vec<usize>> {
+) -> Result<(Vec<OrderLine>, i64), PricingError> {
     let unknown: Vec<usize> = requested
         .iter()
         .enumerate()
@@ -153,7 +178,7 @@ pub fn price(
         .map(|(index, _)| index)
         .collect();
     if !unknown.is_empty() {
-        return Err(unknown);
+        return Err(PricingError::UnknownDishes(unknown));
     }
     let lines: Vec<OrderLine> = requested
         .iter()
@@ -167,7 +192,15 @@ pub fn price(
             }
         })
         .collect();
-    let amount = lines.iter().map(|line| line.unit_price * line.qty).sum();
+    let amount = lines
+        .iter()
+        .try_fold(0_i64, |total, line| {
+            line.unit_price
+                .checked_mul(line.qty)
+                .and_then(|cost| total.checked_add(cost))
+        })
+        .filter(|amount| (0..=food_delivery_contract::limits::MAX_AMOUNT).contains(amount))
+        .ok_or(PricingError::AmountTooLarge)?;
     Ok((lines, amount))
 }
 
@@ -183,7 +216,7 @@ pub struct Order {
     pub lines: Vec<OrderLine>,
     /// What was charged (minor units).
     pub amount: i64,
-    /// The payment that paid it.
+    /// The payment that paid it (empty while the payment is pending).
     pub payment_id: String,
     /// Where it stands.
     pub status: OrderStatus,
@@ -273,7 +306,34 @@ mod tests {
         assert_eq!((lines.len(), amount), (2, 1800));
         assert_eq!(
             price(&menu, &[("tea".into(), 1), ("pizza".into(), 1)]),
-            Err(vec![1])
+            Err(PricingError::UnknownDishes(vec![1]))
+        );
+    }
+
+    #[test]
+    fn a_huge_price_is_refused_instead_of_wrapping_or_panicking() {
+        let menu: BTreeMap<String, MenuEntry> = [("gold", i64::MAX / 2), ("tea", 300)]
+            .into_iter()
+            .map(|(id, price)| {
+                let entry = MenuEntry {
+                    menu_id: id.to_owned(),
+                    name: id.to_owned(),
+                    price,
+                };
+                (id.to_owned(), entry)
+            })
+            .collect();
+        // i64::MAX / 2 * 3 wraps to a small negative amount in release and panics in debug.
+        assert_eq!(
+            price(&menu, &[("gold".into(), 3)]),
+            Err(PricingError::AmountTooLarge)
+        );
+        assert_eq!(
+            price(
+                &menu,
+                &[("gold".into(), 1), ("gold".into(), 1), ("tea".into(), 1)]
+            ),
+            Err(PricingError::AmountTooLarge)
         );
     }
 

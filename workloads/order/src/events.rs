@@ -16,7 +16,7 @@ pub const PAYMENTS_TOPIC: &str = "payments";
 pub const ORDER_PLACED: &str = "food.order.placed.v1";
 /// The customer cancelled it.
 pub const ORDER_CANCELLED: &str = "food.order.cancelled.v1";
-/// The kitchen could not make it.
+/// The kitchen could not make it, or its payment did not complete in time (the hold is voided).
 pub const ORDER_REJECTED: &str = "food.order.rejected.v1";
 
 /// The kitchen's and delivery's events that move an order.
@@ -40,6 +40,7 @@ pub const IGNORED: &[&str] = &[
     "food.delivery.cancelled.v1",
     "food.payment.approved.v1",
     "food.payment.refunded.v1",
+    "food.payment.voided.v1",
 ];
 
 /// Data of [`ORDER_PLACED`].

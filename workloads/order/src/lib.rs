@@ -33,13 +33,32 @@ pub const SPEC: ServiceSpec = ServiceSpec {
 pub struct Settings {
     /// `PAYMENT_URL`, `PAYMENT_TIMEOUT_MS`, `PAYMENT_MAX_CONCURRENT`, `PAYMENT_BREAKER_*`: how to call payment.
     pub payment: CallPolicy,
+    /// `PAYMENT_PENDING_DEADLINE_MS` (default 30000): how long an order waits for its payment before it is given
+    /// up (rejected, its hold voided). Long against the payment call's own deadline, so a client retrying with the
+    /// same Idempotency-Key after a 503 finds its order still waiting.
+    pub payment_deadline: std::time::Duration,
 }
 
 impl Settings {
     /// Reads the settings.
     pub fn from_env(environment: &Environment) -> Result<Self, ConfigError> {
+        let payment = CallPolicy::from_env(environment, "PAYMENT")?;
+        let payment_deadline = environment.millis_or(
+            "PAYMENT_PENDING_DEADLINE_MS",
+            std::time::Duration::from_secs(30),
+        )?;
+        if payment_deadline < payment.timeout * 2 {
+            return Err(ConfigError::new(
+                "PAYMENT_PENDING_DEADLINE_MS",
+                format!(
+                    "must be at least twice PAYMENT_TIMEOUT_MS ({} ms), or orders are given up while payment still answers",
+                    payment.timeout.as_millis()
+                ),
+            ));
+        }
         Ok(Self {
-            payment: CallPolicy::from_env(environment, "PAYMENT")?,
+            payment,
+            payment_deadline,
         })
     }
 }
@@ -68,10 +87,17 @@ pub async fn start(
             outbox: outbox.clone(),
         },
     )?;
+    let store = host.store()?;
+    let deadline = settings.payment_deadline;
+    let settling = (store.clone(), outbox.clone());
+    host.spawn_worker(move |shutdown| {
+        policies::give_up_unpaid_orders(settling.0, settling.1, deadline, shutdown)
+    });
     let api = api::routes(api::OrderApi {
-        store: host.store()?,
+        store,
         outbox,
         payment,
+        payment_deadline: deadline,
     });
     Ok((host, api))
 }

@@ -1,5 +1,6 @@
 //! What the order service does when an event arrives: keep its menu replica, follow the order through the
-//! kitchen and the delivery, and turn a kitchen rejection into a rejected order (which gets its refund).
+//! kitchen and the delivery, turn a kitchen rejection into a rejected order (which gets its refund), and give up
+//! orders whose payment never completed (which voids their hold).
 
 use crate::domain::{self, MenuEntry, Order, OrderStatus};
 use crate::events::{
@@ -8,9 +9,11 @@ use crate::events::{
     TICKET_ACCEPTED,
 };
 use crate::store;
-use food_delivery_kit::StoreTransaction;
 use food_delivery_kit::events::{Event, EventHandler, HandlerError, Outbox, PoisonReason};
 use food_delivery_kit::store::now_millis;
+use food_delivery_kit::{Store, StoreTransaction};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Follows orders through the kitchen and the delivery.
 #[derive(Debug, Clone)]
@@ -135,4 +138,71 @@ async fn move_order(
         )));
     }
     Ok(Some(order))
+}
+
+/// Gives up orders whose payment did not complete within `deadline` (the answer was lost to a timeout, a crash or a
+/// client that went away): each is rejected with OrderRejected, which makes payment void the hold it may have made,
+/// so no authorization outlives its order. Conditional on the order still waiting, so a payment answer or a cancel
+/// that settles it first wins, and every replica may run this at once.
+pub async fn give_up_unpaid_orders(
+    store: Store,
+    outbox: Outbox,
+    deadline: Duration,
+    shutdown: CancellationToken,
+) {
+    let deadline_millis = i64::try_from(deadline.as_millis()).unwrap_or(i64::MAX);
+    let reason = domain::abandoned_reason(deadline.as_secs());
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let overdue = match store::pending_since(store.pool(), now_millis() - deadline_millis).await
+        {
+            Ok(overdue) => overdue,
+            Err(error) => {
+                tracing::warn!(%error, "cannot look for orders whose payment is overdue");
+                continue;
+            }
+        };
+        for order in overdue {
+            match give_up(&store, &outbox, order, &reason).await {
+                Ok(true) => outbox.wake_relay(),
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%error, "cannot give up an unpaid order; retrying"),
+            }
+        }
+    }
+}
+
+async fn give_up(
+    store: &Store,
+    outbox: &Outbox,
+    mut order: Order,
+    reason: &str,
+) -> Result<bool, HandlerError> {
+    let mut transaction = store.begin().await?;
+    order.status = OrderStatus::Rejected;
+    order.reason = Some(reason.to_owned());
+    order.updated_at = now_millis();
+    if !store::save_status(&mut transaction, &order, OrderStatus::PaymentPending).await? {
+        return Ok(false);
+    }
+    let ended = OrderEnded {
+        order_id: order.order_id.clone(),
+        customer_id: order.customer_id.clone(),
+        reason: reason.to_owned(),
+        missing_items: None,
+    };
+    let event = Event::new(ORDER_REJECTED, crate::SPEC.name, &order.order_id, &ended)
+        .map_err(|error| HandlerError::Retry(error.to_string()))?;
+    outbox
+        .append(&mut transaction, ORDERS_TOPIC, &event)
+        .await?;
+    transaction.commit().await?;
+    tracing::info!(
+        order_id = order.order_id,
+        "order given up: its payment did not complete in time"
+    );
+    Ok(true)
 }

@@ -6,12 +6,22 @@ use sqlx::Row;
 use std::collections::BTreeMap;
 
 /// The schema (the kit's tables come first).
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 100,
-    description: "orders and the menu replica",
-    sqlite: SCHEMA,
-    postgres: SCHEMA,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 100,
+        description: "orders and the menu replica",
+        sqlite: SCHEMA,
+        postgres: SCHEMA,
+    },
+    Migration {
+        version: 101,
+        description: "orders waiting for their payment, found by the settling worker",
+        sqlite: PENDING_INDEX,
+        postgres: PENDING_INDEX,
+    },
+];
+
+const PENDING_INDEX: &str = "CREATE INDEX orders_by_status ON orders (status, placed_at);";
 
 const SCHEMA: &str = "CREATE TABLE orders (
     order_id TEXT PRIMARY KEY,
@@ -120,6 +130,39 @@ pub async fn save_status(
         .execute(&mut **transaction)
         .await?;
     Ok(updated.rows_affected() == 1)
+}
+
+/// Places an order that is still waiting for its payment: records the payment and the new status only if it is
+/// still pending; `false` when its deadline or a cancellation settled it first.
+pub async fn place_pending(
+    transaction: &mut StoreTransaction,
+    order: &Order,
+) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query(
+        "UPDATE orders SET status = $1, payment_id = $2, updated_at = $3 WHERE order_id = $4 AND status = $5",
+    )
+    .bind(order.status.as_str())
+    .bind(&order.payment_id)
+    .bind(order.updated_at)
+    .bind(&order.order_id)
+    .bind(OrderStatus::PaymentPending.as_str())
+    .execute(&mut **transaction)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Orders still waiting for their payment that were recorded before `before` (ms), oldest first.
+pub async fn pending_since(pool: &sqlx::AnyPool, before: i64) -> Result<Vec<Order>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM orders WHERE status = $1 AND placed_at < $2 ORDER BY placed_at LIMIT 100"
+    ))
+    .bind(OrderStatus::PaymentPending.as_str())
+    .bind(before)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(order_from_row)
+    .collect()
 }
 
 /// The menu as the kitchen last announced it.

@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(15);
+/// How long an order waits for its payment before it is given up (short, so a test can watch it happen).
+const PAYMENT_DEADLINE: Duration = Duration::from_secs(3);
 
 struct Platform {
     bus: InProcessBus,
@@ -26,6 +28,16 @@ impl Platform {
     /// Every service on `backend`; kitchen and delivery in auto mode when `auto`; payment reachable when
     /// `payment_up`.
     async fn start(backend: Backend, auto: bool, payment_up: bool) -> Self {
+        Self::start_with_payment_latency(backend, auto, payment_up, Duration::ZERO).await
+    }
+
+    /// As [`Platform::start`], with payment taking `latency` to answer each authorization.
+    async fn start_with_payment_latency(
+        backend: Backend,
+        auto: bool,
+        payment_up: bool,
+        latency: Duration,
+    ) -> Self {
         let bus = InProcessBus::new();
         let payment = InProcessService::start_on_bus(
             TestDatabase::create(backend).await,
@@ -33,7 +45,7 @@ impl Platform {
             |config, bus| {
                 let settings = food_delivery_payment::Settings {
                     approval_limit: 1_000_000,
-                    latency: Duration::ZERO,
+                    latency,
                 };
                 food_delivery_payment::start(config, settings, Some(bus))
             },
@@ -82,7 +94,10 @@ impl Platform {
                 };
                 food_delivery_order::start(
                     config,
-                    food_delivery_order::Settings { payment },
+                    food_delivery_order::Settings {
+                        payment,
+                        payment_deadline: PAYMENT_DEADLINE,
+                    },
                     Some(bus),
                 )
             },
@@ -254,13 +269,13 @@ async fn cancelling_before_cooking_refunds_and_restocks_and_after_pickup_is_refu
         (platform.stock_of("tteokbokki").await == 100).then_some(())
     })
     .await;
+    let (_, delivery) = platform
+        .delivery
+        .call("GET", &format!("/deliveries/{early}"), None)
+        .await;
     assert_eq!(
-        platform
-            .delivery
-            .call("GET", &format!("/deliveries/{early}"), None)
-            .await
-            .0,
-        StatusCode::NOT_FOUND
+        delivery["status"], "CANCELLED",
+        "remembered as cancelled, so it is never ridden: {delivery}"
     );
     assert_eq!(
         platform
@@ -393,10 +408,47 @@ async fn with_payment_down_orders_fail_fast_with_503_and_leave_nothing_then_reco
         .order
         .call("GET", "/orders?customerId=customer-3", None)
         .await;
-    assert_eq!(orders, json!([]), "no order without a payment");
+    let statuses: Vec<&str> = orders
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|order| order["status"].as_str().unwrap())
+        .collect();
+    assert!(
+        statuses.iter().all(|status| *status == "PAYMENT_PENDING"),
+        "no order placed without a payment: {orders}"
+    );
     assert!(
         platform.bus.messages("food.orders").is_empty(),
-        "no event without an order"
+        "nothing announced for an order waiting for its payment"
+    );
+    // Past the deadline, the pending orders are given up: rejected, saying nothing was charged.
+    eventually(WAIT, "the pending orders to be given up", || async {
+        let (_, orders) = platform
+            .order
+            .call("GET", "/orders?customerId=customer-3", None)
+            .await;
+        orders
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|order| {
+                order["status"] == "REJECTED"
+                    && order["reason"]
+                        .as_str()
+                        .unwrap()
+                        .contains("nothing was charged")
+            })
+            .then_some(())
+    })
+    .await;
+    assert!(
+        platform
+            .order
+            .published("food.orders")
+            .iter()
+            .all(|(event_type, _, _)| event_type == "food.order.rejected.v1"),
+        "never placed, only given up"
     );
 
     platform.start_payment_listener().await;
@@ -406,6 +458,110 @@ async fn with_payment_down_orders_fail_fast_with_503_and_leave_nothing_then_reco
         status,
         StatusCode::CREATED,
         "orders flow again once payment is back: {order}"
+    );
+    platform.stop().await;
+}
+
+/// Payment authorizes after the order stopped waiting for it (the answer is lost to the deadline; a crash or a
+/// client that gives up loses it the same way): the customer is told nothing is charged, and nothing is: the hold
+/// is voided when the order is given up, never captured, and no stamp-earning event exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_answer_lost_to_the_deadline_leaves_no_charge() {
+    let platform = Platform::start_with_payment_latency(
+        Backend::Sqlite,
+        false,
+        true,
+        Duration::from_millis(900),
+    )
+    .await;
+    let (status, problem) = platform
+        .place(
+            "customer-slow",
+            json!([{"menuId": "bibimbap", "qty": 2}]),
+            Some("slow-1"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("Nothing is charged") && detail.contains("voided"),
+        "the answer says what happens to the money: {detail}"
+    );
+    let (_, orders) = platform
+        .order
+        .call("GET", "/orders?customerId=customer-slow", None)
+        .await;
+    let order_id = orders[0]["orderId"].as_str().unwrap().to_owned();
+    // Payment finishes its authorization after the order's call gave up: a hold now exists.
+    eventually(WAIT, "the late hold", || async {
+        (platform.payment_of(&order_id).await["status"] == "AUTHORIZED").then_some(())
+    })
+    .await;
+    platform.wait_for_status(&order_id, "REJECTED").await;
+    eventually(WAIT, "the hold to be voided", || async {
+        (platform.payment_of(&order_id).await["status"] == "VOIDED").then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        platform.events("food.payments", &order_id),
+        ["food.payment.voided.v1"],
+        "voided, never captured: no stamps, no charge"
+    );
+    assert_eq!(
+        platform.events("food.orders", &order_id),
+        ["food.order.rejected.v1"],
+        "never placed"
+    );
+    // The client retries with the same key after the order was given up: told so, and charged nothing.
+    let (status, problem) = platform
+        .place(
+            "customer-slow",
+            json!([{"menuId": "bibimbap", "qty": 2}]),
+            Some("slow-1"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("new Idempotency-Key"),
+        "{problem}"
+    );
+    platform.stop().await;
+}
+
+/// A client that retries after a 503 with the same key, while its order still waits, gets it placed, charged once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_a_lost_payment_answer_completes_the_order_with_one_hold() {
+    let platform = Platform::start_with_payment_latency(
+        Backend::Sqlite,
+        false,
+        true,
+        Duration::from_millis(700),
+    )
+    .await;
+    let items = json!([{"menuId": "bibimbap", "qty": 1}]);
+    let (status, _) = platform
+        .place("customer-r", items.clone(), Some("r-1"))
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    // By now payment made its hold; the retry finds it (payment answers a retry at once, with the same hold).
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (status, order) = platform.place("customer-r", items, Some("r-1")).await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    let order_id = order["orderId"].as_str().unwrap().to_owned();
+    eventually(WAIT, "the capture", || async {
+        (platform.payment_of(&order_id).await["status"] == "APPROVED").then_some(())
+    })
+    .await;
+    // The deadline passes: a placed order is not given up (the kitchen took it meanwhile).
+    tokio::time::sleep(PAYMENT_DEADLINE + Duration::from_secs(1)).await;
+    assert_eq!(platform.status(&order_id).await, "ACCEPTED");
+    assert_eq!(
+        platform.events("food.payments", &order_id),
+        ["food.payment.approved.v1"]
     );
     platform.stop().await;
 }

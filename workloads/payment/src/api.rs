@@ -1,13 +1,12 @@
 //! HTTP: translates requests into domain calls and results into responses; validation of input lives here.
 
-use crate::domain::{self, Authorization, AuthorizationRequest, Payment};
-use crate::events::{PAYMENT_APPROVED, PAYMENTS_TOPIC, PaymentChanged};
+use crate::domain::{self, Authorization, AuthorizationRequest, Payment, PaymentStatus};
 use crate::{Settings, store};
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use food_delivery_kit::events::{Event, Outbox};
+use food_delivery_kit::events::Outbox;
 use food_delivery_kit::http::{Json, Path, Query};
 use food_delivery_kit::{FieldViolation, Problem, Store};
 use serde::Deserialize;
@@ -62,7 +61,8 @@ pub struct AuthorizePayment {
 }
 
 const MAX_ID_LENGTH: usize = 64;
-const MAX_QTY: i64 = 1000;
+const MAX_QTY: i64 = food_delivery_contract::limits::MAX_ORDER_QTY;
+const MAX_AMOUNT: i64 = food_delivery_contract::limits::MAX_AMOUNT;
 
 fn validate_id(field: &str, value: &str, violations: &mut Vec<FieldViolation>) {
     if value.trim().is_empty() {
@@ -80,10 +80,10 @@ impl AuthorizePayment {
         let mut violations = Vec::new();
         validate_id("orderId", &self.order_id, &mut violations);
         validate_id("customerId", &self.customer_id, &mut violations);
-        if self.amount < 1 {
+        if !(1..=MAX_AMOUNT).contains(&self.amount) {
             violations.push(FieldViolation::new(
                 "amount",
-                "must be at least 1 (minor units)",
+                format!("must be between 1 and {MAX_AMOUNT} (minor units)"),
             ));
         }
         if !(1..=MAX_QTY).contains(&self.qty) {
@@ -109,6 +109,12 @@ fn existing_answer(
     existing: Payment,
     request: &AuthorizationRequest,
 ) -> Result<(StatusCode, axum::Json<Payment>), Problem> {
+    if existing.status == PaymentStatus::Voided && existing.amount == 0 {
+        return Err(Problem::conflict(format!(
+            "order {} ended before its payment was authorized; nothing is held or charged",
+            existing.order_id
+        )));
+    }
     if domain::is_same_request(&existing, request) {
         Ok((StatusCode::OK, axum::Json(existing)))
     } else {
@@ -119,18 +125,19 @@ fn existing_answer(
     }
 }
 
-/// Authorizes the payment of an order. Retrying with the same order, customer, amount and qty returns the first
-/// result; anything else for that order is a conflict, never a second charge.
+/// Authorizes the payment of an order as a hold: nothing is charged until the order is placed (OrderPlaced captures
+/// it), and the hold is voided if the order never is. Retrying with the same order, customer, amount and qty
+/// returns the first result; anything else for that order is a conflict, never a second hold.
 #[utoipa::path(
     post,
     path = "/payments",
     request_body = AuthorizePayment,
     responses(
-        (status = 201, description = "Authorized", body = Payment),
+        (status = 201, description = "Authorized: held, captured when the order is placed", body = Payment),
         (status = 200, description = "A retry: the payment authorized the first time", body = Payment),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 402, description = "Declined", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The order already has a different payment", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The order already has a different payment, or it ended before this authorization", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field breaks a rule; `errors` names it", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -144,9 +151,6 @@ async fn authorize_payment(
         .map_err(Problem::unexpected)?
     {
         return existing_answer(existing, &request);
-    }
-    if !api.settings.latency.is_zero() {
-        tokio::time::sleep(api.settings.latency).await;
     }
     let payment_id = uuid::Uuid::now_v7().to_string();
     let payment = match domain::authorize(
@@ -165,21 +169,6 @@ async fn authorize_payment(
             .with_detail(reason));
         }
     };
-    let approved = PaymentChanged {
-        payment_id: payment.payment_id.clone(),
-        order_id: payment.order_id.clone(),
-        customer_id: payment.customer_id.clone(),
-        amount: payment.amount,
-        qty: payment.qty,
-        reason: None,
-    };
-    let event = Event::new(
-        PAYMENT_APPROVED,
-        crate::SPEC.name,
-        &payment.order_id,
-        &approved,
-    )
-    .map_err(Problem::unexpected)?;
     let mut transaction = api.store.begin().await.map_err(Problem::unexpected)?;
     if !store::insert_if_first_for_order(&mut transaction, &payment)
         .await
@@ -193,12 +182,14 @@ async fn authorize_payment(
             .ok_or_else(Problem::internal)?;
         return existing_answer(existing, &request);
     }
-    api.outbox
-        .append(&mut transaction, PAYMENTS_TOPIC, &event)
-        .await
-        .map_err(Problem::unexpected)?;
+    // A hold announces nothing: stamps and my page follow the capture (or the void) that the order's own events
+    // cause.
     transaction.commit().await.map_err(Problem::unexpected)?;
-    api.outbox.wake_relay();
+    // The simulated slowness comes after the hold is made: the worst case for the caller, whose answer can be
+    // lost although payment acted (which the order service must survive without leaving a charge behind).
+    if !api.settings.latency.is_zero() {
+        tokio::time::sleep(api.settings.latency).await;
+    }
     Ok((StatusCode::CREATED, axum::Json(payment)))
 }
 

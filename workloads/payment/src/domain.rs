@@ -1,7 +1,9 @@
 //! The payment aggregate: pure rules, no I/O.
 //!
-//! A payment is authorized once per order and refunded at most once. An unpaid order is never registered, so the
-//! order service authorizes first; a cancelled or rejected order gets its payment back.
+//! A payment is authorized once per order, as a hold: nothing is charged until the order service places the order
+//! (OrderPlaced captures the hold). An order that ends without being placed (abandoned, cancelled while pending)
+//! voids its hold, so no charge can outlive a missing order; a placed order that is cancelled or rejected gets its
+//! captured payment refunded, at most once.
 
 use serde::{Deserialize, Serialize};
 
@@ -9,28 +11,39 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PaymentStatus {
-    /// Authorized: the customer has paid for the order.
+    /// Authorized and held: reserved on the customer's card, not charged. Captured when the order is placed,
+    /// voided when it never is.
+    Authorized,
+    /// Captured: the customer has paid for the placed order.
     Approved,
-    /// Given back after the order was cancelled or rejected.
+    /// Given back after the placed order was cancelled or rejected.
     Refunded,
+    /// The hold was released: the order was never placed. Also recorded when the order ended before any
+    /// authorization arrived, so a late one is refused.
+    Voided,
 }
 
 impl PaymentStatus {
     /// The stored form.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Authorized => "AUTHORIZED",
             Self::Approved => "APPROVED",
             Self::Refunded => "REFUNDED",
+            Self::Voided => "VOIDED",
         }
     }
 
     /// Reads the stored form.
     pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "APPROVED" => Some(Self::Approved),
-            "REFUNDED" => Some(Self::Refunded),
-            _ => None,
-        }
+        [
+            Self::Authorized,
+            Self::Approved,
+            Self::Refunded,
+            Self::Voided,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == value)
     }
 }
 
@@ -65,10 +78,16 @@ pub struct Payment {
     pub status: PaymentStatus,
     /// When it was authorized (ms since the epoch).
     pub authorized_at: i64,
+    /// When the hold was captured, if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub captured_at: Option<i64>,
     /// When it was refunded, if it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refunded_at: Option<i64>,
-    /// Why it was refunded, if it was.
+    /// When the hold was voided, if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub voided_at: Option<i64>,
+    /// Why it was refunded or voided, if it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refund_reason: Option<String>,
 }
@@ -102,11 +121,47 @@ pub fn authorize(
         customer_id: request.customer_id.clone(),
         amount: request.amount,
         qty: request.qty,
-        status: PaymentStatus::Approved,
+        status: PaymentStatus::Authorized,
         authorized_at: now,
+        captured_at: None,
         refunded_at: None,
+        voided_at: None,
         refund_reason: None,
     })
+}
+
+/// What ending an order does to its payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Release {
+    /// The captured payment is refunded.
+    Refund(Payment),
+    /// The hold is voided.
+    Void(Payment),
+    /// Already refunded or voided: nothing (one release per order, however often the end arrives).
+    Nothing,
+}
+
+/// The record for an order that ended before any authorization arrived: voided, charging nothing, so a late
+/// authorization request for it finds it and is refused.
+pub fn void_before_authorization(
+    order_id: &str,
+    customer_id: &str,
+    reason: &str,
+    now: i64,
+) -> Payment {
+    Payment {
+        payment_id: format!("void-{order_id}"),
+        order_id: order_id.to_owned(),
+        customer_id: customer_id.to_owned(),
+        amount: 0,
+        qty: 0,
+        status: PaymentStatus::Voided,
+        authorized_at: now,
+        captured_at: None,
+        refunded_at: None,
+        voided_at: Some(now),
+        refund_reason: Some(reason.to_owned()),
+    }
 }
 
 /// Whether a repeated request for an order that already has `existing` asks for the same thing (then the retry
@@ -118,15 +173,33 @@ pub fn is_same_request(existing: &Payment, request: &AuthorizationRequest) -> bo
 }
 
 impl Payment {
-    /// The refunded payment, or `None` when it was already refunded (one refund per order, however often the
-    /// cancellation arrives).
-    pub fn refund(&self, reason: &str, now: i64) -> Option<Payment> {
-        (self.status == PaymentStatus::Approved).then(|| Payment {
-            status: PaymentStatus::Refunded,
-            refunded_at: Some(now),
-            refund_reason: Some(reason.to_owned()),
+    /// The captured payment, or `None` when the hold is not open any more (already captured, or voided).
+    pub fn capture(&self, now: i64) -> Option<Payment> {
+        (self.status == PaymentStatus::Authorized).then(|| Payment {
+            status: PaymentStatus::Approved,
+            captured_at: Some(now),
             ..self.clone()
         })
+    }
+
+    /// What the end of its order (cancelled, rejected, abandoned) does: a captured payment is refunded, a hold is
+    /// voided, and a payment already released stays as it is.
+    pub fn release(&self, reason: &str, now: i64) -> Release {
+        match self.status {
+            PaymentStatus::Approved => Release::Refund(Payment {
+                status: PaymentStatus::Refunded,
+                refunded_at: Some(now),
+                refund_reason: Some(reason.to_owned()),
+                ..self.clone()
+            }),
+            PaymentStatus::Authorized => Release::Void(Payment {
+                status: PaymentStatus::Voided,
+                voided_at: Some(now),
+                refund_reason: Some(reason.to_owned()),
+                ..self.clone()
+            }),
+            PaymentStatus::Refunded | PaymentStatus::Voided => Release::Nothing,
+        }
     }
 }
 
@@ -146,7 +219,8 @@ mod tests {
     #[test]
     fn amounts_up_to_the_limit_are_approved_and_above_it_declined() {
         assert!(
-            matches!(authorize(&request(1000), 1000, "p1".into(), 5), Authorization::Approved(p) if p.status == PaymentStatus::Approved)
+            matches!(authorize(&request(1000), 1000, "p1".into(), 5), Authorization::Approved(p) if p.status == PaymentStatus::Authorized),
+            "an authorization is a hold, not a charge"
         );
         let Authorization::Declined(reason) = authorize(&request(1001), 1000, "p1".into(), 5)
         else {
@@ -159,16 +233,33 @@ mod tests {
     }
 
     #[test]
-    fn a_payment_is_refunded_once() {
-        let Authorization::Approved(payment) = authorize(&request(10), 1000, "p1".into(), 5) else {
+    fn a_captured_payment_is_refunded_once_and_a_hold_is_voided_once() {
+        let Authorization::Approved(hold) = authorize(&request(10), 1000, "p1".into(), 5) else {
             panic!()
         };
-        let refunded = payment.refund("order cancelled", 9).unwrap();
+        let captured = hold.capture(7).unwrap();
+        assert_eq!(
+            (captured.status, captured.captured_at),
+            (PaymentStatus::Approved, Some(7))
+        );
+        assert_eq!(captured.capture(8), None, "captured once");
+        let Release::Refund(refunded) = captured.release("order cancelled", 9) else {
+            panic!("a captured payment is refunded")
+        };
         assert_eq!(
             (refunded.status, refunded.refunded_at),
             (PaymentStatus::Refunded, Some(9))
         );
-        assert_eq!(refunded.refund("again", 10), None);
+        assert_eq!(refunded.release("again", 10), Release::Nothing);
+        let Release::Void(voided) = hold.release("never placed", 9) else {
+            panic!("a hold is voided")
+        };
+        assert_eq!(
+            (voided.status, voided.voided_at, voided.refunded_at),
+            (PaymentStatus::Voided, Some(9), None)
+        );
+        assert_eq!(voided.release("again", 10), Release::Nothing);
+        assert_eq!(voided.capture(11), None, "a voided hold is never captured");
     }
 
     #[test]

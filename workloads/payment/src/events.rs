@@ -7,19 +7,21 @@ pub const PAYMENTS_TOPIC: &str = "payments";
 /// Topic this service consumes.
 pub const ORDERS_TOPIC: &str = "orders";
 
-/// A payment was authorized.
+/// A payment was captured: the customer paid for a placed order (stamps follow this, not the hold).
 pub const PAYMENT_APPROVED: &str = "food.payment.approved.v1";
-/// A payment was refunded.
+/// A captured payment was refunded.
 pub const PAYMENT_REFUNDED: &str = "food.payment.refunded.v1";
+/// A hold was voided: its order was never placed, nothing was charged.
+pub const PAYMENT_VOIDED: &str = "food.payment.voided.v1";
 
-/// An order was placed (ignored here: the payment already exists).
+/// An order was placed: capture its hold.
 pub const ORDER_PLACED: &str = "food.order.placed.v1";
 /// An order was cancelled: refund.
 pub const ORDER_CANCELLED: &str = "food.order.cancelled.v1";
 /// An order was rejected (out of stock, say): refund.
 pub const ORDER_REJECTED: &str = "food.order.rejected.v1";
 
-/// Data of [`PAYMENT_APPROVED`] and [`PAYMENT_REFUNDED`]. Subject: the order id.
+/// Data of [`PAYMENT_APPROVED`], [`PAYMENT_REFUNDED`] and [`PAYMENT_VOIDED`]. Subject: the order id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentChanged {
@@ -33,15 +35,18 @@ pub struct PaymentChanged {
     pub amount: i64,
     /// Items in the order (stamps count them).
     pub qty: i64,
-    /// Why it was refunded; only on [`PAYMENT_REFUNDED`].
+    /// Why it was refunded or voided; only on [`PAYMENT_REFUNDED`] and [`PAYMENT_VOIDED`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 
-/// What this service reads from an order's end: the reason, when there is one.
+/// What this service reads from an order's end: who, and the reason when there is one.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderEnded {
+    /// Whose order (for the record of an order that ended before any authorization).
+    #[serde(default)]
+    pub customer_id: String,
     /// Why the order ended.
     #[serde(default)]
     pub reason: Option<String>,

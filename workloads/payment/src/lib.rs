@@ -26,8 +26,8 @@ pub const SPEC: ServiceSpec = ServiceSpec {
 pub struct Settings {
     /// `PAYMENT_APPROVAL_LIMIT`: larger amounts (minor units) are declined (default 1,000,000).
     pub approval_limit: i64,
-    /// `PAYMENT_LATENCY_MS`: a delay added to every authorization, to show what a slow payment provider does to
-    /// the platform (default 0).
+    /// `PAYMENT_LATENCY_MS`: a delay added to every new authorization after its hold is recorded, to show what a
+    /// slow payment provider does to the platform, lost answers included (default 0).
     pub latency: Duration,
 }
 
@@ -59,7 +59,7 @@ pub async fn start(
     host.spawn_consumer(
         SPEC.name,
         &[events::ORDERS_TOPIC],
-        policies::RefundWhenOrderEnds {
+        policies::SettleWithOrders {
             outbox: outbox.clone(),
         },
     )?;

@@ -1,65 +1,131 @@
-//! What the payment service does when an event arrives: an order that ends without being delivered gets its
-//! payment refunded, once.
+//! What the payment service does when an order event arrives: a placed order captures its hold; an order that
+//! ends (cancelled, rejected, abandoned before it was placed) releases its payment once: a captured payment is
+//! refunded, a hold is voided, and an order that ended before any authorization leaves a voided record so a late
+//! authorization is refused.
 
+use crate::domain::{self, Payment, Release};
 use crate::events::{
-    ORDER_CANCELLED, ORDER_PLACED, ORDER_REJECTED, OrderEnded, PAYMENT_REFUNDED, PAYMENTS_TOPIC,
-    PaymentChanged,
+    ORDER_CANCELLED, ORDER_PLACED, ORDER_REJECTED, OrderEnded, PAYMENT_APPROVED, PAYMENT_REFUNDED,
+    PAYMENT_VOIDED, PAYMENTS_TOPIC, PaymentChanged,
 };
 use crate::store;
 use food_delivery_kit::StoreTransaction;
 use food_delivery_kit::events::{Event, EventHandler, HandlerError, Outbox, PoisonReason};
+use food_delivery_kit::store::now_millis;
 
-/// Refunds the payment of a cancelled or rejected order.
+/// Captures the hold of a placed order and releases the payment of an order that ended.
 #[derive(Debug, Clone)]
-pub struct RefundWhenOrderEnds {
-    /// Where the refund event goes (same transaction as the refund).
+pub struct SettleWithOrders {
+    /// Where the payment's events go (same transaction as the change).
     pub outbox: Outbox,
 }
 
-impl EventHandler for RefundWhenOrderEnds {
+impl EventHandler for SettleWithOrders {
     async fn handle(
         &self,
         transaction: &mut StoreTransaction,
         event: &Event,
     ) -> Result<(), HandlerError> {
         let default_reason = match event.event_type.as_str() {
+            ORDER_PLACED => return self.capture(transaction, &event.subject).await,
             ORDER_CANCELLED => "order cancelled",
             ORDER_REJECTED => "order rejected",
-            ORDER_PLACED => return Ok(()),
             other => return Err(PoisonReason::UnknownType(other.to_owned()).into()),
         };
         let ended: OrderEnded = event.decode_data()?;
-        let order_id = &event.subject;
-        let Some(payment) = store::find_by_order(&mut **transaction, order_id).await? else {
+        let reason = ended
+            .reason
+            .clone()
+            .unwrap_or_else(|| default_reason.to_owned());
+        self.release(transaction, &event.subject, &ended, &reason)
+            .await
+    }
+}
+
+impl SettleWithOrders {
+    async fn capture(
+        &self,
+        transaction: &mut StoreTransaction,
+        order_id: &str,
+    ) -> Result<(), HandlerError> {
+        let Some(hold) = store::find_by_order(&mut **transaction, order_id).await? else {
+            // The order service places an order only after its hold was answered, so this is a store from before
+            // holds existed or a foreign event; nothing to capture.
             tracing::warn!(
                 order_id,
-                "order ended without a payment here; nothing to refund"
+                "order placed without a payment here; nothing to capture"
             );
             return Ok(());
         };
-        let reason = ended.reason.unwrap_or_else(|| default_reason.to_owned());
-        let Some(refunded) = payment.refund(&reason, food_delivery_kit::store::now_millis()) else {
+        let Some(captured) = hold.capture(now_millis()) else {
             return Ok(());
         };
-        store::save_refund(transaction, &refunded).await?;
-        let data = PaymentChanged {
-            payment_id: refunded.payment_id.clone(),
-            order_id: refunded.order_id.clone(),
-            customer_id: refunded.customer_id.clone(),
-            amount: refunded.amount,
-            qty: refunded.qty,
-            reason: Some(reason),
+        self.save_and_announce(transaction, &captured, hold.status, PAYMENT_APPROVED)
+            .await
+    }
+
+    async fn release(
+        &self,
+        transaction: &mut StoreTransaction,
+        order_id: &str,
+        ended: &OrderEnded,
+        reason: &str,
+    ) -> Result<(), HandlerError> {
+        let now = now_millis();
+        let Some(payment) = store::find_by_order(&mut **transaction, order_id).await? else {
+            // Ended before any authorization arrived (abandoned while payment was slow): remember it, so the
+            // authorization that may still come is refused instead of holding money for a dead order.
+            let voided =
+                domain::void_before_authorization(order_id, &ended.customer_id, reason, now);
+            if !store::insert_if_first_for_order(transaction, &voided).await? {
+                return Err(HandlerError::Retry(format!(
+                    "payment of {order_id} appeared while its order ended"
+                )));
+            }
+            return Ok(());
         };
-        let refund = Event::new(PAYMENT_REFUNDED, crate::SPEC.name, order_id, &data)
-            .map_err(|error| HandlerError::Retry(error.to_string()))?;
-        self.outbox
-            .append(transaction, PAYMENTS_TOPIC, &refund)
+        let (moved, event_type) = match payment.release(reason, now) {
+            Release::Nothing => return Ok(()),
+            Release::Refund(refunded) => (refunded, PAYMENT_REFUNDED),
+            Release::Void(voided) => (voided, PAYMENT_VOIDED),
+        };
+        self.save_and_announce(transaction, &moved, payment.status, event_type)
             .await?;
         tracing::info!(
             order_id,
-            payment_id = refunded.payment_id,
-            "payment refunded"
+            payment_id = moved.payment_id,
+            status = moved.status.as_str(),
+            "payment released"
         );
+        Ok(())
+    }
+
+    async fn save_and_announce(
+        &self,
+        transaction: &mut StoreTransaction,
+        moved: &Payment,
+        read_status: domain::PaymentStatus,
+        event_type: &str,
+    ) -> Result<(), HandlerError> {
+        if !store::save_move(transaction, moved, read_status).await? {
+            return Err(HandlerError::Retry(format!(
+                "payment {} changed meanwhile",
+                moved.payment_id
+            )));
+        }
+        let data = PaymentChanged {
+            payment_id: moved.payment_id.clone(),
+            order_id: moved.order_id.clone(),
+            customer_id: moved.customer_id.clone(),
+            amount: moved.amount,
+            qty: moved.qty,
+            reason: moved.refund_reason.clone(),
+        };
+        let event = Event::new(event_type, crate::SPEC.name, &moved.order_id, &data)
+            .map_err(|error| HandlerError::Retry(error.to_string()))?;
+        self.outbox
+            .append(transaction, PAYMENTS_TOPIC, &event)
+            .await?;
         Ok(())
     }
 }

@@ -5,12 +5,23 @@ use food_delivery_kit::{Migration, StoreTransaction};
 use sqlx::Row;
 
 /// The schema (the kit's tables come first).
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 100,
-    description: "payments",
-    sqlite: PAYMENTS_TABLE,
-    postgres: PAYMENTS_TABLE,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 100,
+        description: "payments",
+        sqlite: PAYMENTS_TABLE,
+        postgres: PAYMENTS_TABLE,
+    },
+    Migration {
+        version: 101,
+        description: "payments are holds, captured or voided",
+        sqlite: HOLD_COLUMNS,
+        postgres: HOLD_COLUMNS,
+    },
+];
+
+const HOLD_COLUMNS: &str = "ALTER TABLE payments ADD COLUMN captured_at BIGINT;
+ALTER TABLE payments ADD COLUMN voided_at BIGINT;";
 
 const PAYMENTS_TABLE: &str = "CREATE TABLE payments (
     payment_id TEXT PRIMARY KEY,
@@ -24,7 +35,7 @@ const PAYMENTS_TABLE: &str = "CREATE TABLE payments (
     refund_reason TEXT
 );";
 
-const COLUMNS: &str = "payment_id, order_id, customer_id, amount, qty, status, authorized_at, refunded_at, refund_reason";
+const COLUMNS: &str = "payment_id, order_id, customer_id, amount, qty, status, authorized_at, captured_at, refunded_at, voided_at, refund_reason";
 
 fn payment_from_row(row: &sqlx::any::AnyRow) -> Result<Payment, sqlx::Error> {
     let status: String = row.try_get("status")?;
@@ -38,7 +49,9 @@ fn payment_from_row(row: &sqlx::any::AnyRow) -> Result<Payment, sqlx::Error> {
             sqlx::Error::Decode(format!("unknown payment status '{status}'").into())
         })?,
         authorized_at: row.try_get("authorized_at")?,
+        captured_at: row.try_get("captured_at")?,
         refunded_at: row.try_get("refunded_at")?,
+        voided_at: row.try_get("voided_at")?,
         refund_reason: row.try_get("refund_reason")?,
     })
 }
@@ -49,7 +62,7 @@ pub async fn insert_if_first_for_order(
     payment: &Payment,
 ) -> Result<bool, sqlx::Error> {
     let inserted = sqlx::query(&format!(
-        "INSERT INTO payments ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (order_id) DO NOTHING"
+        "INSERT INTO payments ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (order_id) DO NOTHING"
     ))
     .bind(&payment.payment_id)
     .bind(&payment.order_id)
@@ -58,26 +71,37 @@ pub async fn insert_if_first_for_order(
     .bind(payment.qty)
     .bind(payment.status.as_str())
     .bind(payment.authorized_at)
+    .bind(payment.captured_at)
     .bind(payment.refunded_at)
+    .bind(payment.voided_at)
     .bind(&payment.refund_reason)
     .execute(&mut **transaction)
     .await?;
     Ok(inserted.rows_affected() == 1)
 }
 
-/// Records a refund.
-pub async fn save_refund(
+/// Saves a payment's move (capture, refund, void) only if it is still in `read_status`, the status the move was
+/// decided on; returns whether it was saved. An authorization request and the order's end racing on one payment:
+/// one wins, the other decides again.
+pub async fn save_move(
     transaction: &mut StoreTransaction,
     payment: &Payment,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE payments SET status = $1, refunded_at = $2, refund_reason = $3 WHERE payment_id = $4")
-        .bind(payment.status.as_str())
-        .bind(payment.refunded_at)
-        .bind(&payment.refund_reason)
-        .bind(&payment.payment_id)
-        .execute(&mut **transaction)
-        .await?;
-    Ok(())
+    read_status: PaymentStatus,
+) -> Result<bool, sqlx::Error> {
+    let saved = sqlx::query(
+        "UPDATE payments SET status = $1, captured_at = $2, refunded_at = $3, voided_at = $4, refund_reason = $5 \
+         WHERE payment_id = $6 AND status = $7",
+    )
+    .bind(payment.status.as_str())
+    .bind(payment.captured_at)
+    .bind(payment.refunded_at)
+    .bind(payment.voided_at)
+    .bind(&payment.refund_reason)
+    .bind(&payment.payment_id)
+    .bind(read_status.as_str())
+    .execute(&mut **transaction)
+    .await?;
+    Ok(saved.rows_affected() == 1)
 }
 
 /// The payment with this id.

@@ -24,13 +24,28 @@ pub enum StampChange {
     Deduct,
 }
 
-/// Whether a change applies to an order's entry: earning only when the order has none yet; deducting only an
-/// entry that earned and was not refunded.
-pub fn applies(change: StampChange, entry: Option<bool>) -> bool {
+/// What a payment event does, given the order's entry (`None`: no entry; `Some(refunded)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StampDecision {
+    /// Earn the order's stamps.
+    Earn,
+    /// Take back what the order earned.
+    Deduct,
+    /// The refund came before the payment it refunds (a replay, a consumer reset): record the order as refunded
+    /// without stamps, so the late approval earns nothing.
+    RecordRefundFirst,
+    /// Already done.
+    Nothing,
+}
+
+/// Earning only when the order has no entry yet; deducting only an entry that earned and was not refunded; a
+/// refund with no entry leaves a refunded entry behind.
+pub fn decide(change: StampChange, entry: Option<bool>) -> StampDecision {
     match (change, entry) {
-        (StampChange::Earn, None) => true,
-        (StampChange::Deduct, Some(refunded)) => !refunded,
-        _ => false,
+        (StampChange::Earn, None) => StampDecision::Earn,
+        (StampChange::Deduct, Some(false)) => StampDecision::Deduct,
+        (StampChange::Deduct, None) => StampDecision::RecordRefundFirst,
+        (StampChange::Earn, Some(_)) | (StampChange::Deduct, Some(true)) => StampDecision::Nothing,
     }
 }
 
@@ -40,16 +55,30 @@ mod tests {
 
     #[test]
     fn an_order_earns_once_and_is_deducted_once() {
-        assert!(applies(StampChange::Earn, None));
-        assert!(!applies(StampChange::Earn, Some(false)), "earned already");
-        assert!(applies(StampChange::Deduct, Some(false)));
-        assert!(
-            !applies(StampChange::Deduct, Some(true)),
+        assert_eq!(decide(StampChange::Earn, None), StampDecision::Earn);
+        assert_eq!(
+            decide(StampChange::Earn, Some(false)),
+            StampDecision::Nothing,
+            "earned already"
+        );
+        assert_eq!(
+            decide(StampChange::Deduct, Some(false)),
+            StampDecision::Deduct
+        );
+        assert_eq!(
+            decide(StampChange::Deduct, Some(true)),
+            StampDecision::Nothing,
             "deducted already"
         );
-        assert!(
-            !applies(StampChange::Deduct, None),
-            "nothing earned, nothing to take back"
+        assert_eq!(
+            decide(StampChange::Deduct, None),
+            StampDecision::RecordRefundFirst,
+            "nothing earned yet: remember the refund"
+        );
+        assert_eq!(
+            decide(StampChange::Earn, Some(true)),
+            StampDecision::Nothing,
+            "the refund came first: the late approval earns nothing"
         );
     }
 }

@@ -16,6 +16,8 @@ pub const STAMPS_DEDUCTED: &str = "food.stamp.deducted.v1";
 pub const PAYMENT_APPROVED: &str = "food.payment.approved.v1";
 /// A payment was refunded: deduct.
 pub const PAYMENT_REFUNDED: &str = "food.payment.refunded.v1";
+/// A hold was voided (never captured, so it earned nothing).
+pub const PAYMENT_VOIDED: &str = "food.payment.voided.v1";
 
 /// What the stamp service reads from a payment event.
 #[derive(Debug, Clone, Deserialize)]

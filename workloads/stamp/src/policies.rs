@@ -1,9 +1,9 @@
 //! What the stamp service does when a payment event arrives.
 
-use crate::domain::{self, StampChange};
+use crate::domain::{self, StampChange, StampDecision};
 use crate::events::{
-    PAYMENT_APPROVED, PAYMENT_REFUNDED, PaymentView, STAMPS_DEDUCTED, STAMPS_EARNED, STAMPS_TOPIC,
-    StampsChanged,
+    PAYMENT_APPROVED, PAYMENT_REFUNDED, PAYMENT_VOIDED, PaymentView, STAMPS_DEDUCTED,
+    STAMPS_EARNED, STAMPS_TOPIC, StampsChanged,
 };
 use crate::store;
 use food_delivery_kit::StoreTransaction;
@@ -25,18 +25,22 @@ impl EventHandler for StampPayments {
         let (change, event_type) = match event.event_type.as_str() {
             PAYMENT_APPROVED => (StampChange::Earn, STAMPS_EARNED),
             PAYMENT_REFUNDED => (StampChange::Deduct, STAMPS_DEDUCTED),
+            // A voided hold was never captured, so it never earned anything.
+            PAYMENT_VOIDED => return Ok(()),
             other => return Err(PoisonReason::UnknownType(other.to_owned()).into()),
         };
         let payment: PaymentView = event.decode_data()?;
         let order_id = &event.subject;
-        if !domain::applies(change, store::entry(transaction, order_id).await?) {
-            return Ok(());
-        }
-        match change {
-            StampChange::Earn => {
+        match domain::decide(change, store::entry(transaction, order_id).await?) {
+            StampDecision::Nothing => return Ok(()),
+            StampDecision::RecordRefundFirst => {
+                store::record_refund_first(transaction, order_id, &payment.customer_id).await?;
+                return Ok(());
+            }
+            StampDecision::Earn => {
                 store::earn(transaction, order_id, &payment.customer_id, payment.qty).await?
             }
-            StampChange::Deduct => store::deduct(transaction, order_id).await?,
+            StampDecision::Deduct => store::deduct(transaction, order_id).await?,
         }
         let balance = store::card(&mut **transaction, &payment.customer_id)
             .await?

@@ -48,6 +48,23 @@ pub async fn earn(
     Ok(())
 }
 
+/// Records an order refunded before it earned anything: no stamps (qty 0), refunded, so a late approval finds an
+/// entry and earns nothing.
+pub async fn record_refund_first(
+    transaction: &mut StoreTransaction,
+    order_id: &str,
+    customer_id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO stamp_entries (order_id, customer_id, qty, refunded) VALUES ($1, $2, 0, 1) ON CONFLICT (order_id) DO NOTHING",
+    )
+    .bind(order_id)
+    .bind(customer_id)
+    .execute(&mut **transaction)
+    .await?;
+    Ok(())
+}
+
 /// Marks an order's stamps as given back.
 pub async fn deduct(transaction: &mut StoreTransaction, order_id: &str) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE stamp_entries SET refunded = 1 WHERE order_id = $1")
@@ -64,7 +81,8 @@ pub async fn card<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
 ) -> Result<StampCard, sqlx::Error> {
     let (stamps, orders): (i64, i64) = sqlx::query_as(
         // SUM over BIGINT is NUMERIC on PostgreSQL; the cast keeps one integer type on both backends.
-        "SELECT CAST(COALESCE(SUM(CASE WHEN refunded = 0 THEN qty ELSE 0 END), 0) AS BIGINT), COUNT(*) FROM stamp_entries WHERE customer_id = $1",
+        "SELECT CAST(COALESCE(SUM(CASE WHEN refunded = 0 THEN qty ELSE 0 END), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(CASE WHEN qty > 0 THEN 1 ELSE 0 END), 0) AS BIGINT) FROM stamp_entries WHERE customer_id = $1",
     )
     .bind(customer_id)
     .fetch_one(executor)

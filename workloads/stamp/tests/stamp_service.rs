@@ -88,7 +88,43 @@ async fn stamps_follow_approved_and_not_refunded_payments(backend: Backend) {
     service.stop().await;
 }
 
-food_delivery_testkit::on_both_backends!(stamps_follow_approved_and_not_refunded_payments);
+/// A refund that arrives before the approval it refunds (a replay, a reset consumer group) must not leave the
+/// customer with stamps for a refunded payment.
+async fn a_refund_before_its_approval_earns_nothing(backend: Backend) {
+    let service =
+        InProcessService::start_with(backend, |config, bus| start(config, Some(bus))).await;
+    payment(&service, PAYMENT_REFUNDED, "order-9", "customer-9", 3).await;
+    payment(&service, PAYMENT_APPROVED, "order-9", "customer-9", 3).await;
+    // A later, ordinary order proves both events before it were handled.
+    payment(&service, PAYMENT_APPROVED, "order-10", "customer-9", 1).await;
+    eventually(WAIT, "the later order's stamp", || async {
+        let card = service.call("GET", "/stamps/customer-9", None).await.1;
+        (card["orders"] == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        stamps_of(&service, "customer-9").await,
+        1,
+        "the refunded order earned nothing"
+    );
+    let events: Vec<String> = service
+        .published("food.stamps")
+        .into_iter()
+        .filter(|(_, subject, _)| subject == "order-9")
+        .map(|(event_type, _, _)| event_type)
+        .collect();
+    assert_eq!(
+        events,
+        Vec::<String>::new(),
+        "nothing earned, nothing deducted"
+    );
+    service.stop().await;
+}
+
+food_delivery_testkit::on_both_backends!(
+    stamps_follow_approved_and_not_refunded_payments,
+    a_refund_before_its_approval_earns_nothing
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_describes_the_route_and_is_valid() {

@@ -1,21 +1,109 @@
 //! The consumer loop: take a message, decode it, apply it through the inbox and the service's handler in one
-//! transaction, commit, and only then acknowledge. Poison is logged with its coordinates, counted, parked in the
-//! consumer's store and skipped, so the partition moves on.
+//! transaction, commit, and only then acknowledge. Poison (undecodable data, an unknown type, data the handler
+//! calls invalid) is logged with its coordinates, counted, parked in the consumer's store and skipped once the
+//! park has committed, so the partition moves on. Anything else (a store that is down, read-only, full or locked)
+//! is retried for as long as it lasts: acknowledging an event that was never applied would lose it. A partition
+//! held up that way is visible as a metric and on readiness ([`stuck_deliveries`]).
 
 use super::bus::{Delivery, EventBus};
 use super::envelope::{Event, PoisonReason};
 use super::inbox::record_first_delivery;
 use super::outbox::Outbox;
 use crate::store::{Store, StoreTransaction};
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::time::Duration;
+use std::sync::{LazyLock, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 
-/// Attempts for a failure that is not a lost database connection, before the event is treated as poison.
-/// A lost connection is retried for as long as it lasts: skipping would lose the event.
-const MAX_ATTEMPTS: u32 = 8;
-/// Longest pause between attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Longest pause between attempts: short, because each attempt is cheap and the outage it waits out (a database
+/// failover, a lock held from outside) ends at an unknown moment.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// Attempts before a failing delivery is reported as stuck (metric, readiness detail, error log).
+const STUCK_AFTER_ATTEMPTS: u32 = 3;
+
+/// A delivery whose handling keeps failing: its partition does not move until it succeeds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StuckDelivery {
+    /// The consumer group.
+    pub group: String,
+    /// Where the delivery is.
+    pub topic: String,
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// When the first attempt failed.
+    #[serde(with = "humantime_serde_rfc3339")]
+    pub since: SystemTime,
+    /// The last error.
+    pub error: String,
+}
+
+/// Serialises an instant as RFC 3339 for the readiness body.
+mod humantime_serde_rfc3339 {
+    pub fn serialize<S: serde::Serializer>(
+        instant: &std::time::SystemTime,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&chrono::DateTime::<chrono::Utc>::from(*instant).to_rfc3339())
+    }
+}
+
+/// A consumer group's partition: (group, topic, partition).
+type GroupPartition = (String, String, i32);
+
+/// Deliveries held up right now, per group partition, in this process.
+static STUCK: LazyLock<Mutex<BTreeMap<GroupPartition, StuckDelivery>>> =
+    LazyLock::new(|| Mutex::new(BTreeMap::new()));
+
+/// The deliveries of `groups` whose handling keeps failing right now (for readiness details).
+pub fn stuck_deliveries(groups: &[String]) -> Vec<StuckDelivery> {
+    STUCK
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .values()
+        .filter(|stuck| groups.contains(&stuck.group))
+        .cloned()
+        .collect()
+}
+
+fn report_stuck(stuck: StuckDelivery) {
+    metrics::gauge!(crate::metrics::CONSUMER_STUCK, "group" => stuck.group.clone(), "topic" => stuck.topic.clone(),
+        "partition" => stuck.partition.to_string())
+    .set(1.0);
+    STUCK.lock().unwrap_or_else(PoisonError::into_inner).insert(
+        (stuck.group.clone(), stuck.topic.clone(), stuck.partition),
+        stuck,
+    );
+}
+
+fn clear_stuck(group: &str, delivery: &Delivery) {
+    let key = (
+        group.to_owned(),
+        delivery.message.topic.clone(),
+        delivery.partition,
+    );
+    let was_stuck = STUCK
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(&key)
+        .is_some();
+    if was_stuck {
+        metrics::gauge!(crate::metrics::CONSUMER_STUCK, "group" => key.0, "topic" => key.1,
+            "partition" => key.2.to_string())
+        .set(0.0);
+        tracing::info!(
+            group,
+            topic = delivery.message.topic,
+            partition = delivery.partition,
+            offset = delivery.offset,
+            "partition moving again"
+        );
+    }
+}
 
 /// What a service does when an event arrives (its `policies`).
 pub trait EventHandler: Send + Sync + 'static {
@@ -34,28 +122,12 @@ pub enum HandlerError {
     /// The event can never be applied; skip it.
     #[error("poison: {0}")]
     Poison(#[from] PoisonReason),
-    /// The store failed; retried.
+    /// The store failed; retried until it works again.
     #[error("store: {0}")]
     Store(#[from] sqlx::Error),
-    /// Anything else worth retrying a few times.
+    /// Anything else that may succeed later (a lost race, say); retried until it does.
     #[error("{0}")]
     Retry(String),
-}
-
-impl HandlerError {
-    fn is_lost_connection(&self) -> bool {
-        matches!(
-            self,
-            Self::Store(
-                sqlx::Error::Io(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::WorkerCrashed
-                    | sqlx::Error::Tls(_)
-                    | sqlx::Error::Protocol(_)
-            )
-        )
-    }
 }
 
 /// What became of one delivery.
@@ -155,8 +227,11 @@ pub async fn run_consumer<H: EventHandler>(
         let outcome = apply_with_retries(&store, &group, &handler, &delivery, &shutdown).await;
         let Some(outcome) = outcome else { break };
         record_outcome(&group, &delivery, &outcome);
-        if let ConsumerOutcome::Skipped(reason) = &outcome {
-            park(&store, &group, &delivery, reason).await;
+        if let ConsumerOutcome::Skipped(reason) = &outcome
+            && !park_with_retries(&store, &group, &delivery, reason, &shutdown).await
+        {
+            // Shutdown came before the park committed: not acknowledged, so it comes again.
+            break;
         }
         if let Err(error) = subscription.acknowledge(&delivery) {
             // After a rebalance the partition may belong to another member, which will redeliver; the inbox
@@ -172,8 +247,8 @@ pub async fn run_consumer<H: EventHandler>(
     tracing::info!(group, "consumer left its group");
 }
 
-/// Applies a delivery, retrying failures with backoff. `None` when shutdown interrupted the retries (the
-/// delivery is not acknowledged and will come again).
+/// Applies a delivery, retrying failures with backoff for as long as they last. `None` when shutdown interrupted
+/// the retries (the delivery is not acknowledged and will come again).
 async fn apply_with_retries<H: EventHandler>(
     store: &Store,
     group: &str,
@@ -181,44 +256,126 @@ async fn apply_with_retries<H: EventHandler>(
     delivery: &Delivery,
     shutdown: &CancellationToken,
 ) -> Option<ConsumerOutcome> {
-    let mut attempts = 0;
-    let mut backoff = Duration::from_millis(100);
+    let mut retries = Retries::new(group, delivery);
     loop {
         match apply_delivery(store, group, handler, delivery).await {
-            Ok(outcome) => return Some(outcome),
+            Ok(outcome) => {
+                clear_stuck(group, delivery);
+                return Some(outcome);
+            }
             Err(error) => {
-                attempts += 1;
                 metrics::counter!(crate::metrics::EVENTS_FAILED, "group" => group.to_owned(),
                     "topic" => delivery.message.topic.clone())
                 .increment(1);
-                tracing::warn!(%error, group, attempts, topic = delivery.message.topic,
-                    partition = delivery.partition, offset = delivery.offset, "event handling failed");
-                if attempts >= MAX_ATTEMPTS && !error.is_lost_connection() {
-                    let event_type = delivery
-                        .message
-                        .header(super::header_names::TYPE)
-                        .unwrap_or("unknown")
-                        .to_owned();
-                    return Some(ConsumerOutcome::Skipped(PoisonReason::BadData {
-                        event_type,
-                        problem: format!("handler failed {attempts} times: {error}"),
-                    }));
+                if !retries.wait_after(&error.to_string(), shutdown).await {
+                    return None;
                 }
-                tokio::select! {
-                    _ = shutdown.cancelled() => return None,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }
 }
 
+/// Parks a poison message, retrying until the park has committed. `false` when shutdown came first.
+async fn park_with_retries(
+    store: &Store,
+    group: &str,
+    delivery: &Delivery,
+    reason: &PoisonReason,
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut retries = Retries::new(group, delivery);
+    loop {
+        match park(store, group, delivery, reason).await {
+            Ok(()) => {
+                clear_stuck(group, delivery);
+                return true;
+            }
+            Err(error) => {
+                if !retries
+                    .wait_after(&format!("parking a poison message: {error}"), shutdown)
+                    .await
+                {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// The backoff and reporting of one delivery's failed attempts.
+struct Retries<'a> {
+    group: &'a str,
+    delivery: &'a Delivery,
+    attempts: u32,
+    backoff: Duration,
+    since: SystemTime,
+}
+
+impl<'a> Retries<'a> {
+    fn new(group: &'a str, delivery: &'a Delivery) -> Self {
+        Self {
+            group,
+            delivery,
+            attempts: 0,
+            backoff: Duration::from_millis(100),
+            since: SystemTime::now(),
+        }
+    }
+
+    /// Records a failed attempt and waits before the next. `false` when shutdown came first.
+    async fn wait_after(&mut self, error: &str, shutdown: &CancellationToken) -> bool {
+        self.attempts += 1;
+        let delivery = self.delivery;
+        if self.attempts == STUCK_AFTER_ATTEMPTS {
+            tracing::error!(
+                error,
+                group = self.group,
+                attempts = self.attempts,
+                topic = delivery.message.topic,
+                partition = delivery.partition,
+                offset = delivery.offset,
+                "event keeps failing; its partition waits until it succeeds"
+            );
+        } else {
+            tracing::warn!(
+                error,
+                group = self.group,
+                attempts = self.attempts,
+                topic = delivery.message.topic,
+                partition = delivery.partition,
+                offset = delivery.offset,
+                "event handling failed; retrying"
+            );
+        }
+        if self.attempts >= STUCK_AFTER_ATTEMPTS {
+            report_stuck(StuckDelivery {
+                group: self.group.to_owned(),
+                topic: delivery.message.topic.clone(),
+                partition: delivery.partition,
+                offset: delivery.offset,
+                attempts: self.attempts,
+                since: self.since,
+                error: error.to_owned(),
+            });
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = tokio::time::sleep(self.backoff) => {}
+        }
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        true
+    }
+}
+
 /// Keeps a skipped message in the consumer's store (`kit_parked_messages`) so it can be inspected and replayed.
-/// If even that fails, the error log has the coordinates and the broker still has the message until retention.
-async fn park(store: &Store, group: &str, delivery: &Delivery, reason: &PoisonReason) {
+async fn park(
+    store: &Store,
+    group: &str,
+    delivery: &Delivery,
+    reason: &PoisonReason,
+) -> Result<(), sqlx::Error> {
     let headers = serde_json::to_string(&delivery.message.headers).unwrap_or_default();
-    let parked = sqlx::query(
+    sqlx::query(
         "INSERT INTO kit_parked_messages (consumer, topic, partition_number, message_offset, message_key, headers, \
          payload, reason, parked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
     )
@@ -232,11 +389,8 @@ async fn park(store: &Store, group: &str, delivery: &Delivery, reason: &PoisonRe
     .bind(reason.to_string())
     .bind(crate::store::now_millis())
     .execute(store.pool())
-    .await;
-    if let Err(error) = parked {
-        tracing::error!(%error, group, topic = delivery.message.topic, partition = delivery.partition,
-            offset = delivery.offset, "could not park a poison message");
-    }
+    .await?;
+    Ok(())
 }
 
 fn record_outcome(group: &str, delivery: &Delivery, outcome: &ConsumerOutcome) {

@@ -16,9 +16,6 @@ use rdkafka::statistics::Statistics;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-/// How long the producer keeps retrying one message before reporting it failed; the outbox relay then backs
-/// off and tries again, so this only bounds one attempt.
-const MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an admin round trip may take.
 const BROKER_ROUND_TRIP: Duration = Duration::from_secs(3);
 /// How long the readiness ping may take: inside the readiness check's own bound, so the report says why.
@@ -60,11 +57,13 @@ impl KafkaBus {
             .set("bootstrap.servers", &config.bootstrap_servers)
             .set("client.id", client_id)
             .set("enable.idempotence", "true")
-            .set(
-                "message.timeout.ms",
-                MESSAGE_TIMEOUT.as_millis().to_string(),
-            )
+            // Never give a message up (0 = no timeout). A message that timed out would leave a gap the idempotent
+            // producer fills with the later messages of the same partition, and the relay would publish it again
+            // after them: one key's events out of order. Waiting keeps the order; the relay's round simply lasts
+            // as long as the outage, and shutdown does not wait for it (unsent rows go out after the restart).
+            .set("message.timeout.ms", "0")
             .set("linger.ms", "2")
+            .set("reconnect.backoff.max.ms", "1000")
             .create()?)
     }
 
@@ -226,7 +225,15 @@ impl KafkaBus {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("allow.auto.create.topics", "false")
-            .set("session.timeout.ms", "10000")
+            // Kafka's own default since 3.0. A member is only declared gone after this long without a heartbeat,
+            // so a broker outage or a network blip shorter than this never costs it its membership. On tansu 0.6
+            // that matters twice: a member that lost its session evicts itself on its next heartbeat and leaves a
+            // leader behind that is no longer a member, after which the group never completes a rebalance and
+            // consumption stops for good (docs/architecture.md). A shutdown does not wait for it: a dynamic
+            // member leaves its group on close, and its partitions move at once.
+            .set("session.timeout.ms", "45000")
+            // Reconnect within a second once the broker is back, instead of backing off up to 10 s.
+            .set("reconnect.backoff.max.ms", "1000")
             .set("statistics.interval.ms", "5000")
             .set(
                 "fetch.wait.max.ms",

@@ -10,7 +10,10 @@ mod kafka;
 mod outbox;
 
 pub use bus::{BusError, Delivery, EventBus, Subscription};
-pub use consumer::{ConsumerOutcome, EventHandler, HandlerError, apply_delivery, run_consumer};
+pub use consumer::{
+    ConsumerOutcome, EventHandler, HandlerError, StuckDelivery, apply_delivery, run_consumer,
+    stuck_deliveries,
+};
 pub use envelope::{Event, Message, PoisonReason, header_names};
 pub use in_process::InProcessBus;
 pub use inbox::record_first_delivery;

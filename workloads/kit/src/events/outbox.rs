@@ -20,9 +20,15 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const SENT_RETENTION: Duration = Duration::from_secs(3600);
 /// Inbox entries are kept this long: far beyond any redelivery (a rebalance or restart), bounded for disk.
 const INBOX_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
-/// PostgreSQL advisory lock key held by the one replica that relays ("outbox" in ASCII), so replicas do not
-/// publish the same rows concurrently and out of order.
-const RELAY_LOCK_KEY: i64 = 0x6f75_7462_6f78;
+/// How long a relay's lease lasts without renewal (PostgreSQL, several replicas): the longest a crashed or cut-off
+/// relay delays its successor.
+const RELAY_LEASE: Duration = Duration::from_secs(10);
+/// A holder renews when this much of its lease has passed, well before it runs out.
+const RELAY_LEASE_RENEW_AFTER: Duration = Duration::from_secs(3);
+/// The name of the one lease row in each store.
+const RELAY_LEASE_NAME: &str = "outbox-relay";
+/// Inbox rows deleted per statement, so one prune never holds a long write lock.
+const PRUNE_BATCH: i64 = 5_000;
 
 /// Where a service appends the events of a state change.
 #[derive(Debug, Clone)]
@@ -207,49 +213,101 @@ impl OutboxRelay {
             .bind(now - i64::try_from(SENT_RETENTION.as_millis()).unwrap_or(i64::MAX))
             .execute(self.store.pool())
             .await?;
-        sqlx::query("DELETE FROM kit_inbox WHERE processed_at < $1")
-            .bind(now - i64::try_from(INBOX_RETENTION.as_millis()).unwrap_or(i64::MAX))
+        let cutoff = now - i64::try_from(INBOX_RETENTION.as_millis()).unwrap_or(i64::MAX);
+        // In batches, through the age index: a week of inbox rows is millions under load.
+        loop {
+            let pruned = sqlx::query(
+                "DELETE FROM kit_inbox WHERE (consumer, event_id) IN \
+                 (SELECT consumer, event_id FROM kit_inbox WHERE processed_at < $1 LIMIT $2)",
+            )
+            .bind(cutoff)
+            .bind(PRUNE_BATCH)
             .execute(self.store.pool())
             .await?;
-        Ok(())
+            if pruned.rows_affected() < u64::try_from(PRUNE_BATCH).unwrap_or(u64::MAX) {
+                return Ok(());
+            }
+        }
     }
 
-    /// On PostgreSQL, takes the relay lock on a connection of its own (held while relaying; closing the connection
-    /// releases it). SQLite has one replica, so no lock is needed.
-    async fn try_become_leader(&self) -> Result<Option<sqlx::AnyConnection>, sqlx::Error> {
-        let mut connection = self.store.pool().acquire().await?.detach();
-        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(RELAY_LOCK_KEY)
-            .fetch_one(&mut connection)
+    /// Takes or renews this relay's lease (PostgreSQL only). The lease is a row with an expiry judged by the
+    /// database's clock, so it needs no session state (it works behind a transaction-pooling proxy) and a holder
+    /// that stops renewing (crashed, cut off, half-dead connection) loses it after [`RELAY_LEASE`], never later.
+    /// Returns whether this relay holds the lease now.
+    async fn acquire_lease(&self, holder: &str) -> Result<bool, sqlx::Error> {
+        let database_now = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
+        let statement = format!(
+            "INSERT INTO kit_relay_lease (name, holder, expires_at) VALUES ($1, $2, {database_now} + $3)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+             WHERE kit_relay_lease.holder = excluded.holder OR kit_relay_lease.expires_at < {database_now}"
+        );
+        let taken = sqlx::query(&statement)
+            .bind(RELAY_LEASE_NAME)
+            .bind(holder)
+            .bind(i64::try_from(RELAY_LEASE.as_millis()).unwrap_or(i64::MAX))
+            .execute(self.store.pool())
             .await?;
-        Ok(locked.then_some(connection))
+        Ok(taken.rows_affected() == 1)
+    }
+
+    /// Gives the lease up at shutdown, so the next replica relays at once instead of after the expiry.
+    async fn release_lease(&self, holder: &str) {
+        let released = sqlx::query("DELETE FROM kit_relay_lease WHERE name = $1 AND holder = $2")
+            .bind(RELAY_LEASE_NAME)
+            .bind(holder)
+            .execute(self.store.pool())
+            .await;
+        if let Err(error) = released {
+            tracing::warn!(%error, "could not release the outbox relay lease; it expires by itself");
+        }
     }
 
     /// Relays until `shutdown`, then flushes what it can within `flush_timeout`.
     pub async fn run(self, shutdown: CancellationToken, flush_timeout: Duration) {
         let mut backoff = Duration::ZERO;
-        let mut leader_connection: Option<sqlx::AnyConnection> = None;
         let mut last_cleanup = tokio::time::Instant::now();
         let mut last_backlog_report: Option<tokio::time::Instant> = None;
+        // SQLite has one replica, so it needs no lease; on PostgreSQL replicas share the outbox.
+        let needs_lease = self.store.backend() == Backend::Postgres;
+        let holder = format!("{}-{}", self.service, uuid::Uuid::new_v4());
+        // When this relay last renewed its lease successfully (its local clock, taken before asking).
+        let mut renewed_at: Option<tokio::time::Instant> = None;
         while !shutdown.is_cancelled() {
-            if self.store.backend() == Backend::Postgres && leader_connection.is_none() {
-                match self.try_become_leader().await {
-                    Ok(Some(connection)) => {
-                        tracing::info!("this replica relays the outbox");
-                        leader_connection = Some(connection);
+            if needs_lease && renewed_at.is_none_or(|at| at.elapsed() >= RELAY_LEASE_RENEW_AFTER) {
+                let asked_at = tokio::time::Instant::now();
+                match self.acquire_lease(&holder).await {
+                    Ok(true) => {
+                        if renewed_at.is_none() {
+                            tracing::info!("this replica relays the outbox");
+                        }
+                        renewed_at = Some(asked_at);
                     }
-                    Ok(None) => {
+                    Ok(false) => {
+                        if renewed_at.take().is_some() {
+                            tracing::warn!("another replica took the outbox relay lease");
+                        }
                         self.sleep(&shutdown, self.poll_interval * 8).await;
                         continue;
                     }
                     Err(error) => {
-                        tracing::warn!(%error, "cannot take the outbox relay lock");
-                        self.sleep(&shutdown, MAX_BACKOFF).await;
+                        // Past the lease another replica may relay; stop until this one holds it again.
+                        if renewed_at.is_some_and(|at| at.elapsed() >= RELAY_LEASE) {
+                            renewed_at = None;
+                        }
+                        tracing::warn!(%error, "cannot renew the outbox relay lease");
+                        self.sleep(&shutdown, MAX_BACKOFF.min(self.poll_interval * 8))
+                            .await;
                         continue;
                     }
                 }
             }
-            match self.publish_pending().await {
+            // A round waits for the broker's acknowledgements for as long as an outage lasts (the producer never
+            // gives a message up, which keeps each key's order); shutdown must not wait for it.
+            let round = tokio::select! {
+                () = shutdown.cancelled() => break,
+                round = self.publish_pending() => round,
+            };
+            match round {
                 Ok(published) => {
                     backoff = Duration::ZERO;
                     if usize::try_from(BATCH_SIZE).is_ok_and(|batch| published == batch) {
@@ -266,17 +324,6 @@ impl OutboxRelay {
                             tracing::warn!(%error, "outbox cleanup failed");
                         }
                     }
-                    if let Some(connection) = &mut leader_connection {
-                        // A lost lock connection means another replica may relay now.
-                        if sqlx::query("SELECT 1")
-                            .execute(&mut *connection)
-                            .await
-                            .is_err()
-                        {
-                            leader_connection = None;
-                            continue;
-                        }
-                    }
                     self.wait_for_work(&shutdown).await;
                 }
                 Err(error) => {
@@ -288,8 +335,11 @@ impl OutboxRelay {
                 }
             }
         }
-        if self.store.backend() == Backend::Sqlite || leader_connection.is_some() {
+        if !needs_lease || renewed_at.is_some_and(|at| at.elapsed() < RELAY_LEASE) {
             self.flush(flush_timeout).await;
+        }
+        if needs_lease && renewed_at.is_some() {
+            self.release_lease(&holder).await;
         }
     }
 

@@ -1,0 +1,238 @@
+//! A store that refuses writes for a while (a full or read-only disk, a failover, a trigger gone wrong): the
+//! consumer keeps the event until the store works again, applies it once, and never acknowledges it unapplied.
+//! Also: services sharing one PostgreSQL database, each in its own schema with its own migrations and relay.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use food_delivery_testkit as support;
+
+use food_delivery_kit::events::{EventBus, InProcessBus, Topics, run_consumer, stuck_deliveries};
+use food_delivery_kit::{Environment, KitConfig, Migration, ServiceHost, ServiceSpec, Store};
+use std::time::{Duration, Instant};
+use support::{Backend, RecordEffects, TestDatabase, eventually, unique, widget_event};
+use tokio_util::sync::CancellationToken;
+
+/// Longer than the old code's eight attempts (about 16 s) before it called the event poison and skipped it.
+const OUTAGE: Duration = Duration::from_secs(20);
+
+async fn refuse_writes(store: &Store, backend: Backend) {
+    let statements: &[&str] = match backend {
+        Backend::Sqlite => &[
+            "CREATE TRIGGER refuse_effects BEFORE INSERT ON effects BEGIN SELECT RAISE(ABORT, 'disk full (simulated)'); END",
+        ],
+        Backend::Postgres => &[
+            "CREATE FUNCTION refuse_effects() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'disk full (simulated)'; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER refuse_effects BEFORE INSERT ON effects FOR EACH ROW EXECUTE FUNCTION refuse_effects()",
+        ],
+    };
+    for statement in statements {
+        sqlx::query(statement).execute(store.pool()).await.unwrap();
+    }
+}
+
+async fn accept_writes(store: &Store, backend: Backend) {
+    let statement = match backend {
+        Backend::Sqlite => "DROP TRIGGER refuse_effects",
+        Backend::Postgres => "DROP TRIGGER refuse_effects ON effects",
+    };
+    sqlx::query(statement).execute(store.pool()).await.unwrap();
+}
+
+async fn an_event_waits_for_a_failing_store_and_is_applied_once(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let store = Store::connect(&database.url, 5).await.unwrap();
+    store.migrate(support::EFFECT_MIGRATIONS).await.unwrap();
+    let bus = InProcessBus::new();
+    let topic = Topics::new(unique("t")).name("widgets");
+    let bus = EventBus::InProcess(bus);
+    bus.ensure_topics(std::slice::from_ref(&topic))
+        .await
+        .unwrap();
+    let group = unique("g");
+    let stop = CancellationToken::new();
+    refuse_writes(&store, backend).await;
+    let consumer = tokio::spawn(run_consumer(
+        store.clone(),
+        bus.clone(),
+        None,
+        group.clone(),
+        vec![topic.clone()],
+        RecordEffects,
+        stop.clone(),
+    ));
+    let published = bus
+        .publish_all(vec![
+            widget_event("order-1", 1).to_message(&topic),
+            widget_event("order-1", 2).to_message(&topic),
+        ])
+        .await;
+    assert!(published.iter().all(Result::is_ok));
+
+    let outage_started = Instant::now();
+    let stuck = eventually(
+        Duration::from_secs(20),
+        "the held-up partition to be reported",
+        || async {
+            let stuck = stuck_deliveries(std::slice::from_ref(&group));
+            (!stuck.is_empty()).then_some(stuck)
+        },
+    )
+    .await;
+    assert_eq!(stuck[0].offset, 0, "{stuck:?}");
+    assert!(stuck[0].error.contains("disk full"), "{stuck:?}");
+    tokio::time::sleep(OUTAGE.saturating_sub(outage_started.elapsed())).await;
+    let effects = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM effects")
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        effects().await,
+        0,
+        "nothing can be applied during the outage"
+    );
+    accept_writes(&store, backend).await;
+
+    eventually(
+        Duration::from_secs(20),
+        "both events applied after the store came back",
+        || async { (effects().await == 2).then_some(()) },
+    )
+    .await;
+    let seqs: Vec<i64> = sqlx::query_scalar("SELECT seq FROM effects ORDER BY id")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(seqs, vec![1, 2], "each applied once, in order");
+    let parked: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM kit_parked_messages")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(parked, 0, "a store failure is not poison");
+    assert!(stuck_deliveries(std::slice::from_ref(&group)).is_empty());
+    stop.cancel();
+    consumer.await.unwrap();
+    database.remove().await;
+}
+
+food_delivery_testkit::on_both_backends!(an_event_waits_for_a_failing_store_and_is_applied_once);
+
+/// Two services with the same migration versions, as every service of this project has (they all start at 100).
+const FIRST_SERVICE: &[Migration] = &[Migration {
+    version: 100,
+    description: "first service's table",
+    sqlite: "CREATE TABLE things (id TEXT PRIMARY KEY)",
+    postgres: "CREATE TABLE things (id TEXT PRIMARY KEY)",
+}];
+const SECOND_SERVICE: &[Migration] = &[Migration {
+    version: 100,
+    description: "second service's table",
+    sqlite: "CREATE TABLE other_things (id TEXT PRIMARY KEY, size BIGINT NOT NULL)",
+    postgres: "CREATE TABLE other_things (id TEXT PRIMARY KEY, size BIGINT NOT NULL)",
+}];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_share_one_postgres_database_each_in_its_own_schema() {
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let bus = InProcessBus::new();
+    let prefix = unique("t");
+    let environment = Environment::from_pairs([
+        ("DATABASE_URL", database.url.clone()),
+        ("KAFKA_TOPIC_PREFIX", prefix.clone()),
+        ("OUTBOX_POLL_INTERVAL_MS", "50".to_owned()),
+    ]);
+    let mut hosts = Vec::new();
+    for (name, migrations) in [
+        ("first-service", FIRST_SERVICE),
+        ("second-service", SECOND_SERVICE),
+        // A second replica of the first: same schema, its migrations already applied.
+        ("first-service", FIRST_SERVICE),
+    ] {
+        let spec = ServiceSpec {
+            name,
+            migrations,
+            topics: &["widgets"],
+        };
+        let host = ServiceHost::start(
+            spec,
+            KitConfig::from_env(&environment).unwrap(),
+            Some(EventBus::InProcess(bus.clone())),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("{name} could not start on the shared database: {error}"));
+        hosts.push(host);
+    }
+    for (index, host) in hosts.iter().enumerate().take(2) {
+        let store = host.store().unwrap();
+        let mut transaction = store.begin().await.unwrap();
+        host.outbox()
+            .append(
+                &mut transaction,
+                "widgets",
+                &widget_event(&format!("from-{index}"), 1),
+            )
+            .await
+            .unwrap();
+        transaction.commit().await.unwrap();
+        host.outbox().wake_relay();
+    }
+    // Each service relays its own outbox: one shared relay lock would leave the second one's events unpublished.
+    let topic = Topics::new(prefix).name("widgets");
+    eventually(
+        Duration::from_secs(30),
+        "both services' events published",
+        || async { (bus.messages(&topic).len() == 2).then_some(()) },
+    )
+    .await;
+    let schemas: Vec<String> = sqlx::query_scalar(
+        "SELECT table_schema || '.' || table_name FROM information_schema.tables \
+         WHERE table_name IN ('things', 'other_things', 'kit_outbox') ORDER BY 1",
+    )
+    .fetch_all(hosts[0].store().unwrap().pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        schemas,
+        vec![
+            "first_service.kit_outbox",
+            "first_service.things",
+            "second_service.kit_outbox",
+            "second_service.other_things",
+        ]
+    );
+    for host in hosts {
+        host.stop().await;
+    }
+    database.remove().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_commits_are_on_disk_before_they_return() {
+    let database = TestDatabase::create(Backend::Sqlite).await;
+    let store = Store::connect(&database.url, 1).await.unwrap();
+    let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    // 2 = FULL: WAL commits are synced; NORMAL (1) may lose the last commits in a machine crash.
+    assert_eq!(synchronous, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_sessions_cannot_wait_or_idle_forever() {
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let store = Store::connect(&database.url, 2).await.unwrap();
+    for (setting, expected) in [
+        ("statement_timeout", "30s"),
+        ("lock_timeout", "10s"),
+        ("idle_in_transaction_session_timeout", "1min"),
+    ] {
+        let value: String = sqlx::query_scalar(&format!("SHOW {setting}"))
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(value, expected, "{setting}");
+    }
+    store.close().await;
+    database.remove().await;
+}
