@@ -32,6 +32,10 @@ pub const RESOURCE_OWNERS: [(&str, &str); 8] = [
     ("stamps", "stamp"),
 ];
 
+/// Resources whose writes are service-to-service calls, never a customer's: the gateway lets only reads of them
+/// through (anyone could otherwise mint authorizations), and the owning service demands the service credential.
+pub const INTERNAL_WRITES: [&str; 1] = ["payments"];
+
 /// Environment variables the services read (defaults are the kit's; see docs/architecture.md).
 pub mod env {
     /// Listen port.

@@ -55,12 +55,12 @@ const FIXED: [&str; 5] = [
 
 /// The environment one service gets: local defaults (auto cooking and riding so orders move on their own, no
 /// drain delay since no load balancer is in front), then the caller's environment, then the fixed settings.
-pub fn environment_for(service: &str, options: &UpOptions, caller: &Environment) -> Environment {
-    let loopback = if options.host.is_unspecified() {
-        IpAddr::from([127, 0, 0, 1])
-    } else {
-        options.host
-    };
+pub fn environment_for(
+    service: &str,
+    options: &UpOptions,
+    caller: &Environment,
+    payment_address: SocketAddr,
+) -> Environment {
     let mut pairs: BTreeMap<String, String> = [
         ("LOG_LEVEL", "warn"),
         ("LOG_FORMAT", "text"),
@@ -89,10 +89,11 @@ pub fn environment_for(service: &str, options: &UpOptions, caller: &Environment)
     );
     pairs.insert("HTTP_HOST".to_owned(), options.host.to_string());
     pairs.insert("HTTP_PORT".to_owned(), options.port.to_string());
-    // The order service's one synchronous call goes through the gateway like any client's.
+    // The order service's one synchronous call goes to payment's own loopback listener: the gateway does not let
+    // anyone write payments (authorizing one is a call between services, never a customer's).
     pairs.insert(
         "PAYMENT_URL".to_owned(),
-        format!("http://{}/api", SocketAddr::new(loopback, options.port)),
+        format!("http://{payment_address}"),
     );
     if let Some(kafka) = &options.kafka {
         pairs.insert("KAFKA_BOOTSTRAP_SERVERS".to_owned(), kafka.clone());
@@ -130,7 +131,12 @@ pub async fn run(options: UpOptions, caller: Environment) -> anyhow::Result<()> 
             options.data_dir.display()
         )
     })?;
-    let gateway_environment = environment_for("gateway", &options, &caller);
+    // Payment's API for the order service, on a loopback port of its own (see `environment_for`).
+    let payment_listener = tokio::net::TcpListener::bind((IpAddr::from([127, 0, 0, 1]), 0))
+        .await
+        .context("cannot open a loopback port for calls between services")?;
+    let payment_address = payment_listener.local_addr()?;
+    let gateway_environment = environment_for("gateway", &options, &caller, payment_address);
     let gateway_config = KitConfig::from_env(&gateway_environment)?;
     let _logs = food_delivery_kit::telemetry::init_logging(&gateway_config.log)?;
     // Bind first: a taken port is the likeliest failure and should not wait for seven services to start.
@@ -154,7 +160,7 @@ pub async fn run(options: UpOptions, caller: Environment) -> anyhow::Result<()> 
     let mut routers = BTreeMap::new();
     for service in PLATFORM {
         let name = service.name();
-        let environment = environment_for(name, &options, &caller);
+        let environment = environment_for(name, &options, &caller, payment_address);
         let started = match KitConfig::from_env(&environment) {
             Ok(config) => services::start(service, &environment, config, bus.clone()).await,
             Err(error) => Err(error.into()),
@@ -195,6 +201,16 @@ pub async fn run(options: UpOptions, caller: Environment) -> anyhow::Result<()> 
         }));
     }
 
+    let payment_router = routers
+        .get(Service::Payment.name())
+        .cloned()
+        .context("the platform has no payment service")?;
+    let internal_calls = tokio::spawn(async move {
+        if let Err(error) = axum::serve(payment_listener, payment_router).await {
+            tracing::error!(%error, "the loopback listener for calls between services failed");
+        }
+    });
+
     let checkpoints = CancellationToken::new();
     let checkpointing = journal.clone().map(|journal| {
         let stop = checkpoints.clone();
@@ -215,6 +231,7 @@ pub async fn run(options: UpOptions, caller: Environment) -> anyhow::Result<()> 
     print_welcome(&options, listener.local_addr()?);
     let served = gateway.serve(listener, api, shutdown_signal()).await;
     futures::future::join_all(hosts.into_iter().map(|(_, host)| host.stop())).await;
+    internal_calls.abort();
     checkpoints.cancel();
     if let Some(task) = checkpointing {
         let _ = task.await;

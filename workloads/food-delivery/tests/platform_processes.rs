@@ -116,7 +116,6 @@ async fn a_stopped_mypage_catches_up_exactly_and_a_rebuild_from_the_topics_gives
     for (key, value) in [
         ("HTTP_PORT", port.to_string()),
         ("DATABASE_URL", rebuilt_database.url.clone()),
-        ("KAFKA_GROUP_INSTANCE_ID", "mypage-rebuilt-0".to_owned()),
     ] {
         environment.retain(|(existing, _)| existing != key);
         environment.push((key.to_owned(), value));

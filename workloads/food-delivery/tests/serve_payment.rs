@@ -54,7 +54,10 @@ async fn payment_serves_http_and_talks_kafka_and_stops_on_sigterm() {
         .json()
         .await
         .unwrap();
-    assert_eq!(authorized["status"], "APPROVED");
+    assert_eq!(
+        authorized["status"], "AUTHORIZED",
+        "a hold until the order is placed"
+    );
 
     let bus = EventBus::Kafka(
         KafkaBus::connect(
@@ -69,6 +72,14 @@ async fn payment_serves_http_and_talks_kafka_and_stops_on_sigterm() {
         )
         .unwrap(),
     );
+    // The order is placed (the hold is captured), then cancelled (the capture is refunded).
+    let placed = Event::new(
+        "food.order.placed.v1",
+        "order",
+        "order-1",
+        &json!({"orderId": "order-1"}),
+    )
+    .unwrap();
     let cancelled = Event::new(
         "food.order.cancelled.v1",
         "order",
@@ -77,7 +88,10 @@ async fn payment_serves_http_and_talks_kafka_and_stops_on_sigterm() {
     )
     .unwrap();
     let published = bus
-        .publish_all(vec![cancelled.to_message(format!("{prefix}.orders"))])
+        .publish_all(vec![
+            placed.to_message(format!("{prefix}.orders")),
+            cancelled.to_message(format!("{prefix}.orders")),
+        ])
         .await;
     assert!(published.into_iter().all(|result| result.is_ok()));
 

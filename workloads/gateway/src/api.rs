@@ -4,7 +4,7 @@
 //! answer), each as problem+json naming the route. Everything the upstream says, 4xx and 5xx included, passes
 //! through unchanged.
 
-use crate::domain::{RouteSpec, route_path};
+use crate::domain::{RouteSpec, open_to_customers, route_path};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -157,6 +157,14 @@ async fn forward(State(gateway): State<Gateway>, request: Request) -> Response {
         ))
         .into_response();
     };
+    if !open_to_customers(resource, request.method()) {
+        return Problem::new(StatusCode::FORBIDDEN, "forbidden", "Not open to customers")
+            .with_detail(format!(
+                "{} /api/{resource} is a call between services; customers may only read {resource}",
+                request.method()
+            ))
+            .into_response();
+    }
     let started = std::time::Instant::now();
     let (response, outcome) = proxy(&gateway, route, upstream_path, request).await;
     let target = format!("gateway:/api/{}", route.resource);

@@ -133,11 +133,29 @@ pub fn parse_routes(
 }
 
 /// Splits a request path into the resource that routes it and the path the service sees:
-/// `/api/orders/7/cancel` -> (`orders`, `/orders/7/cancel`). `None` for paths outside `/api/`.
+/// `/api/orders/7/cancel` -> (`orders`, `/orders/7/cancel`). `None` for paths outside `/api/`, and for paths with
+/// a dot segment (`..`, `.`, also percent-encoded) or an encoded slash: the upstream or a proxy between may resolve
+/// them, and `/api/orders/../metrics` would reach a service's own endpoints, which are not for the public.
 pub fn route_path(path: &str) -> Option<(&str, &str)> {
     let upstream_path = path.strip_prefix(API_PREFIX)?;
-    let resource = upstream_path.strip_prefix('/')?.split('/').next()?;
-    (!resource.is_empty()).then_some((resource, upstream_path))
+    let mut segments = upstream_path.strip_prefix('/')?.split('/');
+    let resource = segments.next()?;
+    let unsafe_segment = upstream_path.split('/').any(|segment| {
+        let decoded = segment
+            .to_ascii_lowercase()
+            .replace("%2e", ".")
+            .replace("%2f", "/")
+            .replace("%5c", "\\");
+        decoded == "." || decoded == ".." || decoded.contains(['/', '\\'])
+    });
+    (!resource.is_empty() && !unsafe_segment).then_some((resource, upstream_path))
+}
+
+/// Whether a customer (anyone reaching the gateway) may call `method` on `resource`: everything but the writes of
+/// resources only services write (payments are authorized by the order service, not by customers).
+pub fn open_to_customers(resource: &str, method: &axum::http::Method) -> bool {
+    !food_delivery_contract::INTERNAL_WRITES.contains(&resource)
+        || matches!(*method, axum::http::Method::GET | axum::http::Method::HEAD)
 }
 
 #[cfg(test)]
@@ -236,5 +254,34 @@ mod tests {
         assert_eq!(route_path("/api/"), None);
         assert_eq!(route_path("/apix/orders"), None);
         assert_eq!(route_path("/orders"), None);
+    }
+
+    #[test]
+    fn dot_segments_and_encoded_slashes_never_route() {
+        for path in [
+            "/api/orders/../metrics",
+            "/api/orders/%2e%2e/health/ready",
+            "/api/orders/%2E%2e/metrics",
+            "/api/orders/./7",
+            "/api/../metrics",
+            "/api/orders/7%2f..%2fmetrics",
+            "/api/orders/7%5c..%5cmetrics",
+        ] {
+            assert_eq!(route_path(path), None, "{path}");
+        }
+        assert_eq!(
+            route_path("/api/orders/a.b..c"),
+            Some(("orders", "/orders/a.b..c")),
+            "dots inside a segment are just characters"
+        );
+    }
+
+    #[test]
+    fn customers_read_payments_but_only_services_write_them() {
+        use axum::http::Method;
+        assert!(open_to_customers("payments", &Method::GET));
+        assert!(!open_to_customers("payments", &Method::POST));
+        assert!(!open_to_customers("payments", &Method::PUT));
+        assert!(open_to_customers("orders", &Method::POST));
     }
 }

@@ -146,9 +146,6 @@ impl Cluster {
                 ("GATEWAY_ROUTES", routes.clone()),
                 ("GATEWAY_TIMEOUT_MS", "3000".to_owned()),
                 ("GATEWAY_BREAKER_OPEN_SECONDS", "1".to_owned()),
-                // As the operator sets it from the pod name: a restarted process takes its partitions back at
-                // once. (Without it, tansu 0.6 did not hand a crashed member's partitions to its successor.)
-                ("KAFKA_GROUP_INSTANCE_ID", format!("{name}-0")),
             ];
             for (key, value) in overrides {
                 environment.retain(|(existing, _)| existing != key);
@@ -188,13 +185,16 @@ impl Cluster {
         }
         let order_store = cluster.database_of("order").url.clone();
         eventually(WAIT, "the order service to learn the menu", || async {
-            let mut connection = <sqlx::AnyConnection as sqlx::Connection>::connect(&order_store)
+            // The service's own store, in its own schema on PostgreSQL.
+            let store = food_delivery_kit::Store::connect_in_schema(&order_store, 1, Some("order"))
                 .await
                 .ok()?;
+
             let dishes: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM menu_replica")
-                .fetch_one(&mut connection)
+                .fetch_one(store.pool())
                 .await
                 .ok()?;
+            store.close().await;
             (dishes == 4).then_some(())
         })
         .await;
