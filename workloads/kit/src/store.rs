@@ -202,6 +202,18 @@ pub enum StoreError {
     /// A query failed.
     #[error(transparent)]
     Query(#[from] sqlx::Error),
+    /// This service's tables are in the database's `public` schema, where versions before schemas kept them.
+    #[error(
+        "this service's tables (migration '{description}') are in schema public, where earlier versions kept them, \
+         and schema {schema} is empty: set DATABASE_SCHEMA=public to keep using them, or move them first \
+         (ALTER TABLE public.<table> SET SCHEMA \"{schema}\" for each, _sqlx_migrations included)"
+    )]
+    EarlierLayout {
+        /// The schema the service would use.
+        schema: String,
+        /// The service's first migration, found in `public`.
+        description: String,
+    },
 }
 
 /// A service's own database.
@@ -209,6 +221,7 @@ pub enum StoreError {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    schema: Option<String>,
 }
 
 impl Store {
@@ -291,12 +304,17 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(|source| StoreError::Connect { backend, source })?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            schema: schema.map(str::to_owned),
+        })
     }
 
     /// Applies the kit's migrations and the service's, in version order, each once. Safe to run from several
     /// replicas at once: sqlx takes a database lock on PostgreSQL.
     pub async fn migrate(&self, service_migrations: &[Migration]) -> Result<(), StoreError> {
+        self.refuse_earlier_layout(service_migrations).await?;
         let source = MigrationSet {
             backend: self.backend,
             migrations: KIT_MIGRATIONS
@@ -307,6 +325,47 @@ impl Store {
         };
         Migrator::new(source).await?.run(&self.pool).await?;
         Ok(())
+    }
+
+    /// Before schemas, a service's tables lived in `public`. Migrating into a new, empty schema would hide them (an
+    /// order's captured payment, unsent outbox rows) without a word, so that case stops startup with what to do.
+    async fn refuse_earlier_layout(
+        &self,
+        service_migrations: &[Migration],
+    ) -> Result<(), StoreError> {
+        let (Backend::Postgres, Some(schema)) = (self.backend, &self.schema) else {
+            return Ok(());
+        };
+        let Some(first) = service_migrations.first() else {
+            return Ok(());
+        };
+        if schema == "public" {
+            return Ok(());
+        }
+        let (in_public, in_schema): (bool, bool) = sqlx::query_as(
+            "SELECT to_regclass('public._sqlx_migrations') IS NOT NULL, to_regclass($1) IS NOT NULL",
+        )
+        .bind(format!("\"{schema}\"._sqlx_migrations"))
+        .fetch_one(&self.pool)
+        .await?;
+        if !in_public || in_schema {
+            return Ok(());
+        }
+        let description: Option<String> = sqlx::query_scalar(
+            "SELECT description FROM public._sqlx_migrations WHERE version = $1",
+        )
+        .bind(first.version)
+        .fetch_optional(&self.pool)
+        .await?;
+        match description {
+            Some(description) if description == first.description => {
+                Err(StoreError::EarlierLayout {
+                    schema: schema.clone(),
+                    description,
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Starts a transaction.

@@ -236,3 +236,87 @@ async fn postgres_sessions_cannot_wait_or_idle_forever() {
     store.close().await;
     database.remove().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_left_in_public_by_an_earlier_version_stop_startup_with_what_to_do() {
+    let database = TestDatabase::create(Backend::Postgres).await;
+    // An earlier version kept the service's tables in public.
+    let earlier = Store::connect(&database.url, 1).await.unwrap();
+    earlier.migrate(FIRST_SERVICE).await.unwrap();
+    earlier.close().await;
+    let spec = ServiceSpec {
+        name: "first-service",
+        migrations: FIRST_SERVICE,
+        topics: &[],
+    };
+    let start = |schema: Option<&str>| {
+        let mut pairs = vec![("DATABASE_URL", database.url.clone())];
+        pairs.extend(schema.map(|schema| ("DATABASE_SCHEMA", schema.to_owned())));
+        let config = KitConfig::from_env(&Environment::from_pairs(pairs)).unwrap();
+        ServiceHost::start(spec, config, None)
+    };
+    let refused = start(None).await.unwrap_err().to_string();
+    assert!(
+        refused.contains("schema public") && refused.contains("DATABASE_SCHEMA=public"),
+        "{refused}"
+    );
+    let host = start(Some("public")).await.unwrap();
+    let things: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM things")
+        .fetch_one(host.store().unwrap().pool())
+        .await
+        .unwrap();
+    assert_eq!(things, 0, "the earlier tables, found where they are");
+    host.stop().await;
+    database.remove().await;
+}
+
+/// Data the store refuses for good (PostgreSQL text cannot hold NUL) is poison, not an outage: it is parked (NUL
+/// and all, escaped) and the partition moves on, instead of retrying for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_the_store_refuses_for_good_is_parked_and_the_partition_moves_on() {
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let store = Store::connect(&database.url, 5).await.unwrap();
+    store.migrate(support::EFFECT_MIGRATIONS).await.unwrap();
+    let bus = EventBus::InProcess(InProcessBus::new());
+    let topic = Topics::new(unique("t")).name("widgets");
+    bus.ensure_topics(std::slice::from_ref(&topic))
+        .await
+        .unwrap();
+    let stop = CancellationToken::new();
+    let consumer = tokio::spawn(run_consumer(
+        store.clone(),
+        bus.clone(),
+        None,
+        unique("g"),
+        vec![topic.clone()],
+        RecordEffects,
+        stop.clone(),
+    ));
+    let published = bus
+        .publish_all(vec![
+            widget_event("order\u{0}1", 1).to_message(&topic),
+            widget_event("order-2", 2).to_message(&topic),
+        ])
+        .await;
+    assert!(published.iter().all(Result::is_ok));
+    eventually(
+        Duration::from_secs(20),
+        "the next event applied",
+        || async {
+            let seqs: Vec<i64> = sqlx::query_scalar("SELECT seq FROM effects")
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+            (seqs == [2]).then_some(())
+        },
+    )
+    .await;
+    let parked: Vec<String> = sqlx::query_scalar("SELECT message_key FROM kit_parked_messages")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(parked, vec!["order\\u00001".to_owned()]);
+    stop.cancel();
+    consumer.await.unwrap();
+    database.remove().await;
+}

@@ -263,9 +263,17 @@ async fn place_order(
         Resumed::Done(order) => return Ok((StatusCode::CREATED, axum::Json(order))),
     };
     let qty = pending.lines.iter().map(|line| line.qty).sum();
-    let payment_id = authorize(&api, &order_id, &pending.customer_id, pending.amount, qty)
-        .await
-        .map_err(|problem| explain_pending(problem, &api))?;
+    let payment_id =
+        match authorize(&api, &order_id, &pending.customer_id, pending.amount, qty).await {
+            Ok(payment_id) => payment_id,
+            Err(problem) if refuses_for_good(&problem) => {
+                // Payment said no (declined, a conflicting payment, invalid): nothing is held, so the pending order
+                // goes, and the answer's "no order" is true. A retry asks again from scratch.
+                store::forget_pending(api.store.pool(), &order_id).await?;
+                return Err(problem);
+            }
+            Err(problem) => return Err(explain_pending(problem, &api)),
+        };
     let now = now_millis();
     let order = Order {
         payment_id,
@@ -384,6 +392,12 @@ fn resume(api: &OrderApi, request: &PlaceOrder, existing: Order) -> Result<Resum
         ))),
         _ => Ok(Resumed::Done(existing)),
     }
+}
+
+/// Whether payment's answer is a definite refusal (a 4xx), as opposed to no answer or a broken one, after which a
+/// hold may exist.
+fn refuses_for_good(problem: &Problem) -> bool {
+    problem.status_code().is_client_error()
 }
 
 /// The customer's answer when payment did not authorize in time: what happens to the money, truthfully.

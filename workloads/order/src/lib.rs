@@ -33,9 +33,10 @@ pub const SPEC: ServiceSpec = ServiceSpec {
 pub struct Settings {
     /// `PAYMENT_URL`, `PAYMENT_TIMEOUT_MS`, `PAYMENT_MAX_CONCURRENT`, `PAYMENT_BREAKER_*`: how to call payment.
     pub payment: CallPolicy,
-    /// `PAYMENT_PENDING_DEADLINE_MS` (default 30000): how long an order waits for its payment before it is given
-    /// up (rejected, its hold voided). Long against the payment call's own deadline, so a client retrying with the
-    /// same Idempotency-Key after a 503 finds its order still waiting.
+    /// `PAYMENT_PENDING_DEADLINE_MS` (default 30000, or twice `PAYMENT_TIMEOUT_MS` plus 5 s when that is longer):
+    /// how long an order waits for its payment before it is given up (rejected, its hold voided). Long against the
+    /// payment call's own deadline, so a client retrying with the same Idempotency-Key after a 503 finds its order
+    /// still waiting.
     pub payment_deadline: std::time::Duration,
 }
 
@@ -43,11 +44,12 @@ impl Settings {
     /// Reads the settings.
     pub fn from_env(environment: &Environment) -> Result<Self, ConfigError> {
         let payment = CallPolicy::from_env(environment, "PAYMENT")?;
+        let shortest = payment.timeout * 2;
         let payment_deadline = environment.millis_or(
             "PAYMENT_PENDING_DEADLINE_MS",
-            std::time::Duration::from_secs(30),
+            std::time::Duration::from_secs(30).max(shortest + std::time::Duration::from_secs(5)),
         )?;
-        if payment_deadline < payment.timeout * 2 {
+        if payment_deadline < shortest {
             return Err(ConfigError::new(
                 "PAYMENT_PENDING_DEADLINE_MS",
                 format!(

@@ -151,6 +151,16 @@ pub async fn place_pending(
     Ok(updated.rows_affected() == 1)
 }
 
+/// Removes an order that is still waiting for its payment, after payment refused it for good (nothing is held).
+pub async fn forget_pending(pool: &sqlx::AnyPool, order_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM orders WHERE order_id = $1 AND status = $2")
+        .bind(order_id)
+        .bind(OrderStatus::PaymentPending.as_str())
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 /// Orders still waiting for their payment that were recorded before `before` (ms), oldest first.
 pub async fn pending_since(pool: &sqlx::AnyPool, before: i64) -> Result<Vec<Order>, sqlx::Error> {
     sqlx::query(&format!(

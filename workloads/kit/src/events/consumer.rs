@@ -179,11 +179,46 @@ pub async fn apply_delivery<H: EventHandler>(
             transaction.rollback().await?;
             Ok(ConsumerOutcome::Skipped(reason))
         }
+        Err(HandlerError::Store(error)) if is_refused_data(&error) => {
+            // The store refuses this event's data (a NUL in a text column, a value out of range, a constraint it
+            // breaks): no retry can apply it, so it is poison, not an outage.
+            drop(transaction);
+            Ok(ConsumerOutcome::Skipped(PoisonReason::BadData {
+                event_type: event.event_type.clone(),
+                problem: format!("the store refuses its data: {error}"),
+            }))
+        }
         Err(error) => {
             // Dropping the transaction rolls it back; an explicit rollback could fail on a lost connection.
             drop(transaction);
             Err(error)
         }
+    }
+}
+
+/// Whether the store refused the data itself rather than failed: SQLSTATE class 22 (data exception: invalid text,
+/// numeric overflow), a foreign-key, not-null or check violation, or a stored value this code cannot decode.
+/// Everything else (connections, timeouts, locks, read-only, disk full, unique races) may pass and is retried.
+fn is_refused_data(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(database) => {
+            // A unique violation is usually a race with another replica applying the same thing: the retry finds
+            // what won (or the inbox entry), so it is not poison.
+            let constraint = matches!(
+                database.kind(),
+                sqlx::error::ErrorKind::ForeignKeyViolation
+                    | sqlx::error::ErrorKind::NotNullViolation
+                    | sqlx::error::ErrorKind::CheckViolation
+            );
+            // PostgreSQL's SQLSTATE has five characters; SQLite's numeric codes never do, and some of them
+            // (I/O errors) start with the same digits.
+            let postgres_data_exception = database
+                .code()
+                .is_some_and(|code| code.len() == 5 && code.starts_with("22"));
+            constraint || postgres_data_exception
+        }
+        sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. } => true,
+        _ => false,
     }
 }
 
@@ -359,7 +394,11 @@ impl<'a> Retries<'a> {
             });
         }
         tokio::select! {
-            _ = shutdown.cancelled() => return false,
+            _ = shutdown.cancelled() => {
+                // This process no longer holds the partition up; whoever gets it next reports for itself.
+                clear_stuck(self.group, delivery);
+                return false;
+            }
             _ = tokio::time::sleep(self.backoff) => {}
         }
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
@@ -374,7 +413,9 @@ async fn park(
     delivery: &Delivery,
     reason: &PoisonReason,
 ) -> Result<(), sqlx::Error> {
-    let headers = serde_json::to_string(&delivery.message.headers).unwrap_or_default();
+    // Text columns refuse NUL on PostgreSQL, and a poison message is exactly where one may be: keep it visible.
+    let text = |raw: String| raw.replace('\0', "\\u0000");
+    let headers = text(serde_json::to_string(&delivery.message.headers).unwrap_or_default());
     sqlx::query(
         "INSERT INTO kit_parked_messages (consumer, topic, partition_number, message_offset, message_key, headers, \
          payload, reason, parked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
@@ -383,10 +424,10 @@ async fn park(
     .bind(&delivery.message.topic)
     .bind(delivery.partition)
     .bind(delivery.offset)
-    .bind(&delivery.message.key)
+    .bind(text(delivery.message.key.clone()))
     .bind(headers)
-    .bind(String::from_utf8_lossy(&delivery.message.payload).into_owned())
-    .bind(reason.to_string())
+    .bind(text(String::from_utf8_lossy(&delivery.message.payload).into_owned()))
+    .bind(text(reason.to_string()))
     .bind(crate::store::now_millis())
     .execute(store.pool())
     .await?;

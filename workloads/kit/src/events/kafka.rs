@@ -234,6 +234,11 @@ impl KafkaBus {
             .set("session.timeout.ms", "45000")
             // Reconnect within a second once the broker is back, instead of backing off up to 10 s.
             .set("reconnect.backoff.max.ms", "1000")
+            // A consumer waits on an event its store cannot take yet (an outage) for as long as the outage lasts,
+            // without polling. Leaving the group after the default 5 minutes would only hand the same event to
+            // another member sharing the same store (and, on tansu 0.6, risk the group never rebalancing again);
+            // the stuck partition is reported instead (metric and readiness detail).
+            .set("max.poll.interval.ms", "86400000")
             .set("statistics.interval.ms", "5000")
             .set(
                 "fetch.wait.max.ms",
