@@ -3,7 +3,7 @@
 //! reconciles; `/healthz`, `/readyz` and `/metrics`.
 
 use crate::build::metadata::{MANAGER, label};
-use crate::leader::{LeaseSettings, try_hold};
+use crate::leader::{Elector, LeaseSettings};
 use crate::reconcile::{self, Context, ReconcileError};
 use crate::resource::FoodDeliveryApp;
 use futures::StreamExt;
@@ -200,28 +200,53 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
 pub async fn run_with(client: Client, options: RunOptions) -> Result<(), RunError> {
     let ready = Arc::new(AtomicBool::new(false));
     let health = tokio::spawn(serve_health(options.http_address, ready.clone()));
-    // Wait to lead: only one replica reconciles.
+    // Wait to lead: only one replica reconciles. Readiness means "able to lead" (the API server answers and the
+    // Lease can be read), not "leading": a standby must be Ready, or a second replica never becomes available,
+    // a rollout next to the old leader never completes, `helm --wait` hangs and the PDB blocks draining.
     let renew_every = options.lease.duration / 3;
-    while !try_hold(&client, &options.lease).await? {
-        tracing::info!(lease = %options.lease.name, "another replica leads; waiting");
+    // A leader that could not renew for this long stops: by the time the Lease runs out another replica may lead.
+    let renew_deadline = options.lease.duration * 2 / 3;
+    let mut elector = Elector::new(options.lease.clone());
+    loop {
+        match elector.try_hold(&client).await {
+            Ok(true) => break,
+            Ok(false) => {
+                ready.store(true, Ordering::SeqCst);
+                tracing::info!(lease = %options.lease.name, "another replica leads; waiting");
+            }
+            // A transient error (the API server restarting, a network blip) is not a reason to die at start.
+            Err(error) => {
+                ready.store(false, Ordering::SeqCst);
+                tracing::warn!(%error, "cannot read the Lease; retrying");
+            }
+        }
         tokio::time::sleep(renew_every).await;
     }
     tracing::info!(identity = %options.lease.identity, "leading");
     ready.store(true, Ordering::SeqCst);
+    let elector = Arc::new(tokio::sync::Mutex::new(elector));
     let (lost_sender, mut lost) = tokio::sync::watch::channel(false);
     let renewing = {
         let client = client.clone();
-        let lease = options.lease.clone();
+        let elector = elector.clone();
         tokio::spawn(async move {
+            let mut renewed_at = tokio::time::Instant::now();
             loop {
                 tokio::time::sleep(renew_every).await;
-                match try_hold(&client, &lease).await {
-                    Ok(true) => {}
+                match elector.lock().await.try_hold(&client).await {
+                    Ok(true) => renewed_at = tokio::time::Instant::now(),
                     Ok(false) => {
                         let _ = lost_sender.send(true);
                         return;
                     }
                     Err(error) => tracing::warn!(%error, "cannot renew the Lease; retrying"),
+                }
+                if renewed_at.elapsed() >= renew_deadline {
+                    tracing::error!(
+                        "could not renew the Lease in time; stopping before another replica leads"
+                    );
+                    let _ = lost_sender.send(true);
+                    return;
                 }
             }
         })
@@ -281,6 +306,12 @@ pub async fn run_with(client: Client, options: RunOptions) -> Result<(), RunErro
         _ = lost.wait_for(|lost| *lost) => Err(RunError::LostLease),
     };
     renewing.abort();
+    if result.is_ok() {
+        // Shut down by a signal: hand the Lease to a standby now rather than after it expires.
+        if let Err(error) = elector.lock().await.release(&client).await {
+            tracing::warn!(%error, "could not release the Lease; it expires by itself");
+        }
+    }
     health.abort();
     result
 }
@@ -399,6 +430,66 @@ mod tests {
             health("/readyz").await.starts_with("HTTP/1.1 200"),
             "ready once leading"
         );
+        running.abort();
+    }
+
+    /// Two operator replicas: the standby is Ready (able to lead) while another leads, and reconciles nothing.
+    #[tokio::test]
+    async fn a_standby_is_ready_and_leaves_the_apps_to_the_leader() {
+        let (client, fake) = FakeApi::start();
+        let apps = "/apis/fooddelivery.dev/v1alpha1/namespaces/food/fooddeliveryapps";
+        let mut app: serde_json::Value =
+            serde_saphyr::from_str(include_str!("../../examples/minimal.yaml")).unwrap();
+        app["metadata"]["uid"] = json!("app-uid");
+        app["metadata"]["generation"] = json!(1);
+        app["metadata"]["resourceVersion"] = json!("1");
+        fake.insert(apps, app);
+        fake.insert(
+            "/apis/coordination.k8s.io/v1/namespaces/food/leases",
+            json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                   "metadata": {"name": "food-delivery-operator", "namespace": "food", "resourceVersion": "1"},
+                   "spec": {"holderIdentity": "operator-1", "leaseDurationSeconds": 15,
+                            "renewTime": "2099-01-01T00:00:00.000000Z"}}),
+        );
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let options = RunOptions {
+            http_address: SocketAddr::from(([127, 0, 0, 1], port)),
+            lease: LeaseSettings {
+                name: "food-delivery-operator".into(),
+                namespace: "food".into(),
+                identity: "operator-0".into(),
+                duration: Duration::from_secs(15),
+            },
+            namespace: Some("food".into()),
+        };
+        let running = tokio::spawn(run_with(client, options));
+        let readiness = || async move {
+            let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+                return String::new();
+            };
+            tokio::io::AsyncWriteExt::write_all(
+                &mut stream,
+                b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            )
+            .await
+            .unwrap();
+            let mut answer = String::new();
+            tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut answer)
+                .await
+                .unwrap();
+            answer
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !readiness().await.starts_with("HTTP/1.1 200") {
+            assert!(Instant::now() < deadline, "a standby must be Ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let app = fake.get(apps, "minimal").unwrap();
+        assert!(app["status"].is_null(), "the standby reconciled: {app}");
         running.abort();
     }
 

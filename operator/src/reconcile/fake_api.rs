@@ -330,6 +330,14 @@ impl FakeApi {
                 let Ok(mut object) = serde_json::from_slice::<Value>(&body) else {
                     return failure(StatusCode::BAD_REQUEST, "BadRequest");
                 };
+                // As the API server's validation of events.k8s.io/v1: a note over 1,024 bytes is refused.
+                if object["kind"] == "Event"
+                    && object["note"]
+                        .as_str()
+                        .is_some_and(|note| note.len() > 1024)
+                {
+                    return failure(StatusCode::UNPROCESSABLE_ENTITY, "Invalid");
+                }
                 let name = object["metadata"]["name"]
                     .as_str()
                     .map(str::to_owned)

@@ -2,6 +2,7 @@
 //! I/O; every decision is made by `validate`, `build` and `status`.
 
 pub mod apply;
+pub mod notes;
 pub mod status;
 
 #[cfg(any(test, feature = "fake-api"))]
@@ -82,7 +83,7 @@ pub async fn publish_about(
     let event = Event {
         type_,
         reason: reason.to_owned(),
-        note: Some(note),
+        note: Some(notes::bounded(note)),
         action: "Reconcile".to_owned(),
         secondary: None,
     };
@@ -395,7 +396,14 @@ pub async fn reconcile(
     };
     for (reason, list) in reports {
         if !list.is_empty() {
-            publish(&ctx, &app, EventType::Normal, reason, list.join(", ")).await;
+            publish(
+                &ctx,
+                &app,
+                EventType::Normal,
+                reason,
+                notes::objects_note(&list),
+            )
+            .await;
         }
     }
     let components: Vec<(String, Option<Deployment>)> = plans
