@@ -233,7 +233,9 @@ impl ReadinessCheck for BusCheck {
 }
 
 /// The service's consumers, as a readiness detail that never fails readiness: a partition held up by an event
-/// whose handling keeps failing (the store down, say) is listed with its offset, attempts and last error. Taking
+/// whose handling keeps failing (the store down, say) is listed with its offset, attempts and last error, and each
+/// Kafka member's assignment (partitions held, join state, rebalances, lag), so a member that holds nothing while
+/// its group has work shows. Taking
 /// the replica out of its Service would not help the consumer, and would stop the API that still works.
 #[derive(Debug, Default, Clone)]
 pub struct ConsumersCheck {
@@ -262,11 +264,12 @@ impl ReadinessCheck for ConsumersCheck {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         let stuck = crate::events::stuck_deliveries(&groups);
+        let members = crate::events::membership_reports(&groups);
         let status = if stuck.is_empty() { "moving" } else { "stuck" };
         Box::pin(async move {
             CheckReport {
                 ready: true,
-                detail: json!({"status": status, "groups": groups, "stuck": stuck}),
+                detail: json!({"status": status, "groups": groups, "stuck": stuck, "members": members}),
             }
         })
     }

@@ -28,6 +28,8 @@ pub const EVENTS_SKIPPED: &str = "events_skipped_total";
 pub const EVENTS_DUPLICATE: &str = "events_duplicate_total";
 /// 1 while a consumer's partition waits on a delivery whose handling keeps failing (a store outage, say), else 0.
 pub const CONSUMER_STUCK: &str = "consumer_partition_stuck";
+/// Partitions assigned to this process's member of a consumer group (0 while the group has work means it stalled).
+pub const CONSUMER_ASSIGNED_PARTITIONS: &str = "kafka_consumer_assigned_partitions";
 /// Consumer lag per topic and partition, as reported by librdkafka's statistics.
 pub const CONSUMER_LAG: &str = "kafka_consumer_lag";
 /// Circuit-breaker state per breaker: 0 closed, 1 half-open, 2 open.

@@ -323,3 +323,34 @@ food_delivery_testkit::on_both_backends!(
     redelivery_after_a_crash_before_the_offset_is_stored_is_not_applied_twice,
     poison_messages_are_skipped_counted_and_parked_and_the_next_good_one_is_applied,
 );
+
+/// A member's assignment is visible (metric and readiness detail), so one that holds nothing shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_reports_its_assignment_and_forgets_it_when_it_leaves() {
+    let fixture = fixture(Backend::Sqlite, 3).await;
+    let group = unique("g");
+    let stop = CancellationToken::new();
+    let consumer = tokio::spawn(run_consumer(
+        fixture.store.clone(),
+        fixture.bus.clone(),
+        None,
+        group.clone(),
+        vec![fixture.topic.clone()],
+        RecordEffects,
+        stop.clone(),
+    ));
+    let report = eventually(WAIT, "the member's report", || async {
+        food_delivery_kit::events::membership_reports(std::slice::from_ref(&group))
+            .into_iter()
+            .find(|report| report.assigned_partitions == 3)
+    })
+    .await;
+    assert_eq!(report.join_state, "steady", "{report:?}");
+    stop.cancel();
+    consumer.await.unwrap();
+    assert!(
+        food_delivery_kit::events::membership_reports(std::slice::from_ref(&group)).is_empty(),
+        "a member that left reports nothing"
+    );
+    fixture.database.remove().await;
+}

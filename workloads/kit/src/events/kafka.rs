@@ -227,10 +227,9 @@ impl KafkaBus {
             .set("allow.auto.create.topics", "false")
             // Kafka's own default since 3.0. A member is only declared gone after this long without a heartbeat,
             // so a broker outage or a network blip shorter than this never costs it its membership. On tansu 0.6
-            // that matters twice: a member that lost its session evicts itself on its next heartbeat and leaves a
-            // leader behind that is no longer a member, after which the group never completes a rebalance and
-            // consumption stops for good (docs/architecture.md). A shutdown does not wait for it: a dynamic
-            // member leaves its group on close, and its partitions move at once.
+            // that matters more than on Kafka: tansu expires members lazily without a rebalance, and a group left
+            // with a leader that is no longer a member never completes one again (docs/architecture.md). A
+            // shutdown does not wait for it: a dynamic member leaves its group on close, and its partitions move.
             .set("session.timeout.ms", "45000")
             // Reconnect within a second once the broker is back, instead of backing off up to 10 s.
             .set("reconnect.backoff.max.ms", "1000")
@@ -253,13 +252,71 @@ impl KafkaBus {
     }
 }
 
-/// Publishes consumer lag from librdkafka's periodic statistics.
+/// What a consumer group member of this process last reported about itself (librdkafka's statistics, every 5 s).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MembershipReport {
+    /// The group.
+    pub group: String,
+    /// Partitions assigned to this member.
+    pub assigned_partitions: i32,
+    /// librdkafka's join state (`steady` once it has its assignment).
+    pub join_state: String,
+    /// Rebalances this member went through.
+    pub rebalances: i64,
+    /// Messages waiting in the partitions it holds.
+    pub lag: i64,
+}
+
+/// The latest report of each group's member in this process.
+static MEMBERSHIPS: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::BTreeMap<String, MembershipReport>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// What the members of `groups` in this process last reported: a member with no partitions, or one that never
+/// reaches `steady`, is what a rollout that stalled the saga looks like.
+pub fn membership_reports(groups: &[String]) -> Vec<MembershipReport> {
+    MEMBERSHIPS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .values()
+        .filter(|report| groups.contains(&report.group))
+        .cloned()
+        .collect()
+}
+
+/// Publishes consumer lag and group membership from librdkafka's periodic statistics.
 struct LagReporter {
     group: String,
 }
 
 impl ClientContext for LagReporter {
     fn stats(&self, statistics: Statistics) {
+        let mut lag = 0;
+        for topic_statistics in statistics.topics.values() {
+            for (partition, partition_statistics) in &topic_statistics.partitions {
+                if *partition >= 0 && partition_statistics.consumer_lag > 0 {
+                    lag += partition_statistics.consumer_lag;
+                }
+            }
+        }
+        if let Some(membership) = &statistics.cgrp {
+            metrics::gauge!(crate::metrics::CONSUMER_ASSIGNED_PARTITIONS, "group" => self.group.clone())
+                .set(f64::from(membership.assignment_size));
+            MEMBERSHIPS
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(
+                    self.group.clone(),
+                    MembershipReport {
+                        group: self.group.clone(),
+                        assigned_partitions: membership.assignment_size,
+                        join_state: membership.join_state.clone(),
+                        rebalances: membership.rebalance_cnt,
+                        lag,
+                    },
+                );
+        }
         for (topic, topic_statistics) in statistics.topics {
             for (partition, partition_statistics) in topic_statistics.partitions {
                 // librdkafka reports -1 for unknown lag and uses partition -1 for its internal queue.
@@ -330,6 +387,10 @@ impl KafkaSubscription {
     }
 
     pub(super) fn close(self) {
+        MEMBERSHIPS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.consumer.context().group);
         // Dropping closes the consumer: it commits stored offsets and leaves the group, so the partitions are
         // reassigned at once instead of after the session timeout.
         drop(self.consumer);

@@ -17,7 +17,7 @@ pub use consumer::{
 pub use envelope::{Event, Message, PoisonReason, header_names};
 pub use in_process::InProcessBus;
 pub use inbox::record_first_delivery;
-pub use kafka::KafkaBus;
+pub use kafka::{KafkaBus, MembershipReport, membership_reports};
 pub use outbox::{Outbox, OutboxRelay};
 
 /// Checks a topic prefix against Kafka's rules for topic names (the prefix plus `.` plus a name must stay valid).
