@@ -95,13 +95,11 @@ async fn commit_announcing(
     event_type: &str,
     data: &impl serde::Serialize,
 ) -> Result<(), Problem> {
-    let event =
-        Event::new(event_type, crate::SPEC.name, customer_id, data).map_err(Problem::unexpected)?;
+    let event = Event::new(event_type, crate::SPEC.name, customer_id, data)?;
     api.outbox
         .append(&mut transaction, CUSTOMERS_TOPIC, &event)
-        .await
-        .map_err(Problem::unexpected)?;
-    transaction.commit().await.map_err(Problem::unexpected)?;
+        .await?;
+    transaction.commit().await?;
     api.outbox.wake_relay();
     Ok(())
 }
@@ -135,10 +133,8 @@ async fn register(
         name: customer.name.clone(),
         email: customer.email.clone(),
     };
-    let mut transaction = api.store.begin().await.map_err(Problem::unexpected)?;
-    store::insert(&mut transaction, &customer)
-        .await
-        .map_err(Problem::unexpected)?;
+    let mut transaction = api.store.begin().await?;
+    store::insert(&mut transaction, &customer).await?;
     commit_announcing(
         &api,
         transaction,
@@ -165,8 +161,7 @@ async fn customer_by_id(
     Path(customer_id): Path<String>,
 ) -> Result<axum::Json<Customer>, Problem> {
     store::customer(api.store.pool(), &customer_id)
-        .await
-        .map_err(Problem::unexpected)?
+        .await?
         .map(axum::Json)
         .ok_or_else(|| Problem::not_found(format!("no customer {customer_id}")))
 }
@@ -198,10 +193,9 @@ async fn update(
     // Compare-and-set: a concurrent change between the read and the write makes the write miss, and the change is
     // computed again from what is stored now. A few rounds always suffice unless the row is hammered.
     for _ in 0..MAX_UPDATE_ROUNDS {
-        let mut transaction = api.store.begin().await.map_err(Problem::unexpected)?;
+        let mut transaction = api.store.begin().await?;
         let customer = store::customer(&mut *transaction, &customer_id)
-            .await
-            .map_err(Problem::unexpected)?
+            .await?
             .ok_or_else(|| Problem::not_found(format!("no customer {customer_id}")))?;
         let (updated, changes) = domain::apply_update(
             &customer,
@@ -212,10 +206,7 @@ async fn update(
         if changes.is_empty() {
             return Ok(axum::Json(customer));
         }
-        if !store::update_if_unchanged(&mut transaction, &customer, &updated)
-            .await
-            .map_err(Problem::unexpected)?
-        {
+        if !store::update_if_unchanged(&mut transaction, &customer, &updated).await? {
             continue;
         }
         let data = CustomerUpdated {
@@ -247,11 +238,8 @@ async fn delete(
     State(api): State<CustomerApi>,
     Path(customer_id): Path<String>,
 ) -> Result<StatusCode, Problem> {
-    let mut transaction = api.store.begin().await.map_err(Problem::unexpected)?;
-    if !store::delete(&mut transaction, &customer_id)
-        .await
-        .map_err(Problem::unexpected)?
-    {
+    let mut transaction = api.store.begin().await?;
+    if !store::delete(&mut transaction, &customer_id).await? {
         return Err(Problem::not_found(format!("no customer {customer_id}")));
     }
     let data = CustomerDeleted {

@@ -190,3 +190,19 @@ async fn bad_requests_get_a_problem_naming_the_field_and_change_nothing() {
     food_delivery_testkit::assert_valid_openapi(&document);
     service.stop().await;
 }
+
+/// The store cannot hand out a connection in time (every one busy): the answer is a 503 with Retry-After that a
+/// client or the gateway may retry, not a 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_with_no_free_connection_answers_503_with_retry_after() {
+    let service =
+        InProcessService::start_with(Backend::Sqlite, |config, bus| start(config, Some(bus))).await;
+    let store = service.host.store().unwrap();
+    // SQLite has one connection; holding it makes every request wait for the pool's acquire timeout.
+    let held = store.pool().acquire().await.unwrap();
+    let (status, problem) = service.call("GET", "/customers/anyone", None).await;
+    drop(held);
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
+    assert!(problem["retryAfterSeconds"].as_u64().is_some(), "{problem}");
+    service.stop().await;
+}

@@ -50,7 +50,7 @@ fn ride_problem(error: RideError) -> Problem {
             Problem::not_found(format!("no delivery for order {order_id}"))
         }
         RideError::NotAllowed(reason) => Problem::conflict(reason),
-        RideError::Store(error) => Problem::unexpected(error),
+        RideError::Store(error) => Problem::from(error),
     }
 }
 

@@ -7,7 +7,7 @@ use failsafe::failure_policy::{ConsecutiveFailures, OrElse, SuccessRateOverTimeW
 use failsafe::{FailurePolicy, Instrument, StateMachine, backoff};
 use futures::future::BoxFuture;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// When the breaker opens and for how long.
@@ -130,6 +130,10 @@ pub struct CircuitBreaker {
     machine: StateMachine<Policy, StateRecorder>,
     state: Arc<AtomicU8>,
     settings: BreakerSettings,
+    /// When the half-open trial call in flight started (milliseconds since `created`, plus one; 0: none). The
+    /// state machine lets every call through while half-open; one trial at a time is what half-open is for.
+    trial_started: Arc<AtomicU64>,
+    created: std::time::Instant,
 }
 
 impl std::fmt::Debug for CircuitBreaker {
@@ -172,22 +176,41 @@ impl CircuitBreaker {
             machine,
             state,
             settings,
+            trial_started: Arc::new(AtomicU64::new(0)),
+            created: std::time::Instant::now(),
         }
     }
 
-    /// Asks to make a call: `false` means fail fast now.
+    /// Asks to make a call: `false` means fail fast now. Half-open, only one trial call goes at a time; a trial
+    /// whose outcome never comes (its caller went away) stops blocking others after the open time.
     pub fn permits_call(&self) -> bool {
-        self.machine.is_call_permitted()
+        if !self.machine.is_call_permitted() {
+            return false;
+        }
+        if self.state() != BreakerState::HalfOpen {
+            return true;
+        }
+        let now = u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1;
+        let trial = self.trial_started.load(Ordering::SeqCst);
+        let trial_lease = u64::try_from(self.settings.open_for.as_millis()).unwrap_or(u64::MAX);
+        if trial != 0 && now.saturating_sub(trial) < trial_lease {
+            return false;
+        }
+        self.trial_started
+            .compare_exchange(trial, now, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
     }
 
     /// Records a call that worked.
     pub fn record_success(&self) {
         self.machine.on_success();
+        self.trial_started.store(0, Ordering::SeqCst);
     }
 
     /// Records a call that failed (timeout, connection refused, 5xx).
     pub fn record_failure(&self) {
         self.machine.on_error();
+        self.trial_started.store(0, Ordering::SeqCst);
     }
 
     /// The current state.
@@ -250,6 +273,23 @@ mod tests {
         assert_eq!(breaker.state(), BreakerState::HalfOpen);
         breaker.record_success();
         assert_eq!(breaker.state(), BreakerState::Closed);
+    }
+
+    #[tokio::test]
+    async fn half_open_lets_one_trial_through_at_a_time() {
+        let breaker = CircuitBreaker::new("unit-one-trial", settings());
+        for _ in 0..3 {
+            breaker.record_failure();
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(breaker.permits_call(), "the trial");
+        assert!(
+            !breaker.permits_call(),
+            "a second call while the trial is out fails fast instead of piling onto a recovering dependency"
+        );
+        breaker.record_success();
+        assert_eq!(breaker.state(), BreakerState::Closed);
+        assert!(breaker.permits_call() && breaker.permits_call());
     }
 
     #[tokio::test]

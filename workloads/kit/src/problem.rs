@@ -174,6 +174,14 @@ impl From<sqlx::Error> for Problem {
     }
 }
 
+/// Encoding the service's own data (an event, a stored document) failed: a fault on our side, logged, 500. Client
+/// input is decoded by [`crate::http::decode_json`], whose failures name the field and are 4xx.
+impl From<serde_json::Error> for Problem {
+    fn from(error: serde_json::Error) -> Self {
+        Self::unexpected(error)
+    }
+}
+
 fn store_is_momentarily_unavailable(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::PoolTimedOut

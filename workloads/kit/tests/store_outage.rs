@@ -320,3 +320,27 @@ async fn data_the_store_refuses_for_good_is_parked_and_the_partition_moves_on() 
     consumer.await.unwrap();
     database.remove().await;
 }
+
+/// The inbox is pruned by age every minute; a week of entries under load is millions of rows, so the prune must
+/// find old entries through an index, not by reading the whole table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inbox_prune_finds_old_entries_through_an_index() {
+    let database = TestDatabase::create(Backend::Sqlite).await;
+    let store = Store::connect(&database.url, 1).await.unwrap();
+    store.migrate(&[]).await.unwrap();
+    let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+        "EXPLAIN QUERY PLAN SELECT consumer, event_id FROM kit_inbox WHERE processed_at < 1 LIMIT 5000",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let plan: Vec<&str> = plan
+        .iter()
+        .map(|(_, _, _, detail)| detail.as_str())
+        .collect();
+    assert!(
+        plan.iter()
+            .any(|detail| detail.contains("kit_inbox_by_age")),
+        "{plan:?}"
+    );
+}

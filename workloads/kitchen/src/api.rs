@@ -55,7 +55,7 @@ async fn menu(State(api): State<KitchenApi>) -> Result<axum::Json<Vec<MenuItem>>
     store::menu(api.store.pool())
         .await
         .map(axum::Json)
-        .map_err(Problem::unexpected)
+        .map_err(Problem::from)
 }
 
 /// `PUT /menu/{menuId}` body.
@@ -130,17 +130,13 @@ async fn update_menu_item(
         price: change.price,
         stock: change.stock,
     };
-    let event = Event::new(MENU_ITEM_UPDATED, crate::SPEC.name, &item.menu_id, &item)
-        .map_err(Problem::unexpected)?;
-    let mut transaction = api.store.begin().await.map_err(Problem::unexpected)?;
-    store::save_menu_item(&mut transaction, &item)
-        .await
-        .map_err(Problem::unexpected)?;
+    let event = Event::new(MENU_ITEM_UPDATED, crate::SPEC.name, &item.menu_id, &item)?;
+    let mut transaction = api.store.begin().await?;
+    store::save_menu_item(&mut transaction, &item).await?;
     api.outbox
         .append(&mut transaction, KITCHEN_TOPIC, &event)
-        .await
-        .map_err(Problem::unexpected)?;
-    transaction.commit().await.map_err(Problem::unexpected)?;
+        .await?;
+    transaction.commit().await?;
     api.outbox.wake_relay();
     Ok(axum::Json(item))
 }
@@ -160,8 +156,7 @@ async fn ticket(
     Path(order_id): Path<String>,
 ) -> Result<axum::Json<Ticket>, Problem> {
     store::ticket(api.store.pool(), &order_id)
-        .await
-        .map_err(Problem::unexpected)?
+        .await?
         .map(axum::Json)
         .ok_or_else(|| Problem::not_found(format!("no ticket for order {order_id}")))
 }
@@ -172,7 +167,7 @@ fn cook_problem(error: CookError) -> Problem {
             Problem::not_found(format!("no ticket for order {order_id}"))
         }
         CookError::NotAllowed(reason) => Problem::conflict(reason),
-        CookError::Store(error) => Problem::unexpected(error),
+        CookError::Store(error) => Problem::from(error),
     }
 }
 

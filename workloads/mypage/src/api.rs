@@ -68,8 +68,7 @@ async fn order_trace(
     Path(order_id): Path<String>,
 ) -> Result<axum::Json<OrderTrace>, Problem> {
     store::order(store.pool(), &order_id)
-        .await
-        .map_err(Problem::unexpected)?
+        .await?
         .map(axum::Json)
         .ok_or_else(|| Problem::not_found(format!("no order {order_id} seen yet {NOT_SEEN}")))
 }
@@ -100,7 +99,7 @@ async fn orders_of_customer(
     store::orders_of(store.pool(), &query.customer_id)
         .await
         .map(axum::Json)
-        .map_err(Problem::unexpected)
+        .map_err(Problem::from)
 }
 
 /// A customer's details and every change to them (NEW, MOD with what changed, DEL).
@@ -118,8 +117,7 @@ async fn customer_history(
     Path(customer_id): Path<String>,
 ) -> Result<axum::Json<CustomerHistory>, Problem> {
     store::customer(store.pool(), &customer_id)
-        .await
-        .map_err(Problem::unexpected)?
+        .await?
         .map(axum::Json)
         .ok_or_else(|| Problem::not_found(format!("no customer {customer_id} seen yet {NOT_SEEN}")))
 }

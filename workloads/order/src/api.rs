@@ -288,8 +288,7 @@ async fn place_order(
         amount: order.amount,
         payment_id: order.payment_id.clone(),
     };
-    let event = Event::new(ORDER_PLACED, crate::SPEC.name, &order_id, &placed)
-        .map_err(Problem::unexpected)?;
+    let event = Event::new(ORDER_PLACED, crate::SPEC.name, &order_id, &placed)?;
     let mut transaction = api.store.begin().await?;
     if !store::place_pending(&mut transaction, &order).await? {
         transaction.rollback().await?;
@@ -428,8 +427,7 @@ async fn order_by_id(
     Path(order_id): Path<String>,
 ) -> Result<axum::Json<Order>, Problem> {
     store::order(api.store.pool(), &order_id)
-        .await
-        .map_err(Problem::unexpected)?
+        .await?
         .map(axum::Json)
         .ok_or_else(|| Problem::not_found(format!("no order {order_id}")))
 }
@@ -460,7 +458,7 @@ async fn orders_of_customer(
     store::orders_of(api.store.pool(), &query.customer_id)
         .await
         .map(axum::Json)
-        .map_err(Problem::unexpected)
+        .map_err(Problem::from)
 }
 
 /// Cancels an order until delivery starts. Accepted whatever else is down: it only writes the order and its
@@ -481,10 +479,9 @@ async fn cancel_order(
 ) -> Result<axum::Json<Order>, Problem> {
     // A kitchen or delivery event may change the order between our read and our write; then decide again.
     for _ in 0..3 {
-        let mut transaction = api.store.begin().await.map_err(Problem::unexpected)?;
+        let mut transaction = api.store.begin().await?;
         let mut order = store::order(&mut *transaction, &order_id)
-            .await
-            .map_err(Problem::unexpected)?
+            .await?
             .ok_or_else(|| Problem::not_found(format!("no order {order_id}")))?;
         let previous = order.status;
         if !domain::cancel(previous).map_err(|refusal| Problem::conflict(refusal.to_string()))? {
@@ -493,10 +490,7 @@ async fn cancel_order(
         order.status = OrderStatus::Cancelled;
         order.reason = Some("cancelled by the customer".to_owned());
         order.updated_at = now_millis();
-        if !store::save_status(&mut transaction, &order, previous)
-            .await
-            .map_err(Problem::unexpected)?
-        {
+        if !store::save_status(&mut transaction, &order, previous).await? {
             continue;
         }
         let ended = OrderEnded {
@@ -505,13 +499,11 @@ async fn cancel_order(
             reason: "cancelled by the customer".to_owned(),
             missing_items: None,
         };
-        let event = Event::new(ORDER_CANCELLED, crate::SPEC.name, &order_id, &ended)
-            .map_err(Problem::unexpected)?;
+        let event = Event::new(ORDER_CANCELLED, crate::SPEC.name, &order_id, &ended)?;
         api.outbox
             .append(&mut transaction, ORDERS_TOPIC, &event)
-            .await
-            .map_err(Problem::unexpected)?;
-        transaction.commit().await.map_err(Problem::unexpected)?;
+            .await?;
+        transaction.commit().await?;
         api.outbox.wake_relay();
         return Ok(axum::Json(order));
     }

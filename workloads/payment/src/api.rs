@@ -146,10 +146,7 @@ async fn authorize_payment(
     Json(body): Json<AuthorizePayment>,
 ) -> Result<(StatusCode, axum::Json<Payment>), Problem> {
     let request = body.validate()?;
-    if let Some(existing) = store::find_by_order(api.store.pool(), &request.order_id)
-        .await
-        .map_err(Problem::unexpected)?
-    {
+    if let Some(existing) = store::find_by_order(api.store.pool(), &request.order_id).await? {
         return existing_answer(existing, &request);
     }
     let payment_id = uuid::Uuid::now_v7().to_string();
@@ -169,22 +166,18 @@ async fn authorize_payment(
             .with_detail(reason));
         }
     };
-    let mut transaction = api.store.begin().await.map_err(Problem::unexpected)?;
-    if !store::insert_if_first_for_order(&mut transaction, &payment)
-        .await
-        .map_err(Problem::unexpected)?
-    {
+    let mut transaction = api.store.begin().await?;
+    if !store::insert_if_first_for_order(&mut transaction, &payment).await? {
         // A concurrent request for the same order won the race; answer as a retry.
-        transaction.rollback().await.map_err(Problem::unexpected)?;
+        transaction.rollback().await?;
         let existing = store::find_by_order(api.store.pool(), &request.order_id)
-            .await
-            .map_err(Problem::unexpected)?
+            .await?
             .ok_or_else(Problem::internal)?;
         return existing_answer(existing, &request);
     }
     // A hold announces nothing: stamps and my page follow the capture (or the void) that the order's own events
     // cause.
-    transaction.commit().await.map_err(Problem::unexpected)?;
+    transaction.commit().await?;
     // The simulated slowness comes after the hold is made: the worst case for the caller, whose answer can be
     // lost although payment acted (which the order service must survive without leaving a charge behind).
     if !api.settings.latency.is_zero() {
@@ -208,8 +201,7 @@ async fn payment_by_id(
     Path(payment_id): Path<String>,
 ) -> Result<axum::Json<Payment>, Problem> {
     store::find_by_id(api.store.pool(), &payment_id)
-        .await
-        .map_err(Problem::unexpected)?
+        .await?
         .map(axum::Json)
         .ok_or_else(|| Problem::not_found(format!("no payment {payment_id}")))
 }
@@ -237,8 +229,6 @@ async fn payments_of_order(
     State(api): State<PaymentApi>,
     Query(query): Query<ByOrder>,
 ) -> Result<axum::Json<Vec<Payment>>, Problem> {
-    let payment = store::find_by_order(api.store.pool(), &query.order_id)
-        .await
-        .map_err(Problem::unexpected)?;
+    let payment = store::find_by_order(api.store.pool(), &query.order_id).await?;
     Ok(axum::Json(payment.into_iter().collect()))
 }

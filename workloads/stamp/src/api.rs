@@ -45,5 +45,5 @@ async fn stamp_card(
     store::card(store.pool(), &customer_id)
         .await
         .map(axum::Json)
-        .map_err(Problem::unexpected)
+        .map_err(Problem::from)
 }

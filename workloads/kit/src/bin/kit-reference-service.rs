@@ -73,9 +73,8 @@ async fn record_entry(
         account: request.account,
         amount: request.amount,
     };
-    let event = Event::new(ENTRY_RECORDED, SPEC.name, &recorded.account, &recorded)
-        .map_err(Problem::unexpected)?;
-    let mut transaction = ledger.store.begin().await.map_err(Problem::unexpected)?;
+    let event = Event::new(ENTRY_RECORDED, SPEC.name, &recorded.account, &recorded)?;
+    let mut transaction = ledger.store.begin().await?;
     sqlx::query(
         "INSERT INTO ledger_entries (id, account, amount, created_at) VALUES ($1, $2, $3, $4)",
     )
@@ -84,14 +83,12 @@ async fn record_entry(
     .bind(recorded.amount)
     .bind(food_delivery_kit::store::now_millis())
     .execute(&mut *transaction)
-    .await
-    .map_err(Problem::unexpected)?;
+    .await?;
     ledger
         .outbox
         .append(&mut transaction, LEDGER_TOPIC, &event)
-        .await
-        .map_err(Problem::unexpected)?;
-    transaction.commit().await.map_err(Problem::unexpected)?;
+        .await?;
+    transaction.commit().await?;
     ledger.outbox.wake_relay();
     Ok((StatusCode::CREATED, axum::Json(recorded)))
 }
@@ -112,8 +109,7 @@ async fn balance(
         sqlx::query_as("SELECT balance, entries FROM ledger_balances WHERE account = $1")
             .bind(&account)
             .fetch_optional(ledger.store.pool())
-            .await
-            .map_err(Problem::unexpected)?;
+            .await?;
     let (balance, entries) =
         row.ok_or_else(|| Problem::not_found(format!("no balance for account '{account}'")))?;
     Ok(axum::Json(Balance {
