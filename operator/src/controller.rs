@@ -322,33 +322,18 @@ mod tests {
     use crate::reconcile::fake_api::FakeApi;
     use serde_json::json;
 
-    #[test]
-    fn failures_back_off_exponentially_up_to_five_minutes() {
-        let waits: Vec<u64> = (1..=9)
-            .map(|failures| backoff(failures).as_secs())
-            .collect();
-        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
-        assert_eq!(backoff(0).as_secs(), 5);
-        assert_eq!(backoff(u32::MAX).as_secs(), 300);
-    }
-
-    #[tokio::test]
-    async fn run_leads_then_reconciles_an_app_it_finds_and_serves_health() {
-        let (client, fake) = FakeApi::start();
-        let apps = "/apis/fooddelivery.dev/v1alpha1/namespaces/food/fooddeliveryapps";
+    /// The minimal example as the API server stores it, at generation 1.
+    fn stored_minimal_app() -> serde_json::Value {
         let mut app: serde_json::Value =
             serde_saphyr::from_str(include_str!("../../examples/minimal.yaml")).unwrap();
         app["metadata"]["uid"] = json!("app-uid");
         app["metadata"]["generation"] = json!(1);
         app["metadata"]["resourceVersion"] = json!("1");
-        fake.insert(apps, app);
-        // One stored object the operator cannot decode must not stop it from reconciling the others.
-        fake.insert(
-            apps,
-            json!({"apiVersion": "fooddelivery.dev/v1alpha1", "kind": "FoodDeliveryApp",
-                   "metadata": {"name": "broken", "namespace": "food", "uid": "b", "resourceVersion": "1"},
-                   "spec": {"image": 5}}),
-        );
+        app
+    }
+
+    /// A replica `operator-0` in namespace food, serving health on a free port (returned).
+    fn replica_options() -> (RunOptions, u16) {
         let port = {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap().port()
@@ -363,6 +348,50 @@ mod tests {
             },
             namespace: Some("food".into()),
         };
+        (options, port)
+    }
+
+    /// The raw answer to `GET path` on the replica's health port; empty while nothing listens there yet.
+    async fn health_get(port: u16, path: &str) -> String {
+        let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+            return String::new();
+        };
+        tokio::io::AsyncWriteExt::write_all(
+            &mut stream,
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut answer = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut answer)
+            .await
+            .unwrap();
+        answer
+    }
+
+    #[test]
+    fn failures_back_off_exponentially_up_to_five_minutes() {
+        let waits: Vec<u64> = (1..=9)
+            .map(|failures| backoff(failures).as_secs())
+            .collect();
+        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        assert_eq!(backoff(0).as_secs(), 5);
+        assert_eq!(backoff(u32::MAX).as_secs(), 300);
+    }
+
+    #[tokio::test]
+    async fn run_leads_then_reconciles_an_app_it_finds_and_serves_health() {
+        let (client, fake) = FakeApi::start();
+        let apps = "/apis/fooddelivery.dev/v1alpha1/namespaces/food/fooddeliveryapps";
+        fake.insert(apps, stored_minimal_app());
+        // One stored object the operator cannot decode must not stop it from reconciling the others.
+        fake.insert(
+            apps,
+            json!({"apiVersion": "fooddelivery.dev/v1alpha1", "kind": "FoodDeliveryApp",
+                   "metadata": {"name": "broken", "namespace": "food", "uid": "b", "resourceVersion": "1"},
+                   "spec": {"image": 5}}),
+        );
+        let (options, port) = replica_options();
         let running = tokio::spawn(run_with(client, options));
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -409,25 +438,15 @@ mod tests {
             )
             .unwrap();
         assert_eq!(lease["spec"]["holderIdentity"], "operator-0");
-        let health = |path: &'static str| async move {
-            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .unwrap();
-            tokio::io::AsyncWriteExt::write_all(
-                &mut stream,
-                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-            )
-            .await
-            .unwrap();
-            let mut answer = String::new();
-            tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut answer)
-                .await
-                .unwrap();
-            answer
-        };
-        assert!(health("/healthz").await.starts_with("HTTP/1.1 200"));
         assert!(
-            health("/readyz").await.starts_with("HTTP/1.1 200"),
+            health_get(port, "/healthz")
+                .await
+                .starts_with("HTTP/1.1 200")
+        );
+        assert!(
+            health_get(port, "/readyz")
+                .await
+                .starts_with("HTTP/1.1 200"),
             "ready once leading"
         );
         running.abort();
@@ -438,12 +457,7 @@ mod tests {
     async fn a_standby_is_ready_and_leaves_the_apps_to_the_leader() {
         let (client, fake) = FakeApi::start();
         let apps = "/apis/fooddelivery.dev/v1alpha1/namespaces/food/fooddeliveryapps";
-        let mut app: serde_json::Value =
-            serde_saphyr::from_str(include_str!("../../examples/minimal.yaml")).unwrap();
-        app["metadata"]["uid"] = json!("app-uid");
-        app["metadata"]["generation"] = json!(1);
-        app["metadata"]["resourceVersion"] = json!("1");
-        fake.insert(apps, app);
+        fake.insert(apps, stored_minimal_app());
         fake.insert(
             "/apis/coordination.k8s.io/v1/namespaces/food/leases",
             json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
@@ -451,39 +465,13 @@ mod tests {
                    "spec": {"holderIdentity": "operator-1", "leaseDurationSeconds": 15,
                             "renewTime": "2099-01-01T00:00:00.000000Z"}}),
         );
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            listener.local_addr().unwrap().port()
-        };
-        let options = RunOptions {
-            http_address: SocketAddr::from(([127, 0, 0, 1], port)),
-            lease: LeaseSettings {
-                name: "food-delivery-operator".into(),
-                namespace: "food".into(),
-                identity: "operator-0".into(),
-                duration: Duration::from_secs(15),
-            },
-            namespace: Some("food".into()),
-        };
+        let (options, port) = replica_options();
         let running = tokio::spawn(run_with(client, options));
-        let readiness = || async move {
-            let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
-                return String::new();
-            };
-            tokio::io::AsyncWriteExt::write_all(
-                &mut stream,
-                b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-            )
-            .await
-            .unwrap();
-            let mut answer = String::new();
-            tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut answer)
-                .await
-                .unwrap();
-            answer
-        };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !readiness().await.starts_with("HTTP/1.1 200") {
+        while !health_get(port, "/readyz")
+            .await
+            .starts_with("HTTP/1.1 200")
+        {
             assert!(Instant::now() < deadline, "a standby must be Ready");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
