@@ -55,6 +55,10 @@ pub enum RunError {
     LostLease,
 }
 
+/// How long a failure count is kept without a new failure: twice the longest backoff, so a count is only forgotten
+/// for an app that stopped failing or is gone.
+const FORGET_FAILURES_AFTER: Duration = Duration::from_secs(600);
+
 /// The wait after `failures` consecutive failures of one object: 5 s doubling to 5 minutes.
 pub fn backoff(failures: u32) -> Duration {
     let seconds = 5u64.saturating_mul(1u64 << failures.saturating_sub(1).min(10));
@@ -64,7 +68,9 @@ pub fn backoff(failures: u32) -> Duration {
 struct Operator {
     context: Arc<Context>,
     resource: ApiResource,
-    failures: Mutex<HashMap<String, u32>>,
+    /// Consecutive failures per app and when the last one happened. An app deleted while failing is never
+    /// reconciled again, so entries not refreshed for [`FORGET_FAILURES_AFTER`] are dropped.
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
 }
 
 fn key(object: &DynamicObject) -> String {
@@ -118,8 +124,11 @@ fn error_policy(
         .failures
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
-    let count = failures.entry(key(&app)).or_insert(0);
+    let now = Instant::now();
+    failures.retain(|_, (_, last)| now.duration_since(*last) < FORGET_FAILURES_AFTER);
+    let (count, last) = failures.entry(key(&app)).or_insert((0, now));
     *count += 1;
+    *last = now;
     let wait = backoff(*count);
     tracing::warn!(app = %key(&app), %error, retry_in_s = wait.as_secs(), "reconcile failed");
     // The policy cannot wait; the Warning Event goes out on its own.
@@ -504,9 +513,25 @@ mod tests {
         app.metadata.uid = Some("uid".into());
         let app = Arc::new(app);
         let error = || ReconcileError::NoNamespace;
+        // An app deleted while it was failing is never reconciled again; its count must not stay for ever.
+        if let Some(long_ago) = Instant::now().checked_sub(FORGET_FAILURES_AFTER * 2) {
+            operator
+                .failures
+                .lock()
+                .unwrap()
+                .insert("food/deleted-long-ago".to_owned(), (3, long_ago));
+        }
         assert_eq!(
             error_policy(app.clone(), &error(), operator.clone()),
             Action::requeue(Duration::from_secs(5))
+        );
+        assert!(
+            !operator
+                .failures
+                .lock()
+                .unwrap()
+                .contains_key("food/deleted-long-ago"),
+            "a stale failure count is forgotten"
         );
         assert_eq!(
             error_policy(app.clone(), &error(), operator.clone()),

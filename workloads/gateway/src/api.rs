@@ -132,9 +132,22 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::TRANSFER_ENCODING,
 ];
 
+/// The headers that travel on: without the hop-by-hop ones, including any the sender named in `Connection`
+/// (RFC 9110 7.6.1: a client may declare, say, `Connection: X-Request-Id` to strip a header at the first proxy).
 fn end_to_end(headers: &HeaderMap) -> HeaderMap {
     let mut forwarded = headers.clone();
-    for name in HOP_BY_HOP.iter().chain([&header::UPGRADE, &header::HOST]) {
+    let named_in_connection: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in HOP_BY_HOP
+        .iter()
+        .chain([&header::UPGRADE, &header::HOST])
+        .chain(&named_in_connection)
+    {
         forwarded.remove(name);
     }
     forwarded
@@ -325,5 +338,30 @@ async fn send(
                 .unwrap_or_else(|never| match never {});
             Ok(response)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_named_in_connection_do_not_travel_on() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret-Hop"),
+        );
+        headers.insert("x-secret-hop", HeaderValue::from_static("1"));
+        headers.insert("x-kept", HeaderValue::from_static("2"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        let forwarded = end_to_end(&headers);
+        assert!(forwarded.get("x-secret-hop").is_none());
+        assert!(forwarded.get(header::CONNECTION).is_none());
+        assert!(forwarded.get(header::TRANSFER_ENCODING).is_none());
+        assert_eq!(forwarded["x-kept"], "2");
     }
 }
