@@ -7,7 +7,7 @@ mod support;
 
 use food_delivery_testkit::{Backend, eventually, free_port};
 use serde_json::Value;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use support::{Cluster, ServiceProcess, WAIT};
 
 /// Orders placed after the old kitchen's SIGTERM: enough that every partition of the orders topic gets some.
