@@ -13,6 +13,7 @@ use super::configmap::config_hash;
 use super::metadata::AppIdentity;
 use super::plan::{ComponentPlan, Storage};
 use super::pvc::{data_claim_name, log_claim_name};
+use super::quantity;
 use crate::resource::{FoodDeliveryAppSpec, PullPolicy};
 use food_delivery_contract::{self as contract, env};
 use k8s_openapi::api::apps::v1::{
@@ -25,7 +26,6 @@ use k8s_openapi::api::core::v1::{
     PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
     SecretKeySelector, SecurityContext, SleepAction, TopologySpreadConstraint, Volume, VolumeMount,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;
@@ -129,20 +129,20 @@ fn environment(component: &ComponentPlan, logs: bool) -> Vec<EnvVar> {
 fn resources(component: &ComponentPlan) -> ResourceRequirements {
     let mut limits = BTreeMap::from([(
         "memory".to_owned(),
-        Quantity(component.resources.memory_limit.clone()),
+        quantity::canonical(&component.resources.memory_limit),
     )]);
     if let Some(cpu) = &component.resources.cpu_limit {
-        limits.insert("cpu".to_owned(), Quantity(cpu.clone()));
+        limits.insert("cpu".to_owned(), quantity::canonical(cpu));
     }
     ResourceRequirements {
         requests: Some(BTreeMap::from([
             (
                 "cpu".to_owned(),
-                Quantity(component.resources.cpu_request.clone()),
+                quantity::canonical(&component.resources.cpu_request),
             ),
             (
                 "memory".to_owned(),
-                Quantity(component.resources.memory_request.clone()),
+                quantity::canonical(&component.resources.memory_request),
             ),
         ])),
         limits: Some(limits),
@@ -382,6 +382,20 @@ mod tests {
 
     fn pod(deployment: &Deployment) -> PodSpec {
         deployment.spec.clone().unwrap().template.spec.unwrap()
+    }
+
+    #[test]
+    fn resources_are_written_in_the_form_the_server_stores() {
+        let deployment = deployment_of(
+            POSTGRES,
+            "defaults: {resources: {requests: {cpu: '0.5', memory: 1024Mi}, limits: {memory: 1024Mi}}}",
+            "order",
+        );
+        let resources = pod(&deployment).containers[0].resources.clone().unwrap();
+        let requests = resources.requests.unwrap();
+        assert_eq!(requests["cpu"].0, "500m");
+        assert_eq!(requests["memory"].0, "1Gi");
+        assert_eq!(resources.limits.unwrap()["memory"].0, "1Gi");
     }
 
     #[test]

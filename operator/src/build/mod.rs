@@ -11,6 +11,7 @@ pub mod networkpolicy;
 pub mod pdb;
 pub mod plan;
 pub mod pvc;
+pub mod quantity;
 pub mod service;
 pub mod serviceaccount;
 

@@ -3,11 +3,11 @@
 
 use super::metadata::AppIdentity;
 use super::plan::{ComponentPlan, Storage};
+use super::quantity;
 use crate::resource::{AccessMode, LogPersistenceSpec};
 use k8s_openapi::api::core::v1::{
     PersistentVolumeClaim, PersistentVolumeClaimSpec, VolumeResourceRequirements,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use std::collections::BTreeMap;
 
 /// The claim name of a component's SQLite volume.
@@ -36,7 +36,7 @@ fn claim(
             resources: Some(VolumeResourceRequirements {
                 requests: Some(BTreeMap::from([(
                     "storage".to_owned(),
-                    Quantity(size.to_owned()),
+                    quantity::canonical(size),
                 )])),
                 ..VolumeResourceRequirements::default()
             }),
