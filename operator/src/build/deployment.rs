@@ -167,9 +167,11 @@ fn volumes(
     }];
     let claim = |name: &str, claim_name: String| Volume {
         name: name.to_owned(),
+        // No `readOnly: false`: the field is a plain bool in the API, so the server drops a false and the live
+        // object would never match the built one.
         persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
             claim_name,
-            read_only: Some(false),
+            read_only: None,
         }),
         ..Volume::default()
     };
@@ -382,6 +384,21 @@ mod tests {
 
     fn pod(deployment: &Deployment) -> PodSpec {
         deployment.spec.clone().unwrap().template.spec.unwrap()
+    }
+
+    #[test]
+    fn volumes_carry_no_false_the_server_would_drop() {
+        let deployment = deployment_of("{sqlite: {}}", "", "order");
+        let volumes = pod(&deployment).volumes.unwrap();
+        let claims: Vec<_> = volumes
+            .iter()
+            .filter_map(|volume| volume.persistent_volume_claim.as_ref())
+            .collect();
+        assert!(!claims.is_empty());
+        assert!(
+            claims.iter().all(|claim| claim.read_only.is_none()),
+            "{claims:?}"
+        );
     }
 
     #[test]
