@@ -238,17 +238,43 @@ pub async fn run_with(client: Client, options: RunOptions) -> Result<(), RunErro
     let renewing = {
         let client = client.clone();
         let elector = elector.clone();
+        // After a failed renewal, try again sooner than the regular renewal.
+        let retry_every = renew_every.min(Duration::from_secs(2));
         tokio::spawn(async move {
             let mut renewed_at = tokio::time::Instant::now();
+            let mut wait = renew_every;
             loop {
-                tokio::time::sleep(renew_every).await;
-                match elector.lock().await.try_hold(&client).await {
-                    Ok(true) => renewed_at = tokio::time::Instant::now(),
-                    Ok(false) => {
-                        let _ = lost_sender.send(true);
-                        return;
+                tokio::time::sleep(wait).await;
+                // Each attempt is bounded by what is left of the renew deadline: a request hanging on a dead
+                // connection must not keep this replica leading after the Lease ran out for the others.
+                let left = renew_deadline.saturating_sub(renewed_at.elapsed());
+                let attempt = tokio::time::timeout(left, async {
+                    elector.lock().await.try_hold(&client).await
+                })
+                .await;
+                match attempt {
+                    Ok(Ok(true)) => {
+                        renewed_at = tokio::time::Instant::now();
+                        wait = renew_every;
                     }
-                    Err(error) => tracing::warn!(%error, "cannot renew the Lease; retrying"),
+                    // Refused: someone else holds it, or the Lease changed under us (a 409 from an unrelated write
+                    // ends up here too). The next attempt reads it again and tells which.
+                    Ok(Ok(false)) => {
+                        tracing::warn!("the Lease was not renewed; reading it again");
+                        wait = retry_every / 4;
+                        if elector.lock().await.holder_is_other(&client).await {
+                            let _ = lost_sender.send(true);
+                            return;
+                        }
+                    }
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, "cannot renew the Lease; retrying");
+                        wait = retry_every;
+                    }
+                    Err(_) => {
+                        tracing::warn!("renewing the Lease did not finish in time");
+                        wait = Duration::ZERO;
+                    }
                 }
                 if renewed_at.elapsed() >= renew_deadline {
                     tracing::error!(
@@ -317,8 +343,15 @@ pub async fn run_with(client: Client, options: RunOptions) -> Result<(), RunErro
     renewing.abort();
     if result.is_ok() {
         // Shut down by a signal: hand the Lease to a standby now rather than after it expires.
-        if let Err(error) = elector.lock().await.release(&client).await {
-            tracing::warn!(%error, "could not release the Lease; it expires by itself");
+        let released = tokio::time::timeout(Duration::from_secs(5), async {
+            elector.lock().await.release(&client).await
+        })
+        .await;
+        if !matches!(released, Ok(Ok(()))) {
+            tracing::warn!(
+                ?released,
+                "could not release the Lease; it expires by itself"
+            );
         }
     }
     health.abort();
@@ -459,6 +492,34 @@ mod tests {
             "ready once leading"
         );
         running.abort();
+    }
+
+    /// The leader's renewal hangs (a dead connection to the API server): it must stop leading within the renew
+    /// deadline, not when TCP gives up, or it keeps reconciling next to the replica that took the Lease over.
+    #[tokio::test]
+    async fn a_leader_whose_renewal_hangs_stops_within_the_renew_deadline() {
+        let (client, fake) = FakeApi::start();
+        let (mut options, _) = replica_options();
+        options.lease.duration = Duration::from_secs(3);
+        let running = tokio::spawn(run_with(client, options));
+        let leases = "/apis/coordination.k8s.io/v1/namespaces/food/leases";
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while fake.get(leases, "food-delivery-operator").is_none() {
+            assert!(Instant::now() < deadline, "never led");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        fake.hang_requests_to(leases);
+        let stopped = Instant::now();
+        let result = tokio::time::timeout(Duration::from_secs(10), running)
+            .await
+            .expect("a leader that cannot renew kept running")
+            .unwrap();
+        assert!(matches!(result, Err(RunError::LostLease)), "{result:?}");
+        assert!(
+            stopped.elapsed() < Duration::from_secs(3),
+            "stopped {:?} after the API hung; the Lease lasts 3 s",
+            stopped.elapsed()
+        );
     }
 
     /// Two operator replicas: the standby is Ready (able to lead) while another leads, and reconciles nothing.

@@ -134,6 +134,19 @@ impl Elector {
         }
     }
 
+    /// Whether the Lease is now held by another replica (not merely changed under this one). An error counts as
+    /// "not known to be lost": the renew deadline decides then.
+    pub async fn holder_is_other(&self, client: &Client) -> bool {
+        let api: Api<Lease> = Api::namespaced(client.clone(), &self.settings.namespace);
+        match api.get_opt(&self.settings.name).await {
+            Ok(lease) => lease
+                .and_then(|lease| lease.spec)
+                .and_then(|spec| spec.holder_identity)
+                .is_some_and(|holder| !holder.is_empty() && holder != self.settings.identity),
+            Err(_) => false,
+        }
+    }
+
     /// Gives the Lease up (at shutdown), so a standby leads at once instead of after the Lease's duration. Only
     /// when this replica still holds it; the resourceVersion makes it a compare-and-swap.
     pub async fn release(&self, client: &Client) -> Result<(), kube::Error> {

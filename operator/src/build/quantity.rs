@@ -39,7 +39,7 @@ fn canonical_text(text: &str) -> Option<String> {
         .unwrap_or(text.len());
     let (number, suffix) = text.split_at(split);
     let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-    if whole.is_empty() || fraction.len() > 9 {
+    if whole.is_empty() {
         return None;
     }
     let digits: i128 = format!("{whole}{fraction}").parse().ok()?;
@@ -93,6 +93,8 @@ mod tests {
             ("5Gi", "5Gi"),
             ("0", "0"),
             ("0.0001", "100u"),
+            ("0.3333333333", "333333334n"),
+            ("1.0000000000", "1"),
             ("250M", "250M"),
         ] {
             assert_eq!(canonical(written).0, canonical_form, "{written}");

@@ -58,6 +58,8 @@ struct State {
     seen: Vec<Seen>,
     /// Statuses to answer the next matching requests with, instead of serving them.
     failures: Vec<(Method, StatusCode)>,
+    /// Path prefixes whose requests never get an answer (a dead connection, a stuck API server).
+    hanging: Vec<String>,
     version: u64,
 }
 
@@ -214,9 +216,28 @@ impl FakeApi {
         state.failures.push((method, status));
     }
 
+    /// Requests to paths starting with `prefix` never get an answer from now on.
+    pub fn hang_requests_to(&self, prefix: &str) {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.hanging.push(prefix.to_owned());
+    }
+
     async fn serve(&self, request: Request<Body>) -> Response<Body> {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
+        let hangs = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .hanging
+            .iter()
+            .any(|prefix| path.starts_with(prefix.as_str()));
+        if hangs {
+            std::future::pending::<()>().await;
+        }
         let query = request.uri().query().unwrap_or_default().to_owned();
         let body = match request.into_body().collect_bytes().await {
             Ok(bytes) => bytes,
