@@ -33,7 +33,8 @@ pub const RESOURCE_OWNERS: [(&str, &str); 8] = [
 ];
 
 /// Resources whose writes are service-to-service calls, never a customer's: the gateway lets only reads of them
-/// through (anyone could otherwise mint authorizations), and the owning service demands the service credential.
+/// through (anyone could otherwise mint authorizations). The owning service does not check a credential yet; inside
+/// the cluster the NetworkPolicy is the other guard.
 pub const INTERNAL_WRITES: [&str; 1] = ["payments"];
 
 /// Environment variables the services read (defaults are the kit's; see docs/architecture.md).
