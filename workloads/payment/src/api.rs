@@ -1,11 +1,12 @@
 //! HTTP: translates requests into domain calls and results into responses; validation of input lives here.
 
-use crate::domain::{self, Authorization, AuthorizationRequest, Payment, PaymentStatus};
+use crate::domain::{self, Authorization, AuthorizationRequest, Payment};
 use crate::{Settings, store};
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
+use food_delivery_contract::limits;
 use food_delivery_kit::events::Outbox;
 use food_delivery_kit::http::{Json, Path, Query};
 use food_delivery_kit::{FieldViolation, Problem, Store};
@@ -61,8 +62,6 @@ pub struct AuthorizePayment {
 }
 
 const MAX_ID_LENGTH: usize = 64;
-const MAX_QTY: i64 = food_delivery_contract::limits::MAX_ORDER_QTY;
-const MAX_AMOUNT: i64 = food_delivery_contract::limits::MAX_AMOUNT;
 
 fn validate_id(field: &str, value: &str, violations: &mut Vec<FieldViolation>) {
     if value.trim().is_empty() {
@@ -80,16 +79,16 @@ impl AuthorizePayment {
         let mut violations = Vec::new();
         validate_id("orderId", &self.order_id, &mut violations);
         validate_id("customerId", &self.customer_id, &mut violations);
-        if !(1..=MAX_AMOUNT).contains(&self.amount) {
+        if !(1..=limits::MAX_AMOUNT).contains(&self.amount) {
             violations.push(FieldViolation::new(
                 "amount",
-                format!("must be between 1 and {MAX_AMOUNT} (minor units)"),
+                format!("must be between 1 and {} (minor units)", limits::MAX_AMOUNT),
             ));
         }
-        if !(1..=MAX_QTY).contains(&self.qty) {
+        if !(1..=limits::MAX_ORDER_QTY).contains(&self.qty) {
             violations.push(FieldViolation::new(
                 "qty",
-                format!("must be between 1 and {MAX_QTY}"),
+                format!("must be between 1 and {}", limits::MAX_ORDER_QTY),
             ));
         }
         if !violations.is_empty() {
@@ -109,7 +108,7 @@ fn existing_answer(
     existing: Payment,
     request: &AuthorizationRequest,
 ) -> Result<(StatusCode, axum::Json<Payment>), Problem> {
-    if existing.status == PaymentStatus::Voided && existing.amount == 0 {
+    if existing.ended_before_authorization() {
         return Err(Problem::conflict(format!(
             "order {} ended before its payment was authorized; nothing is held or charged",
             existing.order_id

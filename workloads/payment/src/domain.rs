@@ -173,6 +173,12 @@ pub fn is_same_request(existing: &Payment, request: &AuthorizationRequest) -> bo
 }
 
 impl Payment {
+    /// Whether this is the record of an order that ended before any authorization arrived
+    /// ([`void_before_authorization`]): nothing was ever held, and no authorization may follow.
+    pub fn ended_before_authorization(&self) -> bool {
+        self.status == PaymentStatus::Voided && self.amount == 0
+    }
+
     /// The captured payment, or `None` when the hold is not open any more (already captured, or voided).
     pub fn capture(&self, now: i64) -> Option<Payment> {
         (self.status == PaymentStatus::Authorized).then(|| Payment {

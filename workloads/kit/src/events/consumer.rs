@@ -36,14 +36,14 @@ pub struct StuckDelivery {
     /// Failed attempts so far.
     pub attempts: u32,
     /// When the first attempt failed.
-    #[serde(with = "humantime_serde_rfc3339")]
+    #[serde(with = "rfc3339")]
     pub since: SystemTime,
     /// The last error.
     pub error: String,
 }
 
 /// Serialises an instant as RFC 3339 for the readiness body.
-mod humantime_serde_rfc3339 {
+mod rfc3339 {
     pub fn serialize<S: serde::Serializer>(
         instant: &std::time::SystemTime,
         serializer: S,
@@ -295,7 +295,7 @@ async fn apply_with_retries<H: EventHandler>(
     loop {
         match apply_delivery(store, group, handler, delivery).await {
             Ok(outcome) => {
-                clear_stuck(group, delivery);
+                retries.forget_if_reported();
                 return Some(outcome);
             }
             Err(error) => {
@@ -322,7 +322,7 @@ async fn park_with_retries(
     loop {
         match park(store, group, delivery, reason).await {
             Ok(()) => {
-                clear_stuck(group, delivery);
+                retries.forget_if_reported();
                 return true;
             }
             Err(error) => {
@@ -354,6 +354,15 @@ impl<'a> Retries<'a> {
             attempts: 0,
             backoff: Duration::from_millis(100),
             since: SystemTime::now(),
+        }
+    }
+
+    /// The delivery went through (or this process lets go of it at shutdown): if it had been reported stuck, it is
+    /// not any more. Only then is the shared registry touched, so a delivery that works at once (nearly all of
+    /// them) costs no lock and no allocation.
+    fn forget_if_reported(&self) {
+        if self.attempts >= STUCK_AFTER_ATTEMPTS {
+            clear_stuck(self.group, self.delivery);
         }
     }
 
@@ -396,7 +405,7 @@ impl<'a> Retries<'a> {
         tokio::select! {
             _ = shutdown.cancelled() => {
                 // This process no longer holds the partition up; whoever gets it next reports for itself.
-                clear_stuck(self.group, delivery);
+                self.forget_if_reported();
                 return false;
             }
             _ = tokio::time::sleep(self.backoff) => {}
