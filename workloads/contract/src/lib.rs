@@ -53,10 +53,8 @@ pub mod env {
     pub const KAFKA_TOPIC_PARTITIONS: &str = "KAFKA_TOPIC_PARTITIONS";
     /// Replication factor of created topics.
     pub const KAFKA_REPLICATION_FACTOR: &str = "KAFKA_REPLICATION_FACTOR";
-    /// Static group membership id (KIP-345). The operator leaves it unset: see docs/architecture.md, "Consumer groups
-    /// and rollouts".
-    pub const KAFKA_GROUP_INSTANCE_ID: &str = "KAFKA_GROUP_INSTANCE_ID";
-    /// The pod's name (the operator sets it from the downward API); names the pod's log file.
+    /// The pod's name (the operator sets it from the downward API); names the pod's log file and its consumer
+    /// group members.
     pub const POD_NAME: &str = "POD_NAME";
     /// Delay between readiness turning 503 and the listener closing.
     pub const SHUTDOWN_DRAIN_DELAY_MS: &str = "SHUTDOWN_DRAIN_DELAY_MS";
@@ -86,6 +84,22 @@ pub mod env {
 
 /// The limits of an order, enforced at every edge that sees one (order's API, payment's API, the kitchen's menu),
 /// so an order the order service accepts is never refused further down, and no amount can overflow.
+pub mod event_types {
+    //! The types of the events on the orders topic, which four services consume: written once here, so a consumer
+    //! that forgets a new one fails to compile rather than parking it as poison.
+
+    /// An order was paid and registered (subject: the order id).
+    pub const ORDER_PLACED: &str = "food.order.placed.v1";
+    /// The customer cancelled it.
+    pub const ORDER_CANCELLED: &str = "food.order.cancelled.v1";
+    /// The kitchen could not make it, or its payment did not complete in time (the hold is voided).
+    pub const ORDER_REJECTED: &str = "food.order.rejected.v1";
+    /// Its food is cooked and handed to delivery: from here it can no longer be cancelled, and only this opens a
+    /// delivery. The order service decides it in the same transaction that refuses later cancels, so a cancel
+    /// and a delivery can never both win.
+    pub const ORDER_DISPATCHED: &str = "food.order.dispatched.v1";
+}
+
 pub mod limits {
     /// Lines in one order.
     pub const MAX_ORDER_LINES: usize = 20;

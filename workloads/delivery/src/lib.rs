@@ -18,11 +18,7 @@ use std::time::Duration;
 pub const SPEC: ServiceSpec = ServiceSpec {
     name: "delivery",
     migrations: store::MIGRATIONS,
-    topics: &[
-        events::DELIVERIES_TOPIC,
-        events::KITCHEN_TOPIC,
-        events::ORDERS_TOPIC,
-    ],
+    topics: &[events::DELIVERIES_TOPIC, events::ORDERS_TOPIC],
 };
 
 /// The delivery service's own settings.
@@ -59,11 +55,7 @@ pub async fn start(
     let policy = policies::DeliveryOrders {
         outbox: outbox.clone(),
     };
-    host.spawn_consumer(
-        SPEC.name,
-        &[events::KITCHEN_TOPIC, events::ORDERS_TOPIC],
-        policy,
-    )?;
+    host.spawn_consumer(SPEC.name, &[events::ORDERS_TOPIC], policy)?;
     if settings.auto_ride {
         let (store, outbox, ride_time) = (store.clone(), outbox.clone(), settings.ride_time);
         host.spawn_worker(move |shutdown| {

@@ -3,8 +3,8 @@
 
 use crate::domain::{self, Delivery, DeliveryStatus, RiderAction};
 use crate::events::{
-    COOKING_FINISHED, DELIVERED, DELIVERIES_TOPIC, DELIVERY_CANCELLED, DELIVERY_STARTED,
-    DeliveryChanged, IGNORED, ORDER_CANCELLED,
+    DELIVERED, DELIVERIES_TOPIC, DELIVERY_CANCELLED, DELIVERY_STARTED, DeliveryChanged, IGNORED,
+    ORDER_CANCELLED, ORDER_DISPATCHED,
 };
 use crate::store;
 use food_delivery_kit::events::{Event, EventHandler, HandlerError, Outbox, PoisonReason};
@@ -39,7 +39,7 @@ impl EventHandler for DeliveryOrders {
     ) -> Result<(), HandlerError> {
         let order_id = &event.subject;
         match event.event_type.as_str() {
-            COOKING_FINISHED => {
+            ORDER_DISPATCHED => {
                 // A cancelled order left a tombstone: the insert finds it and nothing is delivered.
                 let delivery = Delivery {
                     order_id: order_id.clone(),

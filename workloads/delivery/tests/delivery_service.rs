@@ -3,7 +3,7 @@
 
 use axum::http::StatusCode;
 use food_delivery_delivery::events::{
-    COOKING_FINISHED, DELIVERED, DELIVERY_CANCELLED, DELIVERY_STARTED, ORDER_CANCELLED,
+    DELIVERED, DELIVERY_CANCELLED, DELIVERY_STARTED, ORDER_CANCELLED, ORDER_DISPATCHED,
 };
 use food_delivery_delivery::{Settings, start};
 use food_delivery_testkit::{Backend, InProcessService, eventually};
@@ -35,8 +35,8 @@ impl DeliveryService {
 
     async fn cooked(&self, order_id: &str) {
         self.publish(
-            "food.kitchen",
-            COOKING_FINISHED,
+            "food.orders",
+            ORDER_DISPATCHED,
             order_id,
             json!({"orderId": order_id, "lines": []}),
         )
@@ -199,8 +199,8 @@ async fn a_cancellation_that_arrives_before_the_food_is_cooked_prevents_the_deli
     .await;
     service
         .publish(
-            "food.kitchen",
-            COOKING_FINISHED,
+            "food.orders",
+            ORDER_DISPATCHED,
             "order-early-cancel",
             json!({"orderId": "order-early-cancel", "lines": []}),
         )

@@ -66,7 +66,7 @@ async fn payment_serves_http_and_talks_kafka_and_stops_on_sigterm() {
                 topic_partitions: 3,
                 replication_factor: 1,
                 fetch_wait_max: Duration::from_millis(20),
-                group_instance_id: None,
+                member_name: None,
             },
             "serve-payment-test",
         )

@@ -286,6 +286,18 @@ async fn proxy(
     }
 }
 
+/// Attempts per request when the upstream connection fails (all within the route's deadline).
+const UPSTREAM_ATTEMPTS: u32 = 4;
+/// Pause before the next attempt, times the attempt number.
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
+fn is_read(method: &axum::http::Method) -> bool {
+    matches!(
+        *method,
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    )
+}
+
 async fn send(
     gateway: &Gateway,
     route: &Route,
@@ -296,20 +308,38 @@ async fn send(
 ) -> Result<Response, UpstreamFailure> {
     match &route.upstream {
         Upstream::Http(base) => {
-            let answer = gateway
-                .client
-                .request(method, format!("{base}{path_and_query}"))
-                .headers(headers)
-                .body(body)
-                .send()
-                .await
-                .map_err(|error| {
-                    if error.is_connect() {
-                        UpstreamFailure::Unreachable(error.to_string())
-                    } else {
-                        UpstreamFailure::Broken(error.to_string())
+            // An instance that is going away (a rollout, a crash) refuses new connections until its endpoint
+            // leaves the Service; the next connection usually reaches another instance. A refused connection
+            // never reached a service, so trying again is safe for any request; a connection that broke after
+            // the request went out is retried only for reads, which cannot have changed anything.
+            let url = format!("{base}{path_and_query}");
+            let mut attempt = 0;
+            let answer = loop {
+                attempt += 1;
+                let sent = gateway
+                    .client
+                    .request(method.clone(), &url)
+                    .headers(headers.clone())
+                    .body(body.clone())
+                    .send()
+                    .await;
+                match sent {
+                    Ok(answer) => break answer,
+                    Err(error) => {
+                        let safe = error.is_connect() || is_read(&method);
+                        if attempt < UPSTREAM_ATTEMPTS && safe {
+                            tracing::info!(attempt, %error, "upstream connection failed; trying again");
+                            tokio::time::sleep(RETRY_PAUSE * attempt).await;
+                            continue;
+                        }
+                        return Err(if error.is_connect() {
+                            UpstreamFailure::Unreachable(error.to_string())
+                        } else {
+                            UpstreamFailure::Broken(error.to_string())
+                        });
                     }
-                })?;
+                }
+            };
             let status = answer.status();
             let headers = end_to_end(answer.headers());
             let body = answer

@@ -355,3 +355,36 @@ async fn cors_lets_configured_origins_in_and_no_others() {
     assert!(exposed.contains("x-correlation-id"), "{exposed}");
     gateway.stop().await;
 }
+
+/// An instance that is going away refuses connections until its endpoint leaves the Service; the next
+/// connection reaches another instance. A refused connection never reached a service, so the gateway tries again
+/// within the route's deadline, even for a write.
+#[tokio::test]
+async fn a_refused_connection_is_tried_again_so_a_write_reaches_the_instance_that_answers() {
+    let port = free_port();
+    let gateway = RunningGateway::start(vec![(
+        "GATEWAY_ROUTES",
+        format!("orders=http://127.0.0.1:{port}"),
+    )])
+    .await;
+    // Nothing listens for the first attempt; the instance comes up while the gateway tries again.
+    let upstream = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        axum::serve(listener, Router::new().fallback(echo))
+            .await
+            .unwrap();
+    });
+    let (status, _, body) = send(
+        reqwest::Client::new()
+            .post(format!("{}/api/orders", gateway.base))
+            .json(&json!({"qty": 1})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["method"], "POST");
+    upstream.abort();
+    gateway.stop().await;
+}

@@ -84,7 +84,7 @@ async fn run(backend: Backend, bootstrap: &str, events: usize, writers: usize, l
         topic_partitions: 3,
         replication_factor: 1,
         fetch_wait_max: std::time::Duration::from_millis(20),
-        group_instance_id: None,
+        member_name: None,
     };
     let bus = EventBus::Kafka(KafkaBus::connect(&config, "bench").unwrap());
     let topics = Topics::new(format!(

@@ -55,6 +55,11 @@ impl CallPolicy {
     }
 }
 
+/// Attempts when the connection is refused (all within the call's deadline).
+const CONNECT_ATTEMPTS: u32 = 4;
+/// Pause before the next attempt, times the attempt number.
+const CONNECT_RETRY_PAUSE: Duration = Duration::from_millis(50);
+
 /// A call that did not produce a usable answer.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
@@ -266,7 +271,21 @@ impl ServiceClient {
             request = request.header(*name, *value);
         }
         let exchange = async {
-            let response = request.send().await?;
+            // A refused connection never reached the dependency (an instance going away in a rollout, a crashed
+            // one still listed), so it is tried again, within the same deadline, whatever the method.
+            let mut attempt = 0;
+            let response = loop {
+                attempt += 1;
+                let Some(this_attempt) = request.try_clone() else {
+                    break request.send().await?;
+                };
+                match this_attempt.send().await {
+                    Err(error) if error.is_connect() && attempt < CONNECT_ATTEMPTS => {
+                        tokio::time::sleep(CONNECT_RETRY_PAUSE * attempt).await;
+                    }
+                    sent => break sent?,
+                }
+            };
             let status = response.status();
             let body = response.bytes().await?;
             Ok::<_, reqwest::Error>((status, body))

@@ -201,10 +201,9 @@ pub struct KafkaConfig {
     /// soon as data arrives, so this only sets how often an idle consumer asks; brokers that hold every fetch
     /// for the full wait (tansu 0.6) add up to this much latency per hop.
     pub fetch_wait_max: std::time::Duration,
-    /// `KAFKA_GROUP_INSTANCE_ID`: static group membership (KIP-345). Set it to something stable per replica (the
-    /// pod name): a restarted or crashed-and-restarted container then takes its partitions back at once instead
-    /// of waiting for the group to notice the old member is gone. Unset: dynamic membership.
-    pub group_instance_id: Option<String>,
+    /// `POD_NAME`: names this process's consumer group members (with a suffix unique to each start), so the lease
+    /// table says which pod holds which partition. Unset: the service's name.
+    pub member_name: Option<String>,
 }
 
 /// Settings every service reads, whatever its domain.
@@ -274,16 +273,7 @@ impl KitConfig {
                         1..=10,
                         1,
                     )?,
-                    group_instance_id: environment
-                        .optional("KAFKA_GROUP_INSTANCE_ID")
-                        .map(|instance| {
-                            crate::events::validate_topic_prefix(&instance)
-                                .map(|()| instance)
-                                .map_err(|problem| {
-                                    ConfigError::new("KAFKA_GROUP_INSTANCE_ID", problem)
-                                })
-                        })
-                        .transpose()?,
+                    member_name: environment.optional("POD_NAME"),
                     fetch_wait_max: environment
                         .number_in_or("KAFKA_FETCH_WAIT_MAX_MS", 1..=10_000, 20)
                         .map(Duration::from_millis)?,
@@ -388,7 +378,6 @@ mod tests {
             ("LOG_FORMAT", "xml", "json or text"),
             ("DATABASE_MAX_CONNECTIONS", "0", "between 1 and 500"),
             ("KAFKA_FETCH_WAIT_MAX_MS", "0", "between 1 and 10000"),
-            ("KAFKA_GROUP_INSTANCE_ID", "pod 1", "letters, digits"),
         ];
         for (variable, value, expected) in cases {
             let mut pairs = vec![(variable, value)];

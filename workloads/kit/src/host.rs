@@ -34,6 +34,24 @@ pub struct ServiceSpec {
     pub topics: &'static [&'static str],
 }
 
+/// While draining, every answer asks the client to close its connection, so no keep-alive connection to this
+/// instance is left in a caller's pool for a request to race the listener's closing (which would fail a request
+/// that a new connection, routed to another instance, serves).
+async fn close_connections_while_draining(
+    axum::extract::State(health): axum::extract::State<Health>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let mut response = next.run(request).await;
+    if health.is_draining() {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
+}
+
 /// Why a service could not start or serve.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -242,6 +260,10 @@ impl ServiceHost {
                 crate::metrics::record_http,
             ))
             .layer(axum::middleware::from_fn(crate::telemetry::correlate))
+            .layer(axum::middleware::from_fn_with_state(
+                self.health.clone(),
+                close_connections_while_draining,
+            ))
     }
 
     /// Binds the configured address.

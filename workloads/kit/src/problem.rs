@@ -192,9 +192,11 @@ fn store_is_momentarily_unavailable(error: &sqlx::Error) -> bool {
             database.code().as_deref(),
             // PostgreSQL: query_canceled (statement timeout), lock_not_available (lock timeout),
             // serialization_failure, deadlock_detected, admin_shutdown, cannot_connect_now, read_only_sql_transaction
-            // (a failover in progress). SQLite: SQLITE_BUSY and its extended codes.
+            // (a failover in progress), too_many_connections (the server's connection slots are taken). SQLite:
+            // SQLITE_BUSY and its extended codes.
             Some(
                 "57014"
+                    | "53300"
                     | "55P03"
                     | "40001"
                     | "40P01"

@@ -111,6 +111,12 @@ pub const KIT_MIGRATIONS: &[Migration] = &[
         sqlite: RELAY_LEASE_TABLE,
         postgres: RELAY_LEASE_TABLE,
     },
+    Migration {
+        version: 6,
+        description: "kit consumer partition leases and positions",
+        sqlite: CONSUMER_LEASE_TABLES,
+        postgres: CONSUMER_LEASE_TABLES,
+    },
 ];
 
 /// The inbox is pruned by age every minute; without this index each prune reads the whole table.
@@ -122,6 +128,24 @@ const RELAY_LEASE_TABLE: &str = "CREATE TABLE kit_relay_lease (
     name TEXT PRIMARY KEY,
     holder TEXT NOT NULL,
     expires_at BIGINT NOT NULL
+);";
+
+/// Which member of each consumer group holds which partition until when, and where the partition resumes
+/// (events/leases.rs); the live members, each with its heartbeat's expiry (database clock, milliseconds).
+const CONSUMER_LEASE_TABLES: &str = "CREATE TABLE kit_consumer_leases (
+    consumer_group TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    partition_number INTEGER NOT NULL,
+    holder TEXT,
+    expires_at BIGINT NOT NULL,
+    next_offset BIGINT NOT NULL,
+    PRIMARY KEY (consumer_group, topic, partition_number)
+);
+CREATE TABLE kit_consumer_members (
+    consumer_group TEXT NOT NULL,
+    member TEXT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    PRIMARY KEY (consumer_group, member)
 );";
 
 /// Poison messages a consumer skipped, kept for inspection and replay (same SQL on both backends).

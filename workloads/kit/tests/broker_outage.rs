@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 use support::{
     Backend, BrokerBehindProxy, RecordEffects, TestDatabase, eventually, kafka_config, unique,
-    widget_event,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -21,19 +20,7 @@ const WRITES_AFTER: i64 = 40;
 
 async fn write(store: &Store, outbox: &Outbox, seq: i64) {
     let subject = KEYS[usize::try_from(seq).unwrap() % KEYS.len()];
-    let mut transaction = store.begin().await.unwrap();
-    sqlx::query("INSERT INTO widgets (id, name) VALUES ($1, $2)")
-        .bind(format!("{subject}-{seq}"))
-        .bind(subject)
-        .execute(&mut *transaction)
-        .await
-        .unwrap();
-    outbox
-        .append(&mut transaction, "widgets", &widget_event(subject, seq))
-        .await
-        .unwrap();
-    transaction.commit().await.unwrap();
-    outbox.wake_relay();
+    support::write_widget(store, outbox, subject, seq).await;
 }
 
 async fn every_event_arrives_in_order_exactly_once_after_a_broker_outage(backend: Backend) {

@@ -21,12 +21,11 @@ pub const COOKING_FINISHED: &str = "food.kitchen.cooking-finished.v1";
 /// The order was cancelled; the stock is back.
 pub const TICKET_CANCELLED: &str = "food.kitchen.ticket-cancelled.v1";
 
-/// Orders' events this service reacts to.
-pub const ORDER_PLACED: &str = "food.order.placed.v1";
-/// See [`ORDER_PLACED`].
-pub const ORDER_CANCELLED: &str = "food.order.cancelled.v1";
-/// Ignored here: the kitchen caused it and holds nothing for a rejected order.
-pub const ORDER_REJECTED: &str = "food.order.rejected.v1";
+/// Orders' events this service reacts to (placed, cancelled) or knows and ignores: a rejection the kitchen caused
+/// (it holds nothing for it), a dispatch of food it already cooked.
+pub use food_delivery_contract::event_types::{
+    ORDER_CANCELLED, ORDER_DISPATCHED, ORDER_PLACED, ORDER_REJECTED,
+};
 
 /// Data of the ticket events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

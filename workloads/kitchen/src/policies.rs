@@ -4,8 +4,8 @@
 use crate::domain::{self, CookAction, StockDecision, Ticket, TicketStatus};
 use crate::events::{
     COOKING_FINISHED, COOKING_STARTED, KITCHEN_REJECTED, KITCHEN_TOPIC, KitchenRejectedData,
-    ORDER_CANCELLED, ORDER_PLACED, ORDER_REJECTED, OrderPlacedView, TICKET_ACCEPTED,
-    TICKET_CANCELLED, TicketChanged,
+    ORDER_CANCELLED, ORDER_DISPATCHED, ORDER_PLACED, ORDER_REJECTED, OrderPlacedView,
+    TICKET_ACCEPTED, TICKET_CANCELLED, TicketChanged,
 };
 use crate::store;
 use food_delivery_kit::events::{Event, EventHandler, HandlerError, Outbox, PoisonReason};
@@ -45,7 +45,7 @@ impl EventHandler for KitchenOrders {
                 self.reserve(transaction, &event.subject, placed).await
             }
             ORDER_CANCELLED => self.cancel(transaction, &event.subject).await,
-            ORDER_REJECTED => Ok(()),
+            ORDER_REJECTED | ORDER_DISPATCHED => Ok(()),
             other => Err(PoisonReason::UnknownType(other.to_owned()).into()),
         }
     }

@@ -78,6 +78,7 @@ pub fn event_name(event_type: &str) -> &str {
         events::ORDER_PLACED => "OrderPlaced",
         events::ORDER_CANCELLED => "OrderCancelled",
         events::ORDER_REJECTED => "OrderRejected",
+        events::ORDER_DISPATCHED => "OrderDispatched",
         events::PAYMENT_APPROVED => "PaymentApproved",
         events::PAYMENT_REFUNDED => "PaymentRefunded",
         events::PAYMENT_VOIDED => "PaymentVoided",

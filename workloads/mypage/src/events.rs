@@ -25,12 +25,10 @@ pub const ALL_TOPICS: &[&str] = &[
     CUSTOMERS_TOPIC,
 ];
 
-/// An order was paid and registered.
-pub const ORDER_PLACED: &str = "food.order.placed.v1";
-/// The customer cancelled.
-pub const ORDER_CANCELLED: &str = "food.order.cancelled.v1";
-/// The order service rejected the order (the kitchen could not make it).
-pub const ORDER_REJECTED: &str = "food.order.rejected.v1";
+/// The order service's events: placed, cancelled, rejected, handed to delivery.
+pub use food_delivery_contract::event_types::{
+    ORDER_CANCELLED, ORDER_DISPATCHED, ORDER_PLACED, ORDER_REJECTED,
+};
 /// The payment was captured (the order was placed).
 pub const PAYMENT_APPROVED: &str = "food.payment.approved.v1";
 /// The payment was refunded.
@@ -77,6 +75,7 @@ pub const ORDER_EVENTS: &[&str] = &[
     KITCHEN_REJECTED,
     COOKING_STARTED,
     COOKING_FINISHED,
+    ORDER_DISPATCHED,
     DELIVERY_STARTED,
     DELIVERED,
     ORDER_CANCELLED,

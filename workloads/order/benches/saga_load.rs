@@ -175,7 +175,7 @@ fn main() {
         // Completion: from the order's placement to the Delivered event, seen by a consumer of our own.
         let placed_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
         let completions: Arc<Mutex<Vec<Duration>>> = Arc::default();
-        let kafka = KafkaConfig { bootstrap_servers: bootstrap.clone(), topic_partitions: 3, replication_factor: 1, fetch_wait_max: Duration::from_millis(20), group_instance_id: None };
+        let kafka = KafkaConfig { bootstrap_servers: bootstrap.clone(), topic_partitions: 3, replication_factor: 1, fetch_wait_max: Duration::from_millis(20), member_name: None };
         let bus = EventBus::Kafka(KafkaBus::connect(&kafka, "saga-load").unwrap());
         let mut deliveries = bus.subscribe(&format!("{prefix}.load-watch"), &[format!("{prefix}.deliveries")]).unwrap();
         let watcher = {

@@ -94,7 +94,7 @@ pub fn abandoned_reason(deadline_seconds: u64) -> String {
 pub enum CancelRefusal {
     /// It already ended (cancelled orders are not refused: a retried cancel gets the cancelled order).
     Ended(OrderStatus),
-    /// A rider has it.
+    /// Its food was handed to delivery (the order is READY or further).
     DeliveryStarted,
 }
 
@@ -108,7 +108,7 @@ impl std::fmt::Display for CancelRefusal {
             ),
             Self::DeliveryStarted => write!(
                 formatter,
-                "delivery has started; the order can no longer be cancelled"
+                "the food is cooked and handed to delivery; the order can no longer be cancelled"
             ),
         }
     }
@@ -120,10 +120,11 @@ pub fn cancel(current: OrderStatus) -> Result<bool, CancelRefusal> {
         OrderStatus::PaymentPending
         | OrderStatus::Placed
         | OrderStatus::Accepted
-        | OrderStatus::Cooking
-        | OrderStatus::Ready => Ok(true),
+        | OrderStatus::Cooking => Ok(true),
         OrderStatus::Cancelled => Ok(false),
-        OrderStatus::Delivering => Err(CancelRefusal::DeliveryStarted),
+        // READY is when this service hands the food to delivery (OrderDispatched, in the same transaction): a
+        // cancel after it would race the rider, one before it means no delivery is ever opened.
+        OrderStatus::Ready | OrderStatus::Delivering => Err(CancelRefusal::DeliveryStarted),
         ended @ (OrderStatus::Delivered | OrderStatus::Rejected) => {
             Err(CancelRefusal::Ended(ended))
         }
@@ -272,11 +273,12 @@ mod tests {
     }
 
     #[test]
-    fn cancellation_is_allowed_until_delivery_starts_and_repeats_harmlessly() {
-        for status in [Placed, Accepted, Cooking, Ready] {
+    fn cancellation_is_allowed_until_the_food_is_handed_to_delivery_and_repeats_harmlessly() {
+        for status in [Placed, Accepted, Cooking] {
             assert_eq!(cancel(status), Ok(true));
         }
         assert_eq!(cancel(Cancelled), Ok(false));
+        assert_eq!(cancel(Ready), Err(CancelRefusal::DeliveryStarted));
         assert_eq!(cancel(Delivering), Err(CancelRefusal::DeliveryStarted));
         assert!(
             cancel(Delivered)

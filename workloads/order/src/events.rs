@@ -12,12 +12,9 @@ pub const DELIVERIES_TOPIC: &str = "deliveries";
 /// See [`KITCHEN_TOPIC`].
 pub const PAYMENTS_TOPIC: &str = "payments";
 
-/// An order was paid and registered (subject: the order id).
-pub const ORDER_PLACED: &str = "food.order.placed.v1";
-/// The customer cancelled it.
-pub const ORDER_CANCELLED: &str = "food.order.cancelled.v1";
-/// The kitchen could not make it, or its payment did not complete in time (the hold is voided).
-pub const ORDER_REJECTED: &str = "food.order.rejected.v1";
+pub use food_delivery_contract::event_types::{
+    ORDER_CANCELLED, ORDER_DISPATCHED, ORDER_PLACED, ORDER_REJECTED,
+};
 
 /// The kitchen's and delivery's events that move an order.
 pub const MENU_ITEM_UPDATED: &str = "food.kitchen.menu-item-updated.v1";
@@ -42,6 +39,16 @@ pub const IGNORED: &[&str] = &[
     "food.payment.refunded.v1",
     "food.payment.voided.v1",
 ];
+
+/// Data of [`ORDER_DISPATCHED`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderDispatched {
+    /// The order.
+    pub order_id: String,
+    /// Who ordered.
+    pub customer_id: String,
+}
 
 /// Data of [`ORDER_PLACED`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

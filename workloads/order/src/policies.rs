@@ -5,8 +5,8 @@
 use crate::domain::{self, MenuEntry, Order, OrderStatus};
 use crate::events::{
     COOKING_FINISHED, COOKING_STARTED, DELIVERED, DELIVERY_STARTED, IGNORED, KITCHEN_REJECTED,
-    KitchenRejectedView, MENU_ITEM_UPDATED, MenuItemView, ORDER_REJECTED, ORDERS_TOPIC, OrderEnded,
-    TICKET_ACCEPTED,
+    KitchenRejectedView, MENU_ITEM_UPDATED, MenuItemView, ORDER_DISPATCHED, ORDER_REJECTED,
+    ORDERS_TOPIC, OrderDispatched, OrderEnded, TICKET_ACCEPTED,
 };
 use crate::store;
 use food_delivery_kit::events::{Event, EventHandler, HandlerError, Outbox, PoisonReason};
@@ -41,7 +41,7 @@ impl EventHandler for FollowOrders {
             KITCHEN_REJECTED => return self.reject(transaction, event).await,
             TICKET_ACCEPTED => OrderStatus::Accepted,
             COOKING_STARTED => OrderStatus::Cooking,
-            COOKING_FINISHED => OrderStatus::Ready,
+            COOKING_FINISHED => return self.dispatch(transaction, event).await,
             DELIVERY_STARTED => OrderStatus::Delivering,
             DELIVERED => OrderStatus::Delivered,
             known if IGNORED.contains(&known) => return Ok(()),
@@ -54,6 +54,35 @@ impl EventHandler for FollowOrders {
 }
 
 impl FollowOrders {
+    /// The food is cooked: unless the order was cancelled first, it becomes READY and is handed to delivery
+    /// (OrderDispatched) in one transaction. The compare-and-set in `move_order` orders this against a cancel:
+    /// whichever commits first wins, and the other finds the order changed.
+    async fn dispatch(
+        &self,
+        transaction: &mut StoreTransaction,
+        event: &Event,
+    ) -> Result<(), HandlerError> {
+        let Some(order) = move_order(transaction, &event.subject, OrderStatus::Ready, None).await?
+        else {
+            return Ok(());
+        };
+        let dispatched = OrderDispatched {
+            order_id: order.order_id.clone(),
+            customer_id: order.customer_id.clone(),
+        };
+        let event = Event::new(
+            ORDER_DISPATCHED,
+            crate::SPEC.name,
+            &order.order_id,
+            &dispatched,
+        )
+        .map_err(|error| HandlerError::Retry(error.to_string()))?;
+        self.outbox
+            .append(transaction, ORDERS_TOPIC, &event)
+            .await?;
+        Ok(())
+    }
+
     async fn reject(
         &self,
         transaction: &mut StoreTransaction,

@@ -304,6 +304,13 @@ async fn cancelling_before_cooking_refunds_and_restocks_and_after_pickup_is_refu
         .kitchen
         .call("POST", &format!("/tickets/{late}/finish"), None)
         .await;
+    // Cooked means handed to delivery: a cancel now would race the rider, so it is refused already.
+    platform.wait_for_status(&late, "READY").await;
+    let (status, problem) = platform
+        .order
+        .call("POST", &format!("/orders/{late}/cancel"), None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
     eventually(WAIT, "the delivery", || async {
         (platform
             .delivery
@@ -324,7 +331,7 @@ async fn cancelling_before_cooking_refunds_and_restocks_and_after_pickup_is_refu
         problem["detail"]
             .as_str()
             .unwrap()
-            .contains("delivery has started"),
+            .contains("handed to delivery"),
         "{problem}"
     );
     tokio::time::sleep(Duration::from_millis(300)).await;

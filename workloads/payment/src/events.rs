@@ -14,12 +14,10 @@ pub const PAYMENT_REFUNDED: &str = "food.payment.refunded.v1";
 /// A hold was voided: its order was never placed, nothing was charged.
 pub const PAYMENT_VOIDED: &str = "food.payment.voided.v1";
 
-/// An order was placed: capture its hold.
-pub const ORDER_PLACED: &str = "food.order.placed.v1";
-/// An order was cancelled: refund.
-pub const ORDER_CANCELLED: &str = "food.order.cancelled.v1";
-/// An order was rejected (out of stock, say): refund.
-pub const ORDER_REJECTED: &str = "food.order.rejected.v1";
+/// Orders' events: placed (capture the hold), cancelled or rejected (refund), dispatched (nothing to do).
+pub use food_delivery_contract::event_types::{
+    ORDER_CANCELLED, ORDER_DISPATCHED, ORDER_PLACED, ORDER_REJECTED,
+};
 
 /// Data of [`PAYMENT_APPROVED`], [`PAYMENT_REFUNDED`] and [`PAYMENT_VOIDED`]. Subject: the order id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -24,7 +24,7 @@ pub fn kafka_config(bootstrap_servers: String, topic_partitions: i32) -> KafkaCo
         topic_partitions,
         replication_factor: 1,
         fetch_wait_max: std::time::Duration::from_millis(20),
-        group_instance_id: None,
+        member_name: None,
     }
 }
 
@@ -95,6 +95,30 @@ impl TestDatabase {
         }
     }
 
+    /// Turns a PostgreSQL database read-only (or back), as a failover to a standby or a full disk does: every
+    /// session is ended, and the sessions that reconnect can read but every write fails (SQLSTATE 25006).
+    pub async fn set_read_only(&self, read_only: bool) {
+        let (admin_url, name) = self
+            .postgres
+            .as_ref()
+            .expect("only a PostgreSQL database can be turned read-only");
+        let mut admin = sqlx::AnyConnection::connect(admin_url).await.unwrap();
+        let setting = if read_only { "on" } else { "off" };
+        sqlx::query(&format!(
+            "ALTER DATABASE {name} SET default_transaction_read_only = {setting}"
+        ))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+        sqlx::query(&format!(
+            "SELECT pg_terminate_backend(pid)::TEXT FROM pg_stat_activity WHERE datname = '{name}'"
+        ))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+        admin.close().await.ok();
+    }
+
     /// Drops a PostgreSQL database (best effort; `scripts/test.sh` also removes leftovers).
     pub async fn remove(self) {
         if let Some((admin_url, name)) = &self.postgres
@@ -152,6 +176,37 @@ pub fn widget_event(subject: &str, seq: i64) -> Event {
         &serde_json::json!({"seq": seq}),
     )
     .unwrap()
+}
+
+/// A service's write: a widget row and its event on the `widgets` topic, in one transaction, then the relay is
+/// woken.
+pub async fn write_widget(
+    store: &food_delivery_kit::Store,
+    outbox: &food_delivery_kit::events::Outbox,
+    subject: &str,
+    seq: i64,
+) {
+    let mut transaction = store.begin().await.unwrap();
+    sqlx::query("INSERT INTO widgets (id, name) VALUES ($1, $2)")
+        .bind(format!("{subject}-{seq}"))
+        .bind(subject)
+        .execute(&mut *transaction)
+        .await
+        .unwrap();
+    outbox
+        .append(&mut transaction, "widgets", &widget_event(subject, seq))
+        .await
+        .unwrap();
+    transaction.commit().await.unwrap();
+    outbox.wake_relay();
+}
+
+/// The effects `RecordEffects` applied, in the order they were applied: (subject, seq).
+pub async fn applied_effects(store: &food_delivery_kit::Store) -> Vec<(String, i64)> {
+    sqlx::query_as("SELECT subject, seq FROM effects ORDER BY id")
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
 }
 
 /// Records each applied event in `effects`; unknown types are poison.
@@ -282,6 +337,24 @@ impl BrokerBehindProxy {
     /// The broker is reachable again.
     pub fn restore(&self) {
         self.reachable.send_replace(true);
+    }
+
+    /// The broker process stops (SIGSTOP): connections stay open but nothing answers, as with a broker stuck in a
+    /// long pause or behind a partition that drops packets.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// The paused broker runs again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
     }
 }
 

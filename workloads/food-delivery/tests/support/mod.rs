@@ -2,6 +2,8 @@
 //! service its own process, store and port. Shared by the process-level tests.
 #![allow(dead_code)]
 
+pub mod balancer;
+pub mod chaos;
 pub mod scenarios;
 
 use food_delivery_kit::config::KafkaConfig;
@@ -331,7 +333,7 @@ impl Cluster {
             topic_partitions: 3,
             replication_factor: 1,
             fetch_wait_max: Duration::from_millis(20),
-            group_instance_id: None,
+            member_name: None,
         };
         let bus = EventBus::Kafka(KafkaBus::connect(&config, "saga-test").unwrap());
         let mut subscription = bus

@@ -4,7 +4,7 @@
 
 use super::envelope::Message;
 use super::in_process::{InProcessBus, InProcessSubscription};
-use super::kafka::{KafkaBus, KafkaSubscription};
+use super::kafka::{KafkaAssigner, KafkaBus, KafkaSubscription};
 
 /// Why the bus refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -68,10 +68,21 @@ impl EventBus {
         }
     }
 
-    /// Joins consumer group `group` on `topics`, starting where the group left off (or at the beginning).
+    /// Reads every partition of `topics` as group `group`, starting where the group's acknowledged positions
+    /// left off (or at the beginning): for tests and tools. A service's consumers [`join`](Self::join) instead.
     pub fn subscribe(&self, group: &str, topics: &[String]) -> Result<Subscription, BusError> {
         match self {
-            Self::Kafka(bus) => bus.subscribe(group, topics).map(Subscription::Kafka),
+            Self::Kafka(bus) => bus.subscribe(group, topics, true).map(Subscription::Kafka),
+            Self::InProcess(bus) => bus.subscribe(group, topics).map(Subscription::InProcess),
+        }
+    }
+
+    /// A member of consumer group `group` on `topics`. On Kafka it reads nothing until its partitions are
+    /// assigned through [`Subscription::kafka_assigner`] (events/leases.rs shares them out in the service's
+    /// store); the in-process bus has one reader per group, which reads everything.
+    pub fn join(&self, group: &str, topics: &[String]) -> Result<Subscription, BusError> {
+        match self {
+            Self::Kafka(bus) => bus.subscribe(group, topics, false).map(Subscription::Kafka),
             Self::InProcess(bus) => bus.subscribe(group, topics).map(Subscription::InProcess),
         }
     }
@@ -112,18 +123,25 @@ impl Subscription {
     }
 
     /// Records that `delivery` (and everything before it on its partition) is done; the group resumes after it.
-    /// Call only after the local transaction that applied it has committed.
-    pub fn acknowledge(&self, delivery: &Delivery) -> Result<(), BusError> {
+    /// Call only after the local transaction that applied it has committed. (On Kafka the position that counts
+    /// moved inside that transaction; see events/leases.rs.)
+    pub fn acknowledge(&self, delivery: &Delivery) {
         match self {
             Self::Kafka(subscription) => subscription.acknowledge(delivery),
-            Self::InProcess(subscription) => {
-                subscription.acknowledge(delivery);
-                Ok(())
-            }
+            Self::InProcess(subscription) => subscription.acknowledge(delivery),
         }
     }
 
-    /// Leaves the group, committing acknowledged positions.
+    /// The handle that decides which partitions a Kafka subscription reads (`None` for the in-process bus,
+    /// whose one reader per group reads everything).
+    pub fn kafka_assigner(&self) -> Option<KafkaAssigner> {
+        match self {
+            Self::Kafka(subscription) => Some(subscription.assigner()),
+            Self::InProcess(_) => None,
+        }
+    }
+
+    /// Stops reading.
     pub fn close(self) {
         match self {
             Self::Kafka(subscription) => subscription.close(),

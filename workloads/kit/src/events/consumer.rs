@@ -8,11 +8,13 @@
 use super::bus::{Delivery, EventBus};
 use super::envelope::{Event, PoisonReason};
 use super::inbox::record_first_delivery;
+use super::kafka::KafkaAssigner;
+use super::leases::{PartitionKey, PartitionLeases, Position, ROUND};
 use super::outbox::Outbox;
 use crate::store::{Store, StoreTransaction};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::sync::{LazyLock, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 
@@ -139,22 +141,39 @@ pub enum ConsumerOutcome {
     Duplicate,
     /// The message was poison and is skipped.
     Skipped(PoisonReason),
+    /// This member does not hold the message's partition (any more), or its reading ran ahead of the partition's
+    /// position: nothing was applied; whoever holds the partition reads from the position the store has.
+    NotHeld,
 }
 
-/// Decodes and applies one delivery for consumer group `group`: inbox mark and effect in one transaction.
+/// Decodes and applies one delivery for consumer group `group`: position (when `leases` keep it), inbox mark and
+/// effect in one transaction.
 pub async fn apply_delivery<H: EventHandler>(
     store: &Store,
     group: &str,
     handler: &H,
     delivery: &Delivery,
+    leases: Option<&PartitionLeases>,
 ) -> Result<ConsumerOutcome, HandlerError> {
     let event = match Event::from_message(&delivery.message) {
         Ok(event) => event,
         Err(reason) => return Ok(ConsumerOutcome::Skipped(reason)),
     };
     let mut transaction = store.begin().await?;
+    // First, so the lease row stays locked until the commit: the partition cannot change hands in between.
+    if let Some(leases) = leases {
+        match leases
+            .advance(&mut transaction, &partition_of(delivery), delivery.offset)
+            .await?
+        {
+            Position::Next => {}
+            Position::AlreadyApplied => return Ok(ConsumerOutcome::Duplicate),
+            Position::Elsewhere => return Ok(ConsumerOutcome::NotHeld),
+        }
+    }
     if !record_first_delivery(&mut transaction, group, &event.id).await? {
-        transaction.rollback().await?;
+        // Nothing to apply, but the position (if kept here) moves past it.
+        transaction.commit().await?;
         return Ok(ConsumerOutcome::Duplicate);
     }
     // The span puts the correlation id on every log line the handler writes, as requests' spans do.
@@ -196,6 +215,13 @@ pub async fn apply_delivery<H: EventHandler>(
     }
 }
 
+fn partition_of(delivery: &Delivery) -> PartitionKey {
+    PartitionKey {
+        topic: delivery.message.topic.clone(),
+        partition: delivery.partition,
+    }
+}
+
 /// Whether the store refused the data itself rather than failed: SQLSTATE class 22 (data exception: invalid text,
 /// numeric overflow), a foreign-key, not-null or check violation, or a stored value this code cannot decode.
 /// Everything else (connections, timeouts, locks, read-only, disk full, unique races) may pass and is retried.
@@ -223,7 +249,8 @@ fn is_refused_data(error: &sqlx::Error) -> bool {
 }
 
 /// Consumes `topics` as group `group` until `shutdown`, then leaves the group. The message in hand when
-/// shutdown comes is finished first (or, if its transaction did not commit, redelivered to the next member).
+/// shutdown comes is finished first (or, if its transaction did not commit, read again by the next holder of
+/// its partition). On Kafka, which member reads which partition is leased in `store` (events/leases.rs).
 pub async fn run_consumer<H: EventHandler>(
     store: Store,
     bus: EventBus,
@@ -235,7 +262,7 @@ pub async fn run_consumer<H: EventHandler>(
 ) {
     crate::metrics::install();
     let mut subscription = loop {
-        match bus.subscribe(&group, &topics) {
+        match bus.join(&group, &topics) {
             Ok(subscription) => break subscription,
             Err(error) => {
                 tracing::warn!(%error, group, "cannot subscribe; retrying");
@@ -246,6 +273,24 @@ pub async fn run_consumer<H: EventHandler>(
             }
         }
     };
+    // Partitions this consumer read messages of that it could not apply: its fetch position there is no longer
+    // the store's, so the lease keeper points it back at the store's position before it applies anything more.
+    let reread: Arc<Mutex<BTreeSet<PartitionKey>>> = Arc::default();
+    let leases = subscription.kafka_assigner().map(|assigner| {
+        let leases =
+            PartitionLeases::new(store.clone(), group.clone(), assigner.member().to_owned());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(keep_leases(
+            leases.clone(),
+            assigner,
+            group.clone(),
+            reread.clone(),
+            stop.clone(),
+        ));
+        // The leases live exactly as long as this consumer: if it panics or is dropped, renewing stops and they
+        // expire, so its partitions cannot be held by a member that reads nothing.
+        (leases, stop.drop_guard(), task)
+    });
     tracing::info!(group, ?topics, "consumer started");
     loop {
         let delivery = tokio::select! {
@@ -259,27 +304,117 @@ pub async fn run_consumer<H: EventHandler>(
                 }
             },
         };
-        let outcome = apply_with_retries(&store, &group, &handler, &delivery, &shutdown).await;
-        let Some(outcome) = outcome else { break };
-        record_outcome(&group, &delivery, &outcome);
-        if let ConsumerOutcome::Skipped(reason) = &outcome
-            && !park_with_retries(&store, &group, &delivery, reason, &shutdown).await
-        {
-            // Shutdown came before the park committed: not acknowledged, so it comes again.
-            break;
+        let held = leases.as_ref().map(|(leases, _, _)| leases);
+        let outcome =
+            apply_with_retries(&store, &group, &handler, &delivery, held, &shutdown).await;
+        let Some(mut outcome) = outcome else { break };
+        if let ConsumerOutcome::Skipped(reason) = &outcome {
+            record_outcome(&group, &delivery, &outcome);
+            match park_with_retries(&store, &group, &delivery, reason, held, &shutdown).await {
+                // Shutdown came before the park committed: not acknowledged, so it comes again.
+                None => break,
+                Some(parked) => outcome = parked,
+            }
+        } else {
+            record_outcome(&group, &delivery, &outcome);
         }
-        if let Err(error) = subscription.acknowledge(&delivery) {
-            // After a rebalance the partition may belong to another member, which will redeliver; the inbox
-            // makes that harmless.
-            tracing::warn!(%error, group, topic = delivery.message.topic, partition = delivery.partition,
-                offset = delivery.offset, "could not store offset");
+        if outcome == ConsumerOutcome::NotHeld {
+            reread
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(partition_of(&delivery));
+            continue;
         }
+        subscription.acknowledge(&delivery);
         if let (ConsumerOutcome::Applied, Some(outbox)) = (&outcome, &outbox) {
             outbox.wake_relay();
         }
     }
     subscription.close();
+    if let Some((leases, stop, task)) = leases {
+        drop(stop);
+        let _ = task.await;
+        // Bounded: a store that is down cannot take the release, and the leases then simply expire.
+        match tokio::time::timeout(LEAVE_TIMEOUT, leases.leave()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, group, "could not release partition leases; they expire by themselves");
+            }
+            Err(_) => tracing::warn!(
+                group,
+                "releasing partition leases timed out; they expire by themselves"
+            ),
+        }
+    }
     tracing::info!(group, "consumer left its group");
+}
+
+/// How long a leaving member may take to give its leases back.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often the partitions of the subscribed topics are read again from the broker (a topic may grow).
+const PARTITIONS_REFRESH: Duration = Duration::from_secs(30);
+
+/// Renews this member's partition leases every round, takes its share, and points the Kafka consumer at exactly
+/// the partitions it holds, each from the position the store has for it.
+async fn keep_leases(
+    leases: PartitionLeases,
+    assigner: KafkaAssigner,
+    group: String,
+    reread: Arc<Mutex<BTreeSet<PartitionKey>>>,
+    stop: CancellationToken,
+) {
+    let mut partitions: Vec<PartitionKey> = Vec::new();
+    let mut partitions_read_at: Option<std::time::Instant> = None;
+    let mut assigned: Option<Vec<PartitionKey>> = None;
+    loop {
+        if partitions_read_at.is_none_or(|at| at.elapsed() >= PARTITIONS_REFRESH) {
+            match assigner.partitions().await {
+                Ok(found) if !found.is_empty() => {
+                    partitions = found;
+                    partitions_read_at = Some(std::time::Instant::now());
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, group, "cannot read the topics' partitions"),
+            }
+        }
+        if !partitions.is_empty() {
+            match leases.round(&partitions).await {
+                Ok(round) => {
+                    let keys: Vec<PartitionKey> =
+                        round.held.iter().map(|(key, _)| key.clone()).collect();
+                    let strayed = {
+                        let mut reread = reread.lock().unwrap_or_else(PoisonError::into_inner);
+                        let strayed = keys.iter().any(|key| reread.contains(key));
+                        reread.clear();
+                        strayed
+                    };
+                    if strayed || assigned.as_ref() != Some(&keys) {
+                        match assigner.assign(&round.held) {
+                            Ok(()) => {
+                                tracing::info!(group, member = leases.member(), partitions = ?keys,
+                                    live_members = round.members, "reading partitions");
+                                assigned = Some(keys.clone());
+                            }
+                            Err(error) => tracing::warn!(%error, group, "cannot assign partitions"),
+                        }
+                    }
+                    super::kafka::report_membership(
+                        &group,
+                        leases.member(),
+                        keys.len(),
+                        round.members,
+                    );
+                }
+                // Meanwhile the partitions in hand are still read: a member whose lease ran out and was taken
+                // finds out in its next transaction, which then changes nothing.
+                Err(error) => tracing::warn!(%error, group, "cannot renew partition leases"),
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(ROUND) => {}
+        }
+    }
 }
 
 /// Applies a delivery, retrying failures with backoff for as long as they last. `None` when shutdown interrupted
@@ -289,11 +424,12 @@ async fn apply_with_retries<H: EventHandler>(
     group: &str,
     handler: &H,
     delivery: &Delivery,
+    leases: Option<&PartitionLeases>,
     shutdown: &CancellationToken,
 ) -> Option<ConsumerOutcome> {
     let mut retries = Retries::new(group, delivery);
     loop {
-        match apply_delivery(store, group, handler, delivery).await {
+        match apply_delivery(store, group, handler, delivery, leases).await {
             Ok(outcome) => {
                 retries.forget_if_reported();
                 return Some(outcome);
@@ -310,27 +446,29 @@ async fn apply_with_retries<H: EventHandler>(
     }
 }
 
-/// Parks a poison message, retrying until the park has committed. `false` when shutdown came first.
+/// Parks a poison message, retrying until the park (and the position past it) has committed: `Skipped`, or
+/// `NotHeld` when the partition changed hands first. `None` when shutdown came first.
 async fn park_with_retries(
     store: &Store,
     group: &str,
     delivery: &Delivery,
     reason: &PoisonReason,
+    leases: Option<&PartitionLeases>,
     shutdown: &CancellationToken,
-) -> bool {
+) -> Option<ConsumerOutcome> {
     let mut retries = Retries::new(group, delivery);
     loop {
-        match park(store, group, delivery, reason).await {
-            Ok(()) => {
+        match park(store, group, delivery, reason, leases).await {
+            Ok(outcome) => {
                 retries.forget_if_reported();
-                return true;
+                return Some(outcome);
             }
             Err(error) => {
                 if !retries
                     .wait_after(&format!("parking a poison message: {error}"), shutdown)
                     .await
                 {
-                    return false;
+                    return None;
                 }
             }
         }
@@ -415,13 +553,26 @@ impl<'a> Retries<'a> {
     }
 }
 
-/// Keeps a skipped message in the consumer's store (`kit_parked_messages`) so it can be inspected and replayed.
+/// Keeps a skipped message in the consumer's store (`kit_parked_messages`) so it can be inspected and replayed;
+/// the partition's position (when kept in the store) moves past it in the same transaction.
 async fn park(
     store: &Store,
     group: &str,
     delivery: &Delivery,
     reason: &PoisonReason,
-) -> Result<(), sqlx::Error> {
+    leases: Option<&PartitionLeases>,
+) -> Result<ConsumerOutcome, sqlx::Error> {
+    let mut transaction = store.begin().await?;
+    if let Some(leases) = leases {
+        match leases
+            .advance(&mut transaction, &partition_of(delivery), delivery.offset)
+            .await?
+        {
+            Position::Next => {}
+            Position::AlreadyApplied => return Ok(ConsumerOutcome::Duplicate),
+            Position::Elsewhere => return Ok(ConsumerOutcome::NotHeld),
+        }
+    }
     // Text columns refuse NUL on PostgreSQL, and a poison message is exactly where one may be: keep it visible.
     let text = |raw: String| raw.replace('\0', "\\u0000");
     let headers = text(serde_json::to_string(&delivery.message.headers).unwrap_or_default());
@@ -438,9 +589,10 @@ async fn park(
     .bind(text(String::from_utf8_lossy(&delivery.message.payload).into_owned()))
     .bind(text(reason.to_string()))
     .bind(crate::store::now_millis())
-    .execute(store.pool())
+    .execute(&mut *transaction)
     .await?;
-    Ok(())
+    transaction.commit().await?;
+    Ok(ConsumerOutcome::Skipped(reason.clone()))
 }
 
 fn record_outcome(group: &str, delivery: &Delivery, outcome: &ConsumerOutcome) {
@@ -451,6 +603,15 @@ fn record_outcome(group: &str, delivery: &Delivery, outcome: &ConsumerOutcome) {
         }
         ConsumerOutcome::Duplicate => {
             metrics::counter!(crate::metrics::EVENTS_DUPLICATE, "group" => group.to_owned(), "topic" => topic).increment(1);
+        }
+        ConsumerOutcome::NotHeld => {
+            tracing::info!(
+                group,
+                topic,
+                partition = delivery.partition,
+                offset = delivery.offset,
+                "not applied here: this member does not hold the partition or read past its position"
+            );
         }
         ConsumerOutcome::Skipped(reason) => {
             tracing::error!(group, topic, partition = delivery.partition, offset = delivery.offset,

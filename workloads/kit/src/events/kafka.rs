@@ -1,9 +1,10 @@
 //! The Kafka implementation of the bus, on librdkafka: an idempotent producer (no duplicates or reordering from
-//! the producer's own retries), consumer groups with offsets stored by hand after the local commit and committed
-//! by librdkafka in the background, and topic creation through the admin API.
+//! the producer's own retries), consumers that read the partitions their member leased in the service's store
+//! (events/leases.rs) from the positions kept there, and topic creation through the admin API.
 
 use super::bus::{BusError, Delivery};
 use super::envelope::Message;
+use super::leases::PartitionKey;
 use crate::config::KafkaConfig;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -13,6 +14,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::statistics::Statistics;
+use rdkafka::{Offset, TopicPartitionList};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -207,37 +209,30 @@ impl KafkaBus {
         .map_err(BusError::Kafka)
     }
 
+    /// A consumer for `group` on `topics` that never joins the broker's group. A member (`read_all` false)
+    /// reads the partitions it is given ([`KafkaAssigner::assign`]): which member reads what, and from where, is
+    /// kept in the service's store (events/leases.rs). A reader (`read_all`) takes every partition itself, from
+    /// the group's committed offsets (tests and tools).
     pub(super) fn subscribe(
         &self,
         group: &str,
         topics: &[String],
+        read_all: bool,
     ) -> Result<KafkaSubscription, BusError> {
-        let mut config = self.base_config();
-        if let Some(instance) = &self.config.group_instance_id {
-            config.set("group.instance.id", instance);
-        }
-        let consumer: StreamConsumer<LagReporter> = config
+        let consumer: StreamConsumer<LagReporter> = self
+            .base_config()
+            // Nothing joins the group. Positions are stored after each local commit and committed to the group
+            // in the background as a standalone consumer does (generation -1), which Kafka tooling reads as the
+            // group's lag; a member's positions that count are in its store, and a partition the store has no
+            // position for yet starts from this committed one (or at the beginning).
             .set("group.id", group)
-            // Offsets are stored by the consumer loop after the local transaction commits; librdkafka commits
-            // the stored ones in the background and on close.
             .set("enable.auto.commit", "true")
             .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("allow.auto.create.topics", "false")
-            // Kafka's own default since 3.0. A member is only declared gone after this long without a heartbeat,
-            // so a broker outage or a network blip shorter than this never costs it its membership. On tansu 0.6
-            // that matters more than on Kafka: tansu expires members lazily without a rebalance, and a group left
-            // with a leader that is no longer a member never completes one again (docs/architecture.md). A
-            // shutdown does not wait for it: a dynamic member leaves its group on close, and its partitions move.
-            .set("session.timeout.ms", "45000")
             // Reconnect within a second once the broker is back, instead of backing off up to 10 s.
             .set("reconnect.backoff.max.ms", "1000")
-            // A consumer waits on an event its store cannot take yet (an outage) for as long as the outage lasts,
-            // without polling. Leaving the group after the default 5 minutes would only hand the same event to
-            // another member sharing the same store (and, on tansu 0.6, risk the group never rebalancing again);
-            // the stuck partition is reported instead (metric and readiness detail).
-            .set("max.poll.interval.ms", "86400000")
             .set("statistics.interval.ms", "5000")
             .set(
                 "fetch.wait.max.ms",
@@ -246,25 +241,39 @@ impl KafkaBus {
             .create_with_context(LagReporter {
                 group: group.to_owned(),
             })?;
-        let topic_names: Vec<&str> = topics.iter().map(String::as_str).collect();
-        consumer.subscribe(&topic_names)?;
-        Ok(KafkaSubscription { consumer })
+        // Unique per process start: a restarted container is a new member, and the old one's leases expire.
+        let member = format!(
+            "{}-{}",
+            self.config
+                .member_name
+                .as_deref()
+                .unwrap_or(&self.client_id),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        Ok(KafkaSubscription {
+            unassigned_reader: read_all,
+            assigner: KafkaAssigner {
+                consumer: Arc::new(consumer),
+                topics: topics.to_vec(),
+                member,
+            },
+        })
     }
 }
 
-/// What a consumer group member of this process last reported about itself (librdkafka's statistics, every 5 s).
+/// What a member of a consumer group in this process reports about itself.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MembershipReport {
     /// The group.
     pub group: String,
-    /// Partitions assigned to this member.
-    pub assigned_partitions: i32,
-    /// librdkafka's join state (`steady` once it has its assignment).
-    pub join_state: String,
-    /// Rebalances this member went through.
-    pub rebalances: i64,
-    /// Messages waiting in the partitions it holds.
+    /// This member's id in the group's lease table.
+    pub member: String,
+    /// Partitions this member holds.
+    pub assigned_partitions: usize,
+    /// Members of the group alive in the store, this one included.
+    pub live_members: usize,
+    /// Messages waiting in the partitions it holds (librdkafka's statistics, every 5 s).
     pub lag: i64,
 }
 
@@ -273,8 +282,8 @@ static MEMBERSHIPS: std::sync::LazyLock<
     std::sync::Mutex<std::collections::BTreeMap<String, MembershipReport>>,
 > = std::sync::LazyLock::new(Default::default);
 
-/// What the members of `groups` in this process last reported: a member with no partitions, or one that never
-/// reaches `steady`, is what a rollout that stalled the saga looks like.
+/// What the members of `groups` in this process last reported: a member with no partitions while the group has
+/// work, or with a lag that does not shrink, is what a stalled saga looks like.
 pub fn membership_reports(groups: &[String]) -> Vec<MembershipReport> {
     MEMBERSHIPS
         .lock()
@@ -285,6 +294,25 @@ pub fn membership_reports(groups: &[String]) -> Vec<MembershipReport> {
         .collect()
 }
 
+/// Records what the member of `group` holds after a lease round.
+pub(super) fn report_membership(group: &str, member: &str, assigned: usize, live_members: usize) {
+    metrics::gauge!(crate::metrics::CONSUMER_ASSIGNED_PARTITIONS, "group" => group.to_owned())
+        .set(assigned as f64);
+    let mut reports = MEMBERSHIPS.lock().unwrap_or_else(PoisonError::into_inner);
+    let report = reports
+        .entry(group.to_owned())
+        .or_insert_with(|| MembershipReport {
+            group: group.to_owned(),
+            member: member.to_owned(),
+            assigned_partitions: 0,
+            live_members: 0,
+            lag: 0,
+        });
+    report.member = member.to_owned();
+    report.assigned_partitions = assigned;
+    report.live_members = live_members;
+}
+
 /// Publishes consumer lag and group membership from librdkafka's periodic statistics.
 struct LagReporter {
     group: String,
@@ -292,67 +320,133 @@ struct LagReporter {
 
 impl ClientContext for LagReporter {
     fn stats(&self, statistics: Statistics) {
-        let mut lag = 0;
-        for topic_statistics in statistics.topics.values() {
-            for (partition, partition_statistics) in &topic_statistics.partitions {
-                if *partition >= 0 && partition_statistics.consumer_lag > 0 {
-                    lag += partition_statistics.consumer_lag;
-                }
-            }
-        }
-        if let Some(membership) = &statistics.cgrp {
-            metrics::gauge!(crate::metrics::CONSUMER_ASSIGNED_PARTITIONS, "group" => self.group.clone())
-                .set(f64::from(membership.assignment_size));
-            MEMBERSHIPS
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(
-                    self.group.clone(),
-                    MembershipReport {
-                        group: self.group.clone(),
-                        assigned_partitions: membership.assignment_size,
-                        join_state: membership.join_state.clone(),
-                        rebalances: membership.rebalance_cnt,
-                        lag,
-                    },
-                );
-        }
+        let mut total = 0;
         for (topic, topic_statistics) in statistics.topics {
             for (partition, partition_statistics) in topic_statistics.partitions {
-                // librdkafka reports -1 for unknown lag and uses partition -1 for its internal queue.
-                if partition >= 0 && partition_statistics.consumer_lag >= 0 {
+                // Positions are stored after each local commit; librdkafka reports -1 for an unknown lag and uses
+                // partition -1 for its internal queue.
+                let lag = partition_statistics.consumer_lag_stored;
+                if partition >= 0 && lag >= 0 {
+                    total += lag;
                     metrics::gauge!(
                         crate::metrics::CONSUMER_LAG,
                         "group" => self.group.clone(),
                         "topic" => topic.clone(),
                         "partition" => partition.to_string(),
                     )
-                    .set(partition_statistics.consumer_lag as f64);
+                    .set(lag as f64);
                 }
             }
+        }
+        if let Some(report) = MEMBERSHIPS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut(&self.group)
+        {
+            report.lag = total;
         }
     }
 }
 
 impl ConsumerContext for LagReporter {}
 
-/// A Kafka consumer group member.
+/// A consumer of a group's topics, reading the partitions its member holds.
 pub struct KafkaSubscription {
-    consumer: StreamConsumer<LagReporter>,
+    assigner: KafkaAssigner,
+    /// A reader that has not taken its partitions yet (it does on the first `next`).
+    unassigned_reader: bool,
 }
 
 impl std::fmt::Debug for KafkaSubscription {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("KafkaSubscription")
+            .field("topics", &self.assigner.topics)
             .finish_non_exhaustive()
+    }
+}
+
+/// Changes which partitions a [`KafkaSubscription`] reads, from the task that keeps the leases.
+#[derive(Clone)]
+pub struct KafkaAssigner {
+    consumer: Arc<StreamConsumer<LagReporter>>,
+    topics: Vec<String>,
+    member: String,
+}
+
+impl std::fmt::Debug for KafkaAssigner {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("KafkaAssigner")
+            .field("topics", &self.topics)
+            .field("member", &self.member)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaAssigner {
+    /// This consumer's member id in its group's lease table.
+    pub fn member(&self) -> &str {
+        &self.member
+    }
+
+    /// Every partition of the subscribed topics, as the broker reports them now.
+    pub async fn partitions(&self) -> Result<Vec<PartitionKey>, BusError> {
+        let consumer = self.consumer.clone();
+        let topics = self.topics.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut partitions = Vec::new();
+            for topic in &topics {
+                let metadata = consumer.fetch_metadata(Some(topic), BROKER_ROUND_TRIP)?;
+                for described in metadata.topics() {
+                    if described.error().is_some() {
+                        return Err(BusError::Topic {
+                            topic: topic.clone(),
+                            problem: format!("{:?}", described.error()),
+                        });
+                    }
+                    partitions.extend(described.partitions().iter().map(|partition| {
+                        PartitionKey {
+                            topic: described.name().to_owned(),
+                            partition: partition.id(),
+                        }
+                    }));
+                }
+            }
+            Ok(partitions)
+        })
+        .await
+        .map_err(|error| BusError::Unreachable(error.to_string()))?
+    }
+
+    /// Reads exactly `partitions`, each from its position (`None`: where the group's committed offset on the
+    /// broker says, or the beginning). Messages already fetched from partitions no longer held are dropped.
+    pub fn assign(&self, partitions: &[(PartitionKey, Option<i64>)]) -> Result<(), BusError> {
+        let mut list = TopicPartitionList::with_capacity(partitions.len());
+        for (key, position) in partitions {
+            let offset = position.map_or(Offset::Stored, Offset::Offset);
+            list.add_partition_offset(&key.topic, key.partition, offset)?;
+        }
+        self.consumer.assign(&list)?;
+        Ok(())
     }
 }
 
 impl KafkaSubscription {
     pub(super) async fn next(&mut self) -> Result<Delivery, BusError> {
         use rdkafka::Message as _;
-        let message = self.consumer.recv().await?;
+        if self.unassigned_reader {
+            let every: Vec<(PartitionKey, Option<i64>)> = self
+                .assigner
+                .partitions()
+                .await?
+                .into_iter()
+                .map(|key| (key, None))
+                .collect();
+            self.assigner.assign(&every)?;
+            self.unassigned_reader = false;
+        }
+        let message = self.assigner.consumer.recv().await?;
         let headers = message
             .headers()
             .map(|headers| {
@@ -379,20 +473,25 @@ impl KafkaSubscription {
         })
     }
 
-    pub(super) fn acknowledge(&self, delivery: &Delivery) -> Result<(), BusError> {
-        // librdkafka's store commits offset + 1: the next message to read.
-        self.consumer
-            .store_offset(&delivery.message.topic, delivery.partition, delivery.offset)
-            .map_err(BusError::Kafka)
+    /// The handle that changes which partitions this subscription reads.
+    pub(super) fn assigner(&self) -> KafkaAssigner {
+        self.assigner.clone()
+    }
+
+    pub(super) fn acknowledge(&self, delivery: &Delivery) {
+        // A member's position that counts moved in the store with the effect. This copy feeds the lag
+        // statistics and the group's committed offsets; a partition handed over meanwhile refuses it, harmlessly.
+        let _ = self.assigner.consumer.store_offset(
+            &delivery.message.topic,
+            delivery.partition,
+            delivery.offset,
+        );
     }
 
     pub(super) fn close(self) {
         MEMBERSHIPS
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.consumer.context().group);
-        // Dropping closes the consumer: it commits stored offsets and leaves the group, so the partitions are
-        // reassigned at once instead of after the session timeout.
-        drop(self.consumer);
+            .remove(&self.assigner.consumer.context().group);
     }
 }

@@ -7,6 +7,7 @@ mod envelope;
 mod in_process;
 mod inbox;
 mod kafka;
+mod leases;
 mod outbox;
 
 pub use bus::{BusError, Delivery, EventBus, Subscription};
@@ -17,7 +18,8 @@ pub use consumer::{
 pub use envelope::{Event, Message, PoisonReason, header_names};
 pub use in_process::InProcessBus;
 pub use inbox::record_first_delivery;
-pub use kafka::{KafkaBus, MembershipReport, membership_reports};
+pub use kafka::{KafkaAssigner, KafkaBus, MembershipReport, membership_reports};
+pub use leases::{LeasePlan, LeaseRound, LeaseRow, PartitionKey, PartitionLeases, Position};
 pub use outbox::{Outbox, OutboxRelay};
 
 /// Checks a topic prefix against Kafka's rules for topic names (the prefix plus `.` plus a name must stay valid).
