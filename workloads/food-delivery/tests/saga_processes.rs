@@ -295,7 +295,8 @@ async fn cancelling_before_cooking_refunds_and_restocks_and_after_pickup_is_refu
         problem["detail"]
             .as_str()
             .unwrap()
-            .contains("delivery has started")
+            .contains("handed to delivery"),
+        "{problem}"
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(

@@ -14,7 +14,7 @@ use super::outbox::Outbox;
 use crate::store::{Store, StoreTransaction};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::sync::{LazyLock, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 
@@ -273,28 +273,57 @@ pub async fn run_consumer<H: EventHandler>(
             }
         }
     };
-    // Partitions this consumer read messages of that it could not apply: its fetch position there is no longer
-    // the store's, so the lease keeper points it back at the store's position before it applies anything more.
-    let reread: Arc<Mutex<BTreeSet<PartitionKey>>> = Arc::default();
+    // The lease keeper publishes what this member holds after every round; this loop points the Kafka consumer
+    // at it between two messages, so no message taken before a re-assignment is applied after it.
+    let (held_sender, mut held_receiver) = tokio::sync::watch::channel(None);
     let leases = subscription.kafka_assigner().map(|assigner| {
         let leases =
             PartitionLeases::new(store.clone(), group.clone(), assigner.member().to_owned());
         let stop = CancellationToken::new();
         let task = tokio::spawn(keep_leases(
             leases.clone(),
-            assigner,
+            assigner.clone(),
             group.clone(),
-            reread.clone(),
+            held_sender,
             stop.clone(),
         ));
         // The leases live exactly as long as this consumer: if it panics or is dropped, renewing stops and they
         // expire, so its partitions cannot be held by a member that reads nothing.
-        (leases, stop.drop_guard(), task)
+        (leases, assigner, stop.drop_guard(), task)
     });
+    // What the consumer reads now, and the partitions it read past without applying (it did not hold them at
+    // that moment): nothing more from those is applied until the consumer is pointed back at the stored position,
+    // or a message between would be skipped for good.
+    let mut assigned: Option<Vec<PartitionKey>> = None;
+    let mut strayed: BTreeSet<PartitionKey> = BTreeSet::new();
     tracing::info!(group, ?topics, "consumer started");
     loop {
         let delivery = tokio::select! {
             _ = shutdown.cancelled() => break,
+            changed = held_receiver.changed(), if leases.is_some() => {
+                if changed.is_err() {
+                    // The keeper is gone (it only stops at shutdown).
+                    held_receiver.mark_unchanged();
+                    tokio::time::sleep(ROUND).await;
+                    continue;
+                }
+                let held: Option<Vec<(PartitionKey, Option<i64>)>> = held_receiver.borrow_and_update().clone();
+                if let (Some(held), Some((leases, assigner, _, _))) = (held, &leases) {
+                    let keys: Vec<PartitionKey> = held.iter().map(|(key, _)| key.clone()).collect();
+                    let reread = keys.iter().any(|key| strayed.contains(key));
+                    if reread || assigned.as_ref() != Some(&keys) {
+                        match assigner.assign(&held) {
+                            Ok(()) => {
+                                tracing::info!(group, member = leases.member(), partitions = ?keys, "reading partitions");
+                                assigned = Some(keys);
+                                strayed.clear();
+                            }
+                            Err(error) => tracing::warn!(%error, group, "cannot assign partitions"),
+                        }
+                    }
+                }
+                continue;
+            }
             next = subscription.next() => match next {
                 Ok(delivery) => delivery,
                 Err(error) => {
@@ -304,9 +333,12 @@ pub async fn run_consumer<H: EventHandler>(
                 }
             },
         };
-        let held = leases.as_ref().map(|(leases, _, _)| leases);
-        let outcome =
-            apply_with_retries(&store, &group, &handler, &delivery, held, &shutdown).await;
+        let held = leases.as_ref().map(|(leases, _, _, _)| leases);
+        let outcome = if strayed.contains(&partition_of(&delivery)) {
+            Some(ConsumerOutcome::NotHeld)
+        } else {
+            apply_with_retries(&store, &group, &handler, &delivery, held, &shutdown).await
+        };
         let Some(mut outcome) = outcome else { break };
         if let ConsumerOutcome::Skipped(reason) = &outcome {
             record_outcome(&group, &delivery, &outcome);
@@ -319,10 +351,7 @@ pub async fn run_consumer<H: EventHandler>(
             record_outcome(&group, &delivery, &outcome);
         }
         if outcome == ConsumerOutcome::NotHeld {
-            reread
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(partition_of(&delivery));
+            strayed.insert(partition_of(&delivery));
             continue;
         }
         subscription.acknowledge(&delivery);
@@ -330,10 +359,12 @@ pub async fn run_consumer<H: EventHandler>(
             outbox.wake_relay();
         }
     }
-    subscription.close();
-    if let Some((leases, stop, task)) = leases {
+    if let Some((leases, _, stop, task)) = leases {
+        // The keeper first, so no round reports or renews after this member is gone.
         drop(stop);
-        let _ = task.await;
+        if tokio::time::timeout(LEAVE_TIMEOUT, task).await.is_err() {
+            tracing::warn!(group, "the partition lease keeper did not stop in time");
+        }
         // Bounded: a store that is down cannot take the release, and the leases then simply expire.
         match tokio::time::timeout(LEAVE_TIMEOUT, leases.leave()).await {
             Ok(Ok(())) => {}
@@ -346,6 +377,7 @@ pub async fn run_consumer<H: EventHandler>(
             ),
         }
     }
+    subscription.close();
     tracing::info!(group, "consumer left its group");
 }
 
@@ -354,18 +386,17 @@ const LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the partitions of the subscribed topics are read again from the broker (a topic may grow).
 const PARTITIONS_REFRESH: Duration = Duration::from_secs(30);
 
-/// Renews this member's partition leases every round, takes its share, and points the Kafka consumer at exactly
-/// the partitions it holds, each from the position the store has for it.
+/// Renews this member's partition leases every round, takes its share, and publishes what it holds (each
+/// partition with the position the store has for it) to the consumer loop.
 async fn keep_leases(
     leases: PartitionLeases,
     assigner: KafkaAssigner,
     group: String,
-    reread: Arc<Mutex<BTreeSet<PartitionKey>>>,
+    held: tokio::sync::watch::Sender<Option<Vec<(PartitionKey, Option<i64>)>>>,
     stop: CancellationToken,
 ) {
     let mut partitions: Vec<PartitionKey> = Vec::new();
     let mut partitions_read_at: Option<std::time::Instant> = None;
-    let mut assigned: Option<Vec<PartitionKey>> = None;
     loop {
         if partitions_read_at.is_none_or(|at| at.elapsed() >= PARTITIONS_REFRESH) {
             match assigner.partitions().await {
@@ -380,30 +411,14 @@ async fn keep_leases(
         if !partitions.is_empty() {
             match leases.round(&partitions).await {
                 Ok(round) => {
-                    let keys: Vec<PartitionKey> =
-                        round.held.iter().map(|(key, _)| key.clone()).collect();
-                    let strayed = {
-                        let mut reread = reread.lock().unwrap_or_else(PoisonError::into_inner);
-                        let strayed = keys.iter().any(|key| reread.contains(key));
-                        reread.clear();
-                        strayed
-                    };
-                    if strayed || assigned.as_ref() != Some(&keys) {
-                        match assigner.assign(&round.held) {
-                            Ok(()) => {
-                                tracing::info!(group, member = leases.member(), partitions = ?keys,
-                                    live_members = round.members, "reading partitions");
-                                assigned = Some(keys.clone());
-                            }
-                            Err(error) => tracing::warn!(%error, group, "cannot assign partitions"),
-                        }
-                    }
                     super::kafka::report_membership(
                         &group,
                         leases.member(),
-                        keys.len(),
+                        round.held.len(),
                         round.members,
                     );
+                    // Every round, even unchanged: the consumer re-reads a partition it strayed from.
+                    held.send_replace(Some(round.held));
                 }
                 // Meanwhile the partitions in hand are still read: a member whose lease ran out and was taken
                 // finds out in its next transaction, which then changes nothing.

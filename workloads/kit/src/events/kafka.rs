@@ -221,12 +221,14 @@ impl KafkaBus {
     ) -> Result<KafkaSubscription, BusError> {
         let consumer: StreamConsumer<LagReporter> = self
             .base_config()
-            // Nothing joins the group. Positions are stored after each local commit and committed to the group
-            // in the background as a standalone consumer does (generation -1), which Kafka tooling reads as the
-            // group's lag; a member's positions that count are in its store, and a partition the store has no
-            // position for yet starts from this committed one (or at the beginning).
+            // Nothing joins the group. A member's positions are in its store and it never talks to the group
+            // coordinator (no commits: closing then waits for nothing). A reader (tests, tools) commits what it
+            // acknowledged and starts from the group's committed offsets, as a standalone consumer does.
             .set("group.id", group)
-            .set("enable.auto.commit", "true")
+            .set(
+                "enable.auto.commit",
+                if read_all { "true" } else { "false" },
+            )
             .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
@@ -419,12 +421,14 @@ impl KafkaAssigner {
         .map_err(|error| BusError::Unreachable(error.to_string()))?
     }
 
-    /// Reads exactly `partitions`, each from its position (`None`: where the group's committed offset on the
-    /// broker says, or the beginning). Messages already fetched from partitions no longer held are dropped.
+    /// Reads exactly `partitions`, each from its position (`None`: from the beginning; the inbox and the
+    /// consumers' tombstones make a replay harmless). Messages already fetched and not yet taken are dropped.
     pub fn assign(&self, partitions: &[(PartitionKey, Option<i64>)]) -> Result<(), BusError> {
         let mut list = TopicPartitionList::with_capacity(partitions.len());
         for (key, position) in partitions {
-            let offset = position.map_or(Offset::Stored, Offset::Offset);
+            // Not the group's committed offset (`Offset::Stored`): librdkafka gives up looking it up after two
+            // failed attempts and then never starts fetching the partition, which would hold it for good.
+            let offset = position.map_or(Offset::Beginning, Offset::Offset);
             list.add_partition_offset(&key.topic, key.partition, offset)?;
         }
         self.consumer.assign(&list)?;
@@ -436,14 +440,11 @@ impl KafkaSubscription {
     pub(super) async fn next(&mut self) -> Result<Delivery, BusError> {
         use rdkafka::Message as _;
         if self.unassigned_reader {
-            let every: Vec<(PartitionKey, Option<i64>)> = self
-                .assigner
-                .partitions()
-                .await?
-                .into_iter()
-                .map(|key| (key, None))
-                .collect();
-            self.assigner.assign(&every)?;
+            let mut every = TopicPartitionList::new();
+            for key in self.assigner.partitions().await? {
+                every.add_partition_offset(&key.topic, key.partition, Offset::Stored)?;
+            }
+            self.assigner.consumer.assign(&every)?;
             self.unassigned_reader = false;
         }
         let message = self.assigner.consumer.recv().await?;
@@ -479,8 +480,8 @@ impl KafkaSubscription {
     }
 
     pub(super) fn acknowledge(&self, delivery: &Delivery) {
-        // A member's position that counts moved in the store with the effect. This copy feeds the lag
-        // statistics and the group's committed offsets; a partition handed over meanwhile refuses it, harmlessly.
+        // A member's position that counts moved in the store with the effect. This copy feeds the lag statistics
+        // (and a reader's commits); a partition handed over meanwhile refuses it, harmlessly.
         let _ = self.assigner.consumer.store_offset(
             &delivery.message.topic,
             delivery.partition,

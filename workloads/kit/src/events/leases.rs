@@ -165,9 +165,10 @@ impl PartitionLeases {
         .execute(pool)
         .await?;
         sqlx::query(&format!(
-            "DELETE FROM kit_consumer_members WHERE consumer_group = $1 AND expires_at < {now_sql}"
+            "DELETE FROM kit_consumer_members WHERE consumer_group = $1 AND member <> $2 AND expires_at < {now_sql}"
         ))
         .bind(&self.group)
+        .bind(&self.member)
         .execute(pool)
         .await?;
         sqlx::query(&format!(
@@ -264,26 +265,28 @@ impl PartitionLeases {
     /// Leaves the group at shutdown: every lease and the member row go at once, so the other members take the
     /// partitions on their next round instead of after the leases expire.
     pub async fn leave(&self) -> Result<(), sqlx::Error> {
+        // One transaction: a member row left behind would shrink the others' shares until it expired.
+        let mut transaction = self.store.begin().await?;
+        sqlx::query("DELETE FROM kit_consumer_members WHERE consumer_group = $1 AND member = $2")
+            .bind(&self.group)
+            .bind(&self.member)
+            .execute(&mut *transaction)
+            .await?;
         sqlx::query(
             "UPDATE kit_consumer_leases SET holder = NULL, expires_at = 0 WHERE consumer_group = $1 AND holder = $2",
         )
         .bind(&self.group)
         .bind(&self.member)
-        .execute(self.store.pool())
+        .execute(&mut *transaction)
         .await?;
-        sqlx::query("DELETE FROM kit_consumer_members WHERE consumer_group = $1 AND member = $2")
-            .bind(&self.group)
-            .bind(&self.member)
-            .execute(self.store.pool())
-            .await?;
-        Ok(())
+        transaction.commit().await
     }
 
     /// Inside the transaction that applies (or skips) the message at `offset`: the partition resumes after it, if
-    /// this member holds the partition and the message is exactly the next one. Anything else leaves the position
-    /// alone: a message before it was applied already; one after it means this consumer's fetch position ran past
-    /// messages it could not apply (it lost the partition for a while), so it must read again from the position
-    /// ([`Position::Elsewhere`]), or a message would be skipped for good.
+    /// this member holds the partition and the message is not before the position (offsets may have gaps, so
+    /// "after" is all that can be asked). A message before it was applied already. The caller must make sure it
+    /// never applies a message after one it read and could not apply ([`Position::Elsewhere`]): the consumer then
+    /// reads again from the stored position (events/consumer.rs).
     pub async fn advance(
         &self,
         transaction: &mut StoreTransaction,
@@ -293,7 +296,7 @@ impl PartitionLeases {
         let moved = sqlx::query(
             "UPDATE kit_consumer_leases SET next_offset = $1
              WHERE consumer_group = $2 AND topic = $3 AND partition_number = $4 AND holder = $5
-             AND (next_offset = $6 OR next_offset < 0)",
+             AND next_offset <= $6",
         )
         .bind(offset + 1)
         .bind(&self.group)
@@ -330,7 +333,7 @@ pub enum Position {
     Next,
     /// The position is past it: applied before (a re-read after a re-assignment).
     AlreadyApplied,
-    /// This member does not hold the partition, or read past its position: read it again from there.
+    /// This member does not hold the partition: whoever does reads it from the stored position.
     Elsewhere,
 }
 
