@@ -55,6 +55,9 @@ enum UpstreamFailure {
     Unreachable(String),
     /// It answered, but not with a whole HTTP response.
     Broken(String),
+    /// The connection went away after the request was sent and before any answer (an instance that crashed or
+    /// stopped mid-request): whether the request took effect is unknown.
+    Lost(String),
 }
 
 /// The gateway's routes and its HTTP client.
@@ -256,6 +259,20 @@ async fn proxy(
             .into_response();
             (response, "unreachable")
         }
+        Ok(Err(UpstreamFailure::Lost(error))) => {
+            route.breaker.record_failure();
+            tracing::warn!(route = %route.resource, upstream = ?route.upstream, %error, "upstream went away mid-request");
+            let response = Problem::unavailable(
+                format!(
+                    "the service behind /api/{} went away before answering; the request may or may not have taken \
+                     effect: retry it (with the same Idempotency-Key for an order)",
+                    route.resource
+                ),
+                UNREACHABLE_RETRY_AFTER,
+            )
+            .into_response();
+            (response, "lost")
+        }
         Ok(Err(UpstreamFailure::Broken(error))) => {
             route.breaker.record_failure();
             tracing::warn!(route = %route.resource, upstream = ?route.upstream, %error, "broken upstream answer");
@@ -326,7 +343,11 @@ async fn send(
                 match sent {
                     Ok(answer) => break answer,
                     Err(error) => {
-                        let safe = error.is_connect() || is_read(&method);
+                        // A write is repeated only when it carries an Idempotency-Key: the service then gives the
+                        // first outcome again instead of acting twice.
+                        let safe = error.is_connect()
+                            || is_read(&method)
+                            || headers.contains_key("idempotency-key");
                         if attempt < UPSTREAM_ATTEMPTS && safe {
                             tracing::info!(attempt, %error, "upstream connection failed; trying again");
                             tokio::time::sleep(RETRY_PAUSE * attempt).await;
@@ -335,7 +356,7 @@ async fn send(
                         return Err(if error.is_connect() {
                             UpstreamFailure::Unreachable(error.to_string())
                         } else {
-                            UpstreamFailure::Broken(error.to_string())
+                            UpstreamFailure::Lost(error.to_string())
                         });
                     }
                 }

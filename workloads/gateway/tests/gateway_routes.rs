@@ -364,7 +364,7 @@ async fn a_refused_connection_is_tried_again_so_a_write_reaches_the_instance_tha
     let port = free_port();
     let gateway = RunningGateway::start(vec![(
         "GATEWAY_ROUTES",
-        format!("orders=http://127.0.0.1:{port}"),
+        format!("deliveries=http://127.0.0.1:{port}"),
     )])
     .await;
     // Nothing listens for the first attempt; the instance comes up while the gateway tries again.
@@ -379,12 +379,72 @@ async fn a_refused_connection_is_tried_again_so_a_write_reaches_the_instance_tha
     });
     let (status, _, body) = send(
         reqwest::Client::new()
-            .post(format!("{}/api/orders", gateway.base))
+            .post(format!("{}/api/deliveries", gateway.base))
             .json(&json!({"qty": 1})),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["method"], "POST");
     upstream.abort();
+    gateway.stop().await;
+}
+
+/// An upstream that reads each request and, for the first `drops` connections, goes away without answering
+/// (an instance killed mid-request); later connections get a 201.
+async fn start_vanishing_upstream(drops: usize) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut accepted = 0;
+        while let Ok((mut connection, _)) = listener.accept().await {
+            accepted += 1;
+            let mut request = [0_u8; 4096];
+            let _ = connection.read(&mut request).await;
+            if accepted > drops {
+                let _ = connection
+                    .write_all(b"HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+                    .await;
+            }
+        }
+    });
+    port
+}
+
+/// A write that lost its upstream mid-request is repeated only when it carries an Idempotency-Key; without one the
+/// gateway cannot know whether it took effect and says so with a 503 the client may retry, never a bare 502.
+#[tokio::test]
+async fn a_request_whose_upstream_vanished_is_retried_if_idempotent_and_otherwise_answered_503() {
+    let keyed = start_vanishing_upstream(1).await;
+    let unkeyed = start_vanishing_upstream(usize::MAX).await;
+    let gateway = RunningGateway::start(vec![(
+        "GATEWAY_ROUTES",
+        format!("tickets=http://127.0.0.1:{keyed},customers=http://127.0.0.1:{unkeyed}"),
+    )])
+    .await;
+    let client = reqwest::Client::new();
+    let (status, _, body) = send(
+        client
+            .post(format!("{}/api/tickets", gateway.base))
+            .header("Idempotency-Key", "k-1")
+            .json(&json!({"qty": 1})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, headers, problem) = send(
+        client
+            .post(format!("{}/api/customers", gateway.base))
+            .json(&json!({"name": "Ada"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
+    assert!(is_problem(&headers));
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("may or may not"),
+        "{problem}"
+    );
     gateway.stop().await;
 }
