@@ -82,12 +82,9 @@ pub mod env {
     pub const PAYMENT_BREAKER_OPEN_SECONDS: &str = "PAYMENT_BREAKER_OPEN_SECONDS";
 }
 
-/// The limits of an order, enforced at every edge that sees one (order's API, payment's API, the kitchen's menu),
-/// so an order the order service accepts is never refused further down, and no amount can overflow.
+/// The types of the events on the orders topic, which four services consume: written once here, so a consumer
+/// that forgets a new one fails to compile rather than parking it as poison.
 pub mod event_types {
-    //! The types of the events on the orders topic, which four services consume: written once here, so a consumer
-    //! that forgets a new one fails to compile rather than parking it as poison.
-
     /// An order was paid and registered (subject: the order id).
     pub const ORDER_PLACED: &str = "food.order.placed.v1";
     /// The customer cancelled it.
@@ -100,6 +97,8 @@ pub mod event_types {
     pub const ORDER_DISPATCHED: &str = "food.order.dispatched.v1";
 }
 
+/// The limits of an order, enforced at every edge that sees one (order's API, payment's API, the kitchen's menu),
+/// so an order the order service accepts is never refused further down, and no amount can overflow.
 pub mod limits {
     /// Lines in one order.
     pub const MAX_ORDER_LINES: usize = 20;

@@ -354,10 +354,10 @@ impl Clients {
                         normal,
                     )
                     .await;
-                if answer.is(200) {
-                    if let Some(record) = self.ledger.lock().unwrap().orders.get_mut(&order) {
-                        record.cancel_acknowledged = true;
-                    }
+                if answer.is(200)
+                    && let Some(record) = self.ledger.lock().unwrap().orders.get_mut(&order)
+                {
+                    record.cancel_acknowledged = true;
                 }
             } else if roll < 80 {
                 self.count("change customer");
@@ -629,6 +629,20 @@ async fn check(clients: &Clients, stored: &[StoredPayment]) -> Report {
                 orders.insert(order_id.clone(), order);
             }
         }
+    }
+    for (order_id, placed) in acknowledged
+        .iter()
+        .filter(|(_, placed)| placed.cancel_acknowledged)
+    {
+        let status = orders
+            .get(order_id)
+            .and_then(|order| order["status"].as_str())
+            .unwrap_or("missing");
+        report.check(
+            "every acknowledged cancel ends the order CANCELLED",
+            status == "CANCELLED",
+            || format!("{order_id} is {status} ({placed:?})"),
+        );
     }
     for (order_id, placed) in &acknowledged {
         report.check(

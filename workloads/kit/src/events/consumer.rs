@@ -9,7 +9,7 @@ use super::bus::{Delivery, EventBus};
 use super::envelope::{Event, PoisonReason};
 use super::inbox::record_first_delivery;
 use super::kafka::KafkaAssigner;
-use super::leases::{PartitionKey, PartitionLeases, Position, ROUND};
+use super::leases::{HeldPartitions, PartitionKey, PartitionLeases, Position, ROUND};
 use super::outbox::Outbox;
 use crate::store::{Store, StoreTransaction};
 use std::collections::{BTreeMap, BTreeSet};
@@ -307,7 +307,7 @@ pub async fn run_consumer<H: EventHandler>(
                     tokio::time::sleep(ROUND).await;
                     continue;
                 }
-                let held: Option<Vec<(PartitionKey, Option<i64>)>> = held_receiver.borrow_and_update().clone();
+                let held: Option<HeldPartitions> = held_receiver.borrow_and_update().clone();
                 if let (Some(held), Some((leases, assigner, _, _))) = (held, &leases) {
                     let keys: Vec<PartitionKey> = held.iter().map(|(key, _)| key.clone()).collect();
                     let reread = keys.iter().any(|key| strayed.contains(key));
@@ -392,7 +392,7 @@ async fn keep_leases(
     leases: PartitionLeases,
     assigner: KafkaAssigner,
     group: String,
-    held: tokio::sync::watch::Sender<Option<Vec<(PartitionKey, Option<i64>)>>>,
+    held: tokio::sync::watch::Sender<Option<HeldPartitions>>,
     stop: CancellationToken,
 ) {
     let mut partitions: Vec<PartitionKey> = Vec::new();

@@ -101,11 +101,14 @@ fn lease_millis() -> i64 {
     i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// Partitions a member holds, each with where to resume (`None`: no position recorded yet).
+pub type HeldPartitions = Vec<(PartitionKey, Option<i64>)>;
+
 /// What a member holds after a round.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseRound {
-    /// The partitions it holds, sorted, each with where to resume (`None`: no position recorded yet).
-    pub held: Vec<(PartitionKey, Option<i64>)>,
+    /// The partitions it holds, sorted.
+    pub held: HeldPartitions,
     /// Live members of the group, this one included.
     pub members: usize,
 }

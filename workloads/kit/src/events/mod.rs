@@ -19,7 +19,9 @@ pub use envelope::{Event, Message, PoisonReason, header_names};
 pub use in_process::InProcessBus;
 pub use inbox::record_first_delivery;
 pub use kafka::{KafkaAssigner, KafkaBus, MembershipReport, membership_reports};
-pub use leases::{LeasePlan, LeaseRound, LeaseRow, PartitionKey, PartitionLeases, Position};
+pub use leases::{
+    HeldPartitions, LeasePlan, LeaseRound, LeaseRow, PartitionKey, PartitionLeases, Position,
+};
 pub use outbox::{Outbox, OutboxRelay};
 
 /// Checks a topic prefix against Kafka's rules for topic names (the prefix plus `.` plus a name must stay valid).
