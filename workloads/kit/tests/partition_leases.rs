@@ -275,3 +275,68 @@ async fn a_member_that_gets_a_partition_back_reads_from_the_stored_position_and_
     group.store.close().await;
     database.remove().await;
 }
+
+/// A member that takes over a partition whose position lies inside a record batch (the previous holder applied
+/// half of a relay's batch, then crashed) must read the rest of that batch. tansu 0.6 answers a fetch from the
+/// middle of a batch with the batches after it, so resuming exactly at the position lost the rest of the batch
+/// for good (seen in the fault-injection run: orders stuck in DELIVERING whose Delivered came in the same batch as
+/// another order's DeliveryStarted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_resuming_inside_a_record_batch_reads_the_rest_of_it() {
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let store = Store::connect(&database.url, 5).await.unwrap();
+    store.migrate(support::EFFECT_MIGRATIONS).await.unwrap();
+    let bus = EventBus::Kafka(
+        KafkaBus::connect(&kafka_config(support::kafka_bootstrap(), 1), "kit-leases").unwrap(),
+    );
+    let topic = unique("t");
+    bus.ensure_topics(std::slice::from_ref(&topic))
+        .await
+        .unwrap();
+    // Ten events in one produce request: one record batch, offsets 0-9.
+    let batch: Vec<_> = (0..10)
+        .map(|seq| support::widget_event("k-a", seq).to_message(&topic))
+        .collect();
+    assert!(
+        bus.publish_all(batch)
+            .await
+            .into_iter()
+            .all(|result| result.is_ok())
+    );
+    // The previous holder applied offsets 0-4 and is gone.
+    let group = unique("g");
+    sqlx::query(
+        "INSERT INTO kit_consumer_leases (consumer_group, topic, partition_number, holder, expires_at, next_offset) \
+         VALUES ($1, $2, 0, NULL, 0, 5)",
+    )
+    .bind(&group)
+    .bind(&topic)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let stop = CancellationToken::new();
+    let member = tokio::spawn(run_consumer(
+        store.clone(),
+        bus.clone(),
+        None,
+        group,
+        vec![topic],
+        RecordEffects,
+        stop.clone(),
+    ));
+    let applied = eventually(Duration::from_secs(30), "the rest of the batch", || async {
+        let applied = support::applied_effects(&store).await;
+        (applied.len() >= 5).then_some(applied)
+    })
+    .await;
+    let seqs: Vec<i64> = applied.iter().map(|(_, seq)| *seq).collect();
+    assert_eq!(
+        seqs,
+        [5, 6, 7, 8, 9],
+        "from the position on, nothing before it"
+    );
+    stop.cancel();
+    member.await.unwrap();
+    store.close().await;
+    database.remove().await;
+}

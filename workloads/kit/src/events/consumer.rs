@@ -295,6 +295,9 @@ pub async fn run_consumer<H: EventHandler>(
     // that moment): nothing more from those is applied until the consumer is pointed back at the stored position,
     // or a message between would be skipped for good.
     let mut assigned: Option<Vec<PartitionKey>> = None;
+    // Where each assigned partition's stored position was: the consumer starts a batch early, and what comes
+    // before the position was applied already.
+    let mut positions: BTreeMap<PartitionKey, i64> = BTreeMap::new();
     let mut strayed: BTreeSet<PartitionKey> = BTreeSet::new();
     tracing::info!(group, ?topics, "consumer started");
     loop {
@@ -315,6 +318,10 @@ pub async fn run_consumer<H: EventHandler>(
                         match assigner.assign(&held) {
                             Ok(()) => {
                                 tracing::info!(group, member = leases.member(), partitions = ?keys, "reading partitions");
+                                positions = held
+                                    .iter()
+                                    .filter_map(|(key, position)| Some((key.clone(), (*position)?)))
+                                    .collect();
                                 assigned = Some(keys);
                                 strayed.clear();
                             }
@@ -334,6 +341,12 @@ pub async fn run_consumer<H: EventHandler>(
             },
         };
         let held = leases.as_ref().map(|(leases, _, _, _)| leases);
+        if positions
+            .get(&partition_of(&delivery))
+            .is_some_and(|position| delivery.offset < *position)
+        {
+            continue;
+        }
         let outcome = if strayed.contains(&partition_of(&delivery)) {
             Some(ConsumerOutcome::NotHeld)
         } else {

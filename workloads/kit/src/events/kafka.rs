@@ -18,6 +18,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+/// The most messages a record batch of ours holds.
+const RECORD_BATCH_MESSAGES: i64 = 256;
+
 /// How long an admin round trip may take.
 const BROKER_ROUND_TRIP: Duration = Duration::from_secs(3);
 /// How long the readiness ping may take: inside the readiness check's own bound, so the report says why.
@@ -65,6 +68,9 @@ impl KafkaBus {
             // as long as the outage, and shutdown does not wait for it (unsent rows go out after the restart).
             .set("message.timeout.ms", "0")
             .set("linger.ms", "2")
+            // Bounds a record batch, so a consumer that starts this many offsets early is sure to start at or
+            // before the batch holding its position (see `KafkaAssigner::assign`).
+            .set("batch.num.messages", RECORD_BATCH_MESSAGES.to_string())
             .set("reconnect.backoff.max.ms", "1000")
             .create()?)
     }
@@ -421,14 +427,22 @@ impl KafkaAssigner {
         .map_err(|error| BusError::Unreachable(error.to_string()))?
     }
 
-    /// Reads exactly `partitions`, each from its position (`None`: from the beginning; the inbox and the
-    /// consumers' tombstones make a replay harmless). Messages already fetched and not yet taken are dropped.
+    /// Reads exactly `partitions`, each from at or before its position (`None`: from the beginning; the inbox and
+    /// the consumers' tombstones make a replay harmless); the caller drops what comes before the position.
+    /// Messages already fetched and not yet taken are dropped.
+    ///
+    /// At or before: tansu 0.6 answers a fetch from an offset inside a record batch with the batches after it,
+    /// so a consumer resuming in the middle of a batch would never see the rest of that batch (measured:
+    /// kit/tests/partition_leases.rs). Starting a whole batch early is always at or before the batch holding the
+    /// position, on tansu as on Kafka (which returns the holding batch).
     pub fn assign(&self, partitions: &[(PartitionKey, Option<i64>)]) -> Result<(), BusError> {
         let mut list = TopicPartitionList::with_capacity(partitions.len());
         for (key, position) in partitions {
             // Not the group's committed offset (`Offset::Stored`): librdkafka gives up looking it up after two
             // failed attempts and then never starts fetching the partition, which would hold it for good.
-            let offset = position.map_or(Offset::Beginning, Offset::Offset);
+            let offset = position.map_or(Offset::Beginning, |position| {
+                Offset::Offset((position - RECORD_BATCH_MESSAGES).max(0))
+            });
             list.add_partition_offset(&key.topic, key.partition, offset)?;
         }
         self.consumer.assign(&list)?;
