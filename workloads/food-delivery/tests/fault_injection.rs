@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::balancer::Balancer;
 use support::chaos::{
-    Clients, Random, RunSize, run_clients, settle_and_check, stock_the_kitchen, stop_after,
+    Clients, Random, RunSize, settle_and_check, spawn_clients, stock_the_kitchen, stop_after,
     stored_payments, summary, wait_ready,
 };
 use support::{PLATFORM, ServiceProcess};
@@ -279,14 +279,7 @@ async fn processes(backend: Backend, replicas: usize, size: RunSize) {
     if replicas > 1 {
         // A rolling restart of every service under load, which must not cost a single request.
         let stop = tokio_util::sync::CancellationToken::new();
-        let load = {
-            let clients = clients.clone();
-            let mut random = random.fork();
-            let stop = stop.clone();
-            tokio::spawn(
-                async move { run_clients(&clients, &mut random, size.clients, stop).await },
-            )
-        };
+        let load = spawn_clients(&clients, &mut random, size.clients, stop.clone());
         for name in PLATFORM {
             for _ in 0..replicas {
                 let step = fleet.replace_oldest(name).await;
@@ -317,12 +310,12 @@ async fn processes(backend: Backend, replicas: usize, size: RunSize) {
     }
 
     let until = Instant::now() + Duration::from_secs(size.seconds);
-    let client_task = {
-        let clients = clients.clone();
-        let mut random = random.fork();
-        let stop = stop_after(Duration::from_secs(size.seconds));
-        tokio::spawn(async move { run_clients(&clients, &mut random, size.clients, stop).await })
-    };
+    let client_task = spawn_clients(
+        &clients,
+        &mut random,
+        size.clients,
+        stop_after(Duration::from_secs(size.seconds)),
+    );
     faults.extend(inject_faults(&mut fleet, &mut random, until, backend).await);
     client_task.await.unwrap();
 
@@ -418,12 +411,12 @@ async fn in_up_the_invariants_hold_through_crashes_and_impatient_clients() {
     stock_the_kitchen(&clients).await;
     let mut random = Random::new(size.seed);
     let until = Instant::now() + Duration::from_secs(size.seconds);
-    let client_task = {
-        let clients = clients.clone();
-        let mut random = random.fork();
-        let stop = stop_after(Duration::from_secs(size.seconds));
-        tokio::spawn(async move { run_clients(&clients, &mut random, size.clients, stop).await })
-    };
+    let client_task = spawn_clients(
+        &clients,
+        &mut random,
+        size.clients,
+        stop_after(Duration::from_secs(size.seconds)),
+    );
     let mut faults = Vec::new();
     while Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(2000 + random.below(4000))).await;

@@ -26,6 +26,51 @@ struct Group {
 }
 
 impl Group {
+    /// A group on `partitions` partitions of a fresh topic, its store on a fresh PostgreSQL database, with an
+    /// outbox relay publishing what `write` commits.
+    async fn start(partitions: i32) -> (Self, TestDatabase, (CancellationToken, JoinHandle<()>)) {
+        let database = TestDatabase::create(Backend::Postgres).await;
+        let store = Store::connect(&database.url, 5).await.unwrap();
+        store.migrate(support::EFFECT_MIGRATIONS).await.unwrap();
+        let config = kafka_config(support::kafka_bootstrap(), partitions);
+        let bus = EventBus::Kafka(KafkaBus::connect(&config, "kit-leases").unwrap());
+        let topics = Topics::new(unique("t"));
+        let topic = topics.name("widgets");
+        bus.ensure_topics(std::slice::from_ref(&topic))
+            .await
+            .unwrap();
+        let outbox = Outbox::new(topics);
+        let stop_relay = CancellationToken::new();
+        let relay = OutboxRelay::new(
+            "kit-leases",
+            store.clone(),
+            bus.clone(),
+            &outbox,
+            Duration::from_millis(50),
+        );
+        let relay_task = tokio::spawn(relay.run(stop_relay.clone(), Duration::from_secs(5)));
+        let group = Self {
+            store,
+            bus,
+            topic,
+            outbox,
+            group: unique("g"),
+            seq: 0,
+        };
+        (group, database, (stop_relay, relay_task))
+    }
+
+    async fn stop(
+        self,
+        database: TestDatabase,
+        (stop_relay, relay_task): (CancellationToken, JoinHandle<()>),
+    ) {
+        stop_relay.cancel();
+        relay_task.await.unwrap();
+        self.store.close().await;
+        database.remove().await;
+    }
+
     fn member(&self) -> (CancellationToken, JoinHandle<()>) {
         let stop = CancellationToken::new();
         let task = tokio::spawn(run_consumer(
@@ -95,35 +140,7 @@ impl Group {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitions_move_to_the_surviving_member_after_a_graceful_leave_and_after_a_crash() {
-    let database = TestDatabase::create(Backend::Postgres).await;
-    let store = Store::connect(&database.url, 5).await.unwrap();
-    store.migrate(support::EFFECT_MIGRATIONS).await.unwrap();
-    let bus = EventBus::Kafka(
-        KafkaBus::connect(&kafka_config(support::kafka_bootstrap(), 3), "kit-leases").unwrap(),
-    );
-    let topics = Topics::new(unique("t"));
-    let topic = topics.name("widgets");
-    bus.ensure_topics(std::slice::from_ref(&topic))
-        .await
-        .unwrap();
-    let outbox = Outbox::new(topics);
-    let stop_relay = CancellationToken::new();
-    let relay = OutboxRelay::new(
-        "kit-leases",
-        store.clone(),
-        bus.clone(),
-        &outbox,
-        Duration::from_millis(50),
-    );
-    let relay_task = tokio::spawn(relay.run(stop_relay.clone(), Duration::from_secs(5)));
-    let mut group = Group {
-        store,
-        bus,
-        topic,
-        outbox,
-        group: unique("g"),
-        seq: 0,
-    };
+    let (mut group, database, relay) = Group::start(3).await;
 
     // Two members share the three partitions: two and one.
     let (first_stop, first) = group.member();
@@ -168,10 +185,7 @@ async fn partitions_move_to_the_surviving_member_after_a_graceful_leave_and_afte
 
     second_stop.cancel();
     second.await.unwrap();
-    stop_relay.cancel();
-    relay_task.await.unwrap();
-    group.store.close().await;
-    database.remove().await;
+    group.stop(database, relay).await;
 }
 
 /// A member that loses a partition for a while (its lease ran out while it could not renew, another member
@@ -181,35 +195,7 @@ async fn partitions_move_to_the_surviving_member_after_a_graceful_leave_and_afte
 /// service had skipped.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_that_gets_a_partition_back_reads_from_the_stored_position_and_skips_nothing() {
-    let database = TestDatabase::create(Backend::Postgres).await;
-    let store = Store::connect(&database.url, 5).await.unwrap();
-    store.migrate(support::EFFECT_MIGRATIONS).await.unwrap();
-    let bus = EventBus::Kafka(
-        KafkaBus::connect(&kafka_config(support::kafka_bootstrap(), 1), "kit-leases").unwrap(),
-    );
-    let topics = Topics::new(unique("t"));
-    let topic = topics.name("widgets");
-    bus.ensure_topics(std::slice::from_ref(&topic))
-        .await
-        .unwrap();
-    let outbox = Outbox::new(topics);
-    let stop_relay = CancellationToken::new();
-    let relay = OutboxRelay::new(
-        "kit-leases",
-        store.clone(),
-        bus.clone(),
-        &outbox,
-        Duration::from_millis(50),
-    );
-    let relay_task = tokio::spawn(relay.run(stop_relay.clone(), Duration::from_secs(5)));
-    let mut group = Group {
-        store,
-        bus,
-        topic,
-        outbox,
-        group: unique("g"),
-        seq: 0,
-    };
+    let (mut group, database, relay) = Group::start(1).await;
     let (stop, member) = group.member();
     let total = group.write(10).await;
     group
@@ -270,10 +256,7 @@ async fn a_member_that_gets_a_partition_back_reads_from_the_stored_position_and_
 
     stop.cancel();
     member.await.unwrap();
-    stop_relay.cancel();
-    relay_task.await.unwrap();
-    group.store.close().await;
-    database.remove().await;
+    group.stop(database, relay).await;
 }
 
 /// A member that takes over a partition whose position lies inside a record batch (the previous holder applied

@@ -434,13 +434,14 @@ impl Clients {
     }
 }
 
-/// Runs `count` seeded clients until `stop`; returns when every one has finished its journey in hand.
-pub async fn run_clients(
+/// Starts `count` seeded clients that run until `stop`; the task ends when every one has finished its journey in
+/// hand.
+pub fn spawn_clients(
     clients: &Clients,
     random: &mut Random,
     count: usize,
     stop: CancellationToken,
-) {
+) -> tokio::task::JoinHandle<()> {
     let tasks: Vec<_> = (0..count)
         .map(|index| {
             tokio::spawn(clients.clone().run_client(
@@ -450,9 +451,11 @@ pub async fn run_clients(
             ))
         })
         .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
+    tokio::spawn(async move {
+        for task in tasks {
+            task.await.unwrap();
+        }
+    })
 }
 
 /// A token cancelled after `duration`.

@@ -161,15 +161,8 @@ pub async fn apply_delivery<H: EventHandler>(
     };
     let mut transaction = store.begin().await?;
     // First, so the lease row stays locked until the commit: the partition cannot change hands in between.
-    if let Some(leases) = leases {
-        match leases
-            .advance(&mut transaction, &partition_of(delivery), delivery.offset)
-            .await?
-        {
-            Position::Next => {}
-            Position::AlreadyApplied => return Ok(ConsumerOutcome::Duplicate),
-            Position::Elsewhere => return Ok(ConsumerOutcome::NotHeld),
-        }
+    if let Some(passed) = move_position(&mut transaction, delivery, leases).await? {
+        return Ok(passed);
     }
     if !record_first_delivery(&mut transaction, group, &event.id).await? {
         // Nothing to apply, but the position (if kept here) moves past it.
@@ -213,6 +206,29 @@ pub async fn apply_delivery<H: EventHandler>(
             Err(error)
         }
     }
+}
+
+/// Moves the partition's position past `delivery` inside `transaction` when the store keeps positions (`leases`).
+/// `Some(outcome)` when the delivery must not be applied here: applied before, or its partition is not this
+/// member's.
+async fn move_position(
+    transaction: &mut StoreTransaction,
+    delivery: &Delivery,
+    leases: Option<&PartitionLeases>,
+) -> Result<Option<ConsumerOutcome>, sqlx::Error> {
+    let Some(leases) = leases else {
+        return Ok(None);
+    };
+    Ok(
+        match leases
+            .advance(transaction, &partition_of(delivery), delivery.offset)
+            .await?
+        {
+            Position::Next => None,
+            Position::AlreadyApplied => Some(ConsumerOutcome::Duplicate),
+            Position::Elsewhere => Some(ConsumerOutcome::NotHeld),
+        },
+    )
 }
 
 fn partition_of(delivery: &Delivery) -> PartitionKey {
@@ -591,15 +607,8 @@ async fn park(
     leases: Option<&PartitionLeases>,
 ) -> Result<ConsumerOutcome, sqlx::Error> {
     let mut transaction = store.begin().await?;
-    if let Some(leases) = leases {
-        match leases
-            .advance(&mut transaction, &partition_of(delivery), delivery.offset)
-            .await?
-        {
-            Position::Next => {}
-            Position::AlreadyApplied => return Ok(ConsumerOutcome::Duplicate),
-            Position::Elsewhere => return Ok(ConsumerOutcome::NotHeld),
-        }
+    if let Some(passed) = move_position(&mut transaction, delivery, leases).await? {
+        return Ok(passed);
     }
     // Text columns refuse NUL on PostgreSQL, and a poison message is exactly where one may be: keep it visible.
     let text = |raw: String| raw.replace('\0', "\\u0000");
