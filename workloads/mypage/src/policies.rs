@@ -45,6 +45,8 @@ impl EventHandler for ProjectViews {
         if !store::record_event(transaction, subject, &event.subject, &recorded).await? {
             return Ok(());
         }
+        // Before reading the subject's events: see store::lock_view.
+        store::lock_view(transaction, subject, &event.subject).await?;
         let events = store::events_of(transaction, subject, &event.subject).await?;
         match subject {
             Subject::Order => {

@@ -108,6 +108,31 @@ pub async fn record_event(
     Ok(inserted.rows_affected() == 1)
 }
 
+/// Locks `subject_id`'s view row (creating a placeholder the fold then replaces) until the transaction ends, so
+/// two replicas folding events of the same order or customer from different partitions take turns: the second
+/// reads the first one's event once it has committed instead of overwriting a view that lacks it.
+pub async fn lock_view(
+    transaction: &mut StoreTransaction,
+    subject: Subject,
+    subject_id: &str,
+) -> Result<(), sqlx::Error> {
+    let statement = match subject {
+        Subject::Order => {
+            "INSERT INTO mypage_orders (order_id, trace) VALUES ($1, '{}')
+             ON CONFLICT (order_id) DO UPDATE SET trace = mypage_orders.trace"
+        }
+        Subject::Customer => {
+            "INSERT INTO mypage_customers (customer_id, history) VALUES ($1, '[]')
+             ON CONFLICT (customer_id) DO UPDATE SET history = mypage_customers.history"
+        }
+    };
+    sqlx::query(statement)
+        .bind(subject_id)
+        .execute(&mut **transaction)
+        .await?;
+    Ok(())
+}
+
 /// Every event kept about `subject_id`.
 pub async fn events_of(
     transaction: &mut StoreTransaction,
