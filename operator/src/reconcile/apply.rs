@@ -1,12 +1,14 @@
-//! Server-side apply of one child, skipped when the live object already holds every field the operator wants
-//! (so a reconcile with nothing to change writes nothing), and label-based pruning.
+//! Server-side apply of one child, and label-based pruning. Server-side apply is the diff engine: the operator
+//! sends every child on every reconcile and the server decides what changed. A field the operator stops sending is
+//! removed by the server (its manager no longer owns it), and an apply that changes nothing is not a write: the
+//! resourceVersion stays, and that is how created, updated and unchanged are told apart, from what the server did
+//! rather than from a guess on the client.
 
 use crate::build::metadata::{MANAGER, label};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 use std::collections::BTreeSet;
 use std::fmt::Debug;
 
@@ -15,27 +17,20 @@ use std::fmt::Debug;
 pub enum Applied {
     /// The object did not exist.
     Created,
-    /// It existed but differed (a spec change, or someone edited it by hand).
+    /// It existed and the server stored a change (a spec change, or someone had edited it by hand).
     Updated,
-    /// It was already as wanted: no write.
+    /// The server stored nothing: it already was as wanted.
     Unchanged,
 }
 
-/// Whether every field set in `wanted` has the same value in `live` (objects by key, arrays element by
-/// element). Fields the API server adds (defaults, status, managed fields) do not count.
-pub fn holds(wanted: &Value, live: &Value) -> bool {
-    match (wanted, live) {
-        (Value::Object(wanted), Value::Object(live)) => wanted.iter().all(|(key, value)| {
-            value.is_null() || live.get(key).is_some_and(|live| holds(value, live))
-        }),
-        (Value::Array(wanted), Value::Array(live)) => {
-            wanted.len() == live.len()
-                && wanted
-                    .iter()
-                    .zip(live)
-                    .all(|(wanted, live)| holds(wanted, live))
+impl Applied {
+    /// What the server did, from the object before (`None`: absent) and the object it answered.
+    pub fn judged(before: Option<&str>, after: Option<&str>) -> Self {
+        match before {
+            None => Self::Created,
+            Some(before) if Some(before) == after => Self::Unchanged,
+            Some(_) => Self::Updated,
         }
-        _ => wanted == live,
     }
 }
 
@@ -64,34 +59,26 @@ impl<K> Child for K where
 {
 }
 
-/// Applies `wanted` unless the live object already holds it; returns what happened and the live object.
+/// Applies `wanted` (`live`: the object as listed before, if it exists); returns what the server did and the
+/// object it now holds.
 pub async fn apply<K: Child>(
     client: &Client,
     namespace: &str,
     wanted: &K,
+    live: Option<&K>,
 ) -> Result<(Applied, K), kube::Error> {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    let name = wanted.name_any();
-    let live = api.get_opt(&name).await?;
-    if let Some(live) = &live {
-        let wanted_json = serde_json::to_value(wanted).map_err(kube::Error::SerdeError)?;
-        let live_json = serde_json::to_value(live).map_err(kube::Error::SerdeError)?;
-        if holds(&wanted_json, &live_json) {
-            return Ok((Applied::Unchanged, live.clone()));
-        }
-    }
     let applied = api
         .patch(
-            &name,
+            &wanted.name_any(),
             &PatchParams::apply(MANAGER).force(),
             &Patch::Apply(wanted),
         )
         .await?;
-    let outcome = if live.is_some() {
-        Applied::Updated
-    } else {
-        Applied::Created
-    };
+    let outcome = Applied::judged(
+        live.and_then(|live| live.meta().resource_version.as_deref()),
+        applied.meta().resource_version.as_deref(),
+    );
     Ok((outcome, applied))
 }
 
@@ -100,17 +87,27 @@ pub fn managed_selector(app: &str) -> String {
     format!("{}={app},{}={MANAGER}", label::INSTANCE, label::MANAGED_BY)
 }
 
-/// Deletes the objects of kind `K` labelled as app `app`'s that are not in `keep`; returns their names.
-pub async fn prune<K: Child>(
+/// The objects of kind `K` labelled as app `app`'s.
+pub async fn list_owned<K: Child>(
     client: &Client,
     namespace: &str,
     app: &str,
+) -> Result<Vec<K>, kube::Error> {
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    Ok(api
+        .list(&ListParams::default().labels(&managed_selector(app)))
+        .await?
+        .items)
+}
+
+/// Deletes the objects of `existing` that are not in `keep`; returns their names.
+pub async fn prune<K: Child>(
+    client: &Client,
+    namespace: &str,
+    existing: &[K],
     keep: &BTreeSet<String>,
 ) -> Result<Vec<String>, kube::Error> {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    let existing = api
-        .list(&ListParams::default().labels(&managed_selector(app)))
-        .await?;
     let mut pruned = Vec::new();
     for object in existing {
         let name = object.name_any();
@@ -125,32 +122,11 @@ pub async fn prune<K: Child>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
-    fn a_live_object_holds_what_is_wanted_whatever_the_server_added() {
-        let wanted = json!({"spec": {"replicas": 2, "ports": [{"port": 8080}]}, "metadata": {"labels": {"a": "1"}}});
-        let live = json!({"spec": {"replicas": 2, "ports": [{"port": 8080, "protocol": "TCP"}], "revisionHistoryLimit": 10},
-                          "metadata": {"labels": {"a": "1", "b": "2"}, "uid": "x"}, "status": {}});
-        assert!(holds(&wanted, &live));
-        assert!(
-            !holds(&json!({"spec": {"replicas": 3}}), &live),
-            "a changed value"
-        );
-        assert!(
-            !holds(
-                &json!({"spec": {"ports": [{"port": 8080}, {"port": 9090}]}}),
-                &live
-            ),
-            "a list grown"
-        );
-        assert!(
-            !holds(&json!({"spec": {"paused": true}}), &live),
-            "a missing field"
-        );
-        assert!(
-            holds(&json!({"spec": {"paused": null}}), &live),
-            "unset is not wanted"
-        );
+    fn what_the_server_did_is_read_from_the_resource_version() {
+        assert_eq!(Applied::judged(None, Some("7")), Applied::Created);
+        assert_eq!(Applied::judged(Some("7"), Some("7")), Applied::Unchanged);
+        assert_eq!(Applied::judged(Some("7"), Some("9")), Applied::Updated);
     }
 }

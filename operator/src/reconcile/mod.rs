@@ -14,12 +14,9 @@ use crate::build::metadata::MANAGER;
 use crate::build::{self, ChildObjects, plan};
 use crate::resource::{FoodDeliveryApp, FoodDeliveryAppStatus};
 use crate::validate;
-use apply::{Applied, Child, apply, prune};
+use apply::{Applied, Child, apply, list_owned, prune};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
-use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -203,16 +200,23 @@ pub struct Changes {
     pub pruned: Vec<String>,
 }
 
+/// The objects of one kind the app had before this reconcile's applies, for judging them and pruning.
+struct Listed<K>(Vec<K>);
+
 async fn apply_all<K: Child>(
     client: &Client,
     namespace: &str,
+    app: &str,
     objects: &[K],
     changes: &mut Changes,
-) -> Result<Vec<K>, kube::Error> {
+) -> Result<(Listed<K>, Vec<K>), kube::Error> {
+    let existing = list_owned::<K>(client, namespace, app).await?;
     let mut live = Vec::with_capacity(objects.len());
     for object in objects {
-        let (outcome, applied) = apply(client, namespace, object).await?;
-        let label = format!("{} {}", K::kind(&()), object.name_any());
+        let name = object.name_any();
+        let before = existing.iter().find(|listed| listed.name_any() == name);
+        let (outcome, applied) = apply(client, namespace, object, before).await?;
+        let label = format!("{} {name}", K::kind(&()));
         match outcome {
             Applied::Created => changes.created.push(label),
             Applied::Updated => changes.updated.push(label),
@@ -220,18 +224,18 @@ async fn apply_all<K: Child>(
         }
         live.push(applied);
     }
-    Ok(live)
+    Ok((Listed(existing), live))
 }
 
 async fn prune_all<K: Child>(
     client: &Client,
     namespace: &str,
-    app: &str,
+    listed: Listed<K>,
     keep: &[K],
     changes: &mut Changes,
 ) -> Result<(), kube::Error> {
     let keep: BTreeSet<String> = keep.iter().map(ResourceExt::name_any).collect();
-    for name in prune::<K>(client, namespace, app, &keep).await? {
+    for name in prune::<K>(client, namespace, &listed.0, &keep).await? {
         changes.pruned.push(format!("{} {name}", K::kind(&())));
     }
     Ok(())
@@ -258,25 +262,26 @@ async fn converge(
         network_policies,
         ingresses,
     } = objects;
-    apply_all(client, namespace, &[service_account], changes).await?;
-    apply_all(client, namespace, &config_maps, changes).await?;
-    apply_all(client, namespace, &volume_claims, changes).await?;
-    apply_all(client, namespace, &services, changes).await?;
-    let live = apply_all(client, namespace, &deployments, changes).await?;
-    apply_all(client, namespace, &autoscalers, changes).await?;
-    apply_all(client, namespace, &disruption_budgets, changes).await?;
-    apply_all(client, namespace, &network_policies, changes).await?;
-    apply_all(client, namespace, &ingresses, changes).await?;
+    let ns = namespace;
+    apply_all(client, ns, app, &[service_account], changes).await?;
+    let (listed_config_maps, _) = apply_all(client, ns, app, &config_maps, changes).await?;
+    let (listed_claims, _) = apply_all(client, ns, app, &volume_claims, changes).await?;
+    let (listed_services, _) = apply_all(client, ns, app, &services, changes).await?;
+    let (listed_deployments, live) = apply_all(client, ns, app, &deployments, changes).await?;
+    let (listed_autoscalers, _) = apply_all(client, ns, app, &autoscalers, changes).await?;
+    let (listed_budgets, _) = apply_all(client, ns, app, &disruption_budgets, changes).await?;
+    let (listed_policies, _) = apply_all(client, ns, app, &network_policies, changes).await?;
+    let (listed_ingresses, _) = apply_all(client, ns, app, &ingresses, changes).await?;
     // Consumers of an object go before it: the Ingress before the Service, the Deployment before its ConfigMap.
-    prune_all::<Ingress>(client, namespace, app, &ingresses, changes).await?;
-    prune_all::<NetworkPolicy>(client, namespace, app, &network_policies, changes).await?;
-    prune_all::<PodDisruptionBudget>(client, namespace, app, &disruption_budgets, changes).await?;
-    prune_all::<HorizontalPodAutoscaler>(client, namespace, app, &autoscalers, changes).await?;
-    prune_all::<Deployment>(client, namespace, app, &deployments, changes).await?;
-    prune_all::<Service>(client, namespace, app, &services, changes).await?;
-    prune_all::<ConfigMap>(client, namespace, app, &config_maps, changes).await?;
+    prune_all(client, ns, listed_ingresses, &ingresses, changes).await?;
+    prune_all(client, ns, listed_policies, &network_policies, changes).await?;
+    prune_all(client, ns, listed_budgets, &disruption_budgets, changes).await?;
+    prune_all(client, ns, listed_autoscalers, &autoscalers, changes).await?;
+    prune_all(client, ns, listed_deployments, &deployments, changes).await?;
+    prune_all(client, ns, listed_services, &services, changes).await?;
+    prune_all(client, ns, listed_config_maps, &config_maps, changes).await?;
     if prune_volumes {
-        prune_all::<PersistentVolumeClaim>(client, namespace, app, &volume_claims, changes).await?;
+        prune_all(client, ns, listed_claims, &volume_claims, changes).await?;
     }
     Ok(live)
 }

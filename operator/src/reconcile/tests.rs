@@ -387,3 +387,79 @@ async fn a_hand_edit_is_reported_as_healed() {
     assert!(reasons.contains(&json!("Healed")), "{reasons:?}");
     assert!(reasons.contains(&json!("Created")), "{reasons:?}");
 }
+
+const CONFIG_MAPS: &str = "/api/v1/namespaces/food/configmaps";
+const INGRESSES: &str = "/apis/networking.k8s.io/v1/namespaces/food/ingresses";
+const VOLUME_CLAIMS: &str = "/api/v1/namespaces/food/persistentvolumeclaims";
+
+#[tokio::test]
+async fn a_setting_removed_from_the_spec_is_removed_from_the_cluster() {
+    let harness = Harness::start();
+    harness.create(PRODUCTION, |app| {
+        app["spec"]["config"]["FEATURE_FLAG"] = json!("on");
+    });
+    harness.reconcile("good-morning").await.0.unwrap();
+    let order_config =
+        || harness.fake.get(CONFIG_MAPS, "good-morning-order").unwrap()["data"].clone();
+    assert_eq!(order_config()["FEATURE_FLAG"], "on");
+    assert!(!harness.fake.get(INGRESSES, "good-morning-gateway").unwrap()["spec"]["tls"].is_null());
+    harness.fake.edit(APPS, "good-morning", |app| {
+        app["spec"]["config"]
+            .as_object_mut()
+            .unwrap()
+            .remove("FEATURE_FLAG");
+        app["spec"]["components"]["gateway"]["expose"]["ingress"]
+            .as_object_mut()
+            .unwrap()
+            .remove("tlsSecretName");
+        app["metadata"]["generation"] = json!(2);
+    });
+    harness.reconcile("good-morning").await.0.unwrap();
+    assert!(
+        order_config().get("FEATURE_FLAG").is_none(),
+        "the key left the ConfigMap: {}",
+        order_config()
+    );
+    let ingress = harness.fake.get(INGRESSES, "good-morning-gateway").unwrap();
+    assert!(ingress["spec"].get("tls").is_none(), "{ingress}");
+}
+
+#[tokio::test]
+async fn volumes_switched_to_retain_lose_their_owner_so_deleting_the_app_keeps_the_data() {
+    let harness = Harness::start();
+    harness.create(MINIMAL, |app| {
+        app["spec"]["volumeRetention"] = json!("Delete");
+    });
+    harness.reconcile("minimal").await.0.unwrap();
+    let claims = harness.fake.names(VOLUME_CLAIMS);
+    assert!(!claims.is_empty());
+    harness.fake.edit(APPS, "minimal", |app| {
+        app["spec"]["volumeRetention"] = json!("Retain");
+        app["metadata"]["generation"] = json!(2);
+    });
+    harness.reconcile("minimal").await.0.unwrap();
+    harness.fake.delete(APPS, "minimal");
+    assert!(
+        harness.fake.names(DEPLOYMENTS).is_empty(),
+        "owned children are collected"
+    );
+    assert_eq!(harness.fake.names(VOLUME_CLAIMS), claims, "the data stays");
+}
+
+#[tokio::test]
+async fn after_ready_a_hundred_reconciles_write_nothing_and_publish_no_event() {
+    for example in [PRODUCTION, MINIMAL] {
+        let harness = Harness::start();
+        harness.create(example, |_| {});
+        let name = harness.fake.names(APPS)[0].clone();
+        harness.reconcile(&name).await.0.unwrap();
+        harness.roll_out(true);
+        harness.reconcile(&name).await.0.unwrap();
+        assert_eq!(harness.condition(&name, "Ready").0, "True");
+        for _ in 0..100 {
+            let (result, writes) = harness.reconcile(&name).await;
+            result.unwrap();
+            assert!(writes.is_empty(), "{:?}", summaries(&writes));
+        }
+    }
+}
