@@ -415,16 +415,17 @@ pub struct CircuitBreakerSpec {
 }
 
 /// Rolling updates.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = crate::validate::rollout_rule())]
 pub struct RolloutSpec {
     /// Extra pods during a rollout, a number or a percentage. Default: 25%.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+|[0-9]+%)$"))]
+    #[schemars(regex(pattern = r"^([0-9]+|[0-9]+%)$"), length(max = 8))]
     pub max_surge: Option<String>,
     /// Pods that may be missing during a rollout, a number or a percentage. Default: 0 (zero downtime).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+|[0-9]+%)$"))]
+    #[schemars(regex(pattern = r"^([0-9]+|[0-9]+%)$"), length(max = 8))]
     pub max_unavailable: Option<String>,
 }
 
@@ -483,9 +484,12 @@ pub enum VolumeRetention {
     Delete,
 }
 
-/// What the operator observed.
+/// What the operator observed. A new app is given `observedGeneration: -1` by the API server (a schema default,
+/// as Flux does it), so kstatus, Helm and Flux see it InProgress until the operator has written a real status,
+/// never Current before anything was applied.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("default" = {"observedGeneration": -1}))]
 pub struct FoodDeliveryAppStatus {
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]

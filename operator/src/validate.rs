@@ -39,6 +39,18 @@ pub fn sqlite_rule(component: &str) -> Rule {
     )))
 }
 
+/// The rule the API server applies to a Deployment's rolling update: maxSurge and maxUnavailable cannot both be
+/// zero (no pod could ever be replaced).
+pub fn rollout_rule() -> Rule {
+    let zero = |field: &str| format!("(has(self.{field}) && self.{field}.matches('^0+%?$'))");
+    Rule::new(format!(
+        "!({} && (!has(self.maxUnavailable) || {}))",
+        zero("maxSurge"),
+        zero("maxUnavailable")
+    ))
+    .message("rollout: maxSurge and maxUnavailable cannot both be 0")
+}
+
 /// One thing wrong with an app, with the field it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
@@ -177,6 +189,7 @@ pub fn validate_value(object: &Value) -> Result<FoodDeliveryApp, InvalidApp> {
             field: field_of(error.instance_path().as_str()),
             message: error.to_string(),
         })
+        .chain(config_key_problems(object))
         .collect();
     if !violations.is_empty() {
         violations.sort_by(|left, right| left.field.cmp(&right.field));
@@ -200,6 +213,52 @@ pub fn validate_value(object: &Value) -> Result<FoodDeliveryApp, InvalidApp> {
         ));
     }
     Ok(app)
+}
+
+/// `config` keys a ConfigMap would refuse (they become ConfigMap keys and the pods' environment variable names).
+/// Checked here and not by a CEL rule in the CRD: a regular expression over map keys of unbounded length can
+/// exceed the API server's cost budget for rules, which would make the whole CRD uninstallable.
+fn config_key_problems(object: &Value) -> Vec<Violation> {
+    let shared = object
+        .pointer("/spec/config")
+        .map(|config| ("spec.config".to_owned(), config));
+    let own = object
+        .pointer("/spec/components")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, component)| {
+            Some((
+                format!("spec.components.{name}.config"),
+                component.get("config")?,
+            ))
+        });
+    shared
+        .into_iter()
+        .chain(own)
+        .flat_map(|(field, config)| {
+            config
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(key, _)| key)
+                .filter(|key| {
+                    key.is_empty()
+                        || key.len() > 253
+                        || *key == "."
+                        || *key == ".."
+                        || !key
+                            .bytes()
+                            .all(|byte| byte.is_ascii_alphanumeric() || b"-._".contains(&byte))
+                })
+                .map(move |key| Violation {
+                    field: field.clone(),
+                    message: format!(
+                        "key {key:?}: keys may contain only letters, digits, '-', '_' and '.' (at most 253 characters, not '.' or '..')"
+                    ),
+                })
+        })
+        .collect()
 }
 
 /// The longest app name whose objects still have valid names: a Service is named `<app>-<component>` and must
@@ -289,6 +348,34 @@ mod tests {
     #[test]
     fn invalid_specs_are_refused_with_a_message_naming_the_field_and_the_rule() {
         let cases: Vec<(&str, Value, &str)> = vec![
+            (
+                "a rollout that could never replace a pod",
+                with(
+                    postgres(),
+                    "spec.rollout",
+                    json!({"maxSurge": "0%", "maxUnavailable": "0"}),
+                ),
+                "maxSurge and maxUnavailable cannot both be 0",
+            ),
+            (
+                "a rollout whose surge is zero and whose unavailability defaults to zero",
+                with(postgres(), "spec.rollout", json!({"maxSurge": "0"})),
+                "maxSurge and maxUnavailable cannot both be 0",
+            ),
+            (
+                "a config key a ConfigMap refuses",
+                with(postgres(), "spec.config", json!({"LOG LEVEL": "info"})),
+                "key \"LOG LEVEL\": keys may contain only",
+            ),
+            (
+                "a component config key a ConfigMap refuses",
+                with(
+                    postgres(),
+                    "spec.components.order",
+                    json!({"config": {"A=B": "1"}}),
+                ),
+                "key \"A=B\": keys may contain only",
+            ),
             (
                 "min above max",
                 with(

@@ -39,3 +39,13 @@ fn the_crd_is_namespaced_with_status_short_name_category_and_printer_columns() {
     assert_eq!(status["observedGeneration"]["type"], "integer");
     assert_eq!(status["observedGeneration"]["format"], "int64");
 }
+
+#[test]
+fn a_new_app_starts_with_observed_generation_minus_one_so_kstatus_waits_for_the_operator() {
+    let crd: serde_json::Value = serde_saphyr::from_str(COMMITTED).unwrap();
+    let status = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"];
+    assert_eq!(
+        status["default"],
+        serde_json::json!({"observedGeneration": -1})
+    );
+}

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use food_delivery_operator::build::{ChildObjects, build};
+use food_delivery_operator::server_rules;
 use food_delivery_operator::validate::validate_value;
 use k8s_openapi::api::apps::v1::Deployment;
 use proptest::prelude::*;
@@ -69,9 +70,28 @@ fn app() -> impl Strategy<Value = Value> {
             Just(None),
             Just(Some("sha256:".to_owned() + &"ab".repeat(32)))
         ],
+        "[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}",
+        proptest::option::of(("[0-9]{1,2}%?", "[0-9]{1,2}%?")),
+        proptest::collection::btree_map(
+            prop_oneof![9 => "[-._a-zA-Z0-9]{1,8}", 1 => "[A-Z]{1,3}[ =][A-Z]{1,3}"],
+            "[a-z]{0,4}",
+            0..3,
+        ),
     )
         .prop_map(
-            |(name, database, replicas, autoscaling, components, network_policy, logs, digest)| {
+            |(
+                name,
+                database,
+                replicas,
+                autoscaling,
+                components,
+                network_policy,
+                logs,
+                digest,
+                tag,
+                rollout,
+                config,
+            )| {
                 let mut defaults = serde_json::Map::new();
                 if let Some(replicas) = replicas {
                     defaults.insert("replicas".into(), json!(replicas));
@@ -85,7 +105,7 @@ fn app() -> impl Strategy<Value = Value> {
                         listed.insert((*name).to_owned(), component);
                     }
                 }
-                let mut image = json!({"repository": "example/food", "tag": "1.0"});
+                let mut image = json!({"repository": "example/food", "tag": tag});
                 if let Some(digest) = digest {
                     image["digest"] = json!(digest);
                 }
@@ -100,6 +120,11 @@ fn app() -> impl Strategy<Value = Value> {
                 if logs {
                     spec["logging"] = json!({"persistence": {"size": "1Gi"}});
                 }
+                if let Some((max_surge, max_unavailable)) = rollout {
+                    spec["rollout"] =
+                        json!({"maxSurge": max_surge, "maxUnavailable": max_unavailable});
+                }
+                spec["config"] = json!(config);
                 json!({
                     "apiVersion": "fooddelivery.dev/v1alpha1",
                     "kind": "FoodDeliveryApp",
@@ -187,6 +212,83 @@ fn check_invariants(name: &str, objects: &ChildObjects) {
     }
 }
 
+/// Every built object with the collection it goes to.
+fn with_plurals(objects: &ChildObjects) -> Vec<(&'static str, Value)> {
+    let json = |object: &dyn erased::Object| object.json();
+    let ChildObjects {
+        service_account,
+        config_maps,
+        volume_claims,
+        services,
+        deployments,
+        autoscalers,
+        disruption_budgets,
+        network_policies,
+        ingresses,
+    } = objects;
+    let mut all = vec![("serviceaccounts", json(service_account))];
+    all.extend(
+        config_maps
+            .iter()
+            .map(|object| ("configmaps", json(object))),
+    );
+    all.extend(
+        volume_claims
+            .iter()
+            .map(|object| ("persistentvolumeclaims", json(object))),
+    );
+    all.extend(services.iter().map(|object| ("services", json(object))));
+    all.extend(
+        deployments
+            .iter()
+            .map(|object| ("deployments", json(object))),
+    );
+    all.extend(
+        autoscalers
+            .iter()
+            .map(|object| ("horizontalpodautoscalers", json(object))),
+    );
+    all.extend(
+        disruption_budgets
+            .iter()
+            .map(|object| ("poddisruptionbudgets", json(object))),
+    );
+    all.extend(
+        network_policies
+            .iter()
+            .map(|object| ("networkpolicies", json(object))),
+    );
+    all.extend(ingresses.iter().map(|object| ("ingresses", json(object))));
+    all
+}
+
+mod erased {
+    /// Any built object, as the JSON sent to the server.
+    pub trait Object {
+        fn json(&self) -> serde_json::Value;
+    }
+
+    impl<T: serde::Serialize> Object for T {
+        fn json(&self) -> serde_json::Value {
+            serde_json::to_value(self).unwrap()
+        }
+    }
+}
+
+/// What the API server would refuse among the built objects, after its defaulting.
+fn refused_by_the_server(objects: &ChildObjects) -> Vec<String> {
+    with_plurals(objects)
+        .into_iter()
+        .flat_map(|(plural, mut object)| {
+            server_rules::normalize(plural, &mut object);
+            let name = object["metadata"]["name"].clone();
+            server_rules::validate(plural, None, &object)
+                .into_iter()
+                .map(move |cause| format!("{plural} {name}: {}: {}", cause.field, cause.message))
+        })
+        .collect()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -196,6 +298,8 @@ proptest! {
             let objects = build(&valid);
             check_invariants(app["metadata"]["name"].as_str().unwrap(), &objects);
             prop_assert!(objects.to_yaml().is_ok());
+            let refused = refused_by_the_server(&objects);
+            prop_assert!(refused.is_empty(), "the CRD accepted what the server refuses: {refused:#?}");
         }
     }
 

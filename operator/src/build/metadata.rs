@@ -49,7 +49,7 @@ impl AppIdentity {
                 .chars()
                 .take(12)
                 .collect(),
-            (None, Some(tag)) => tag.clone(),
+            (None, Some(tag)) => label_value(tag),
             (None, None) => "unknown".to_owned(),
         };
         Self {
@@ -109,6 +109,14 @@ impl AppIdentity {
     }
 }
 
+/// `text` cut to what a label value may hold: at most 63 characters, starting and ending with a letter or digit.
+/// An image tag may be 128 characters and start with `_`; the server would refuse it as the version label.
+pub fn label_value(text: &str) -> String {
+    let cut: String = text.chars().take(63).collect();
+    cut.trim_matches(|character: char| !character.is_ascii_alphanumeric())
+        .to_owned()
+}
+
 /// FNV-1a, 64 bits: a stable fingerprint of configuration (not a security hash; it only has to change when
 /// the configuration does, identically on every build and every Rust version).
 pub fn fingerprint(parts: &[(&str, &str)]) -> String {
@@ -125,6 +133,17 @@ pub fn fingerprint(parts: &[(&str, &str)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tag_becomes_a_label_value_the_server_accepts() {
+        assert_eq!(label_value("0.1.0"), "0.1.0");
+        assert_eq!(label_value("_build-7_"), "build-7");
+        assert_eq!(label_value(&"a".repeat(128)).len(), 63);
+        assert_eq!(
+            label_value(&format!("{}-x", "b".repeat(62))),
+            "b".repeat(62)
+        );
+    }
 
     #[test]
     fn the_fingerprint_is_stable_and_changes_with_any_setting() {

@@ -9,7 +9,6 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::collections::BTreeSet;
 use std::fmt::Debug;
 
 /// What applying did.
@@ -100,23 +99,15 @@ pub async fn list_owned<K: Child>(
         .items)
 }
 
-/// Deletes the objects of `existing` that are not in `keep`; returns their names.
+/// Deletes one child in the background (the garbage collector removes what it owns).
 pub async fn prune<K: Child>(
     client: &Client,
     namespace: &str,
-    existing: &[K],
-    keep: &BTreeSet<String>,
-) -> Result<Vec<String>, kube::Error> {
+    name: &str,
+) -> Result<(), kube::Error> {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    let mut pruned = Vec::new();
-    for object in existing {
-        let name = object.name_any();
-        if !keep.contains(&name) {
-            api.delete(&name, &DeleteParams::background()).await?;
-            pruned.push(name);
-        }
-    }
-    Ok(pruned)
+    api.delete(name, &DeleteParams::background()).await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -45,7 +45,32 @@ pub struct Context {
 /// Why a reconcile failed (it is retried with backoff).
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
-    /// The API server refused or failed a request.
+    /// Applying one child failed in a way that may pass on a later attempt (refusals for good are reported as
+    /// Stalled instead).
+    #[error("applying {object}: {source}")]
+    Apply {
+        /// `Kind name` of the child.
+        object: String,
+        /// What the API answered.
+        source: kube::Error,
+    },
+    /// Listing the app's children of one kind failed.
+    #[error("listing the app's {kind} objects: {source}")]
+    List {
+        /// The kind.
+        kind: String,
+        /// What the API answered.
+        source: kube::Error,
+    },
+    /// Deleting a child the spec no longer asks for failed.
+    #[error("pruning {object}: {source}")]
+    Prune {
+        /// `Kind name` of the child.
+        object: String,
+        /// What the API answered.
+        source: kube::Error,
+    },
+    /// Reading the app's Secrets or writing its status failed.
     #[error("kubernetes API: {0}")]
     Kube(#[from] kube::Error),
     /// The app has no namespace (cannot happen for a namespaced kind served by the API).
@@ -57,9 +82,24 @@ impl ReconcileError {
     /// The label of the error in metrics.
     pub fn metric_label(&self) -> &'static str {
         match self {
+            Self::Apply { .. } => "apply",
+            Self::List { .. } => "list",
+            Self::Prune { .. } => "prune",
             Self::Kube(_) => "kube",
             Self::NoNamespace => "no_namespace",
         }
+    }
+}
+
+/// The server's message when it refused a request for good: invalid (422), malformed (400), forbidden by RBAC or
+/// an admission webhook (403), not allowed (405). The same request would be refused again, so it is reported as
+/// Stalled rather than retried; conflicts, throttling, server errors and broken connections are retried.
+pub fn refused_for_good(error: &kube::Error) -> Option<String> {
+    match error {
+        kube::Error::Api(status) if matches!(status.code, 400 | 403 | 405 | 422) => {
+            Some(status.message.clone())
+        }
+        _ => None,
     }
 }
 
@@ -198,6 +238,8 @@ pub struct Changes {
     pub updated: Vec<String>,
     /// Objects deleted.
     pub pruned: Vec<String>,
+    /// Objects the server refused for good, with its message.
+    pub refused: Vec<String>,
 }
 
 /// The objects of one kind the app had before this reconcile's applies, for judging them and pruning.
@@ -209,14 +251,34 @@ async fn apply_all<K: Child>(
     app: &str,
     objects: &[K],
     changes: &mut Changes,
-) -> Result<(Listed<K>, Vec<K>), kube::Error> {
-    let existing = list_owned::<K>(client, namespace, app).await?;
+) -> Result<(Listed<K>, Vec<K>), ReconcileError> {
+    let existing = list_owned::<K>(client, namespace, app)
+        .await
+        .map_err(|source| ReconcileError::List {
+            kind: K::kind(&()).into_owned(),
+            source,
+        })?;
     let mut live = Vec::with_capacity(objects.len());
     for object in objects {
         let name = object.name_any();
-        let before = existing.iter().find(|listed| listed.name_any() == name);
-        let (outcome, applied) = apply(client, namespace, object, before).await?;
         let label = format!("{} {name}", K::kind(&()));
+        let before = existing.iter().find(|listed| listed.name_any() == name);
+        let (outcome, applied) = match apply(client, namespace, object, before).await {
+            Ok(applied) => applied,
+            Err(source) => match refused_for_good(&source) {
+                // The other children still get applied: one refused object must not hold the app back.
+                Some(message) => {
+                    changes.refused.push(format!("{label}: {message}"));
+                    continue;
+                }
+                None => {
+                    return Err(ReconcileError::Apply {
+                        object: label,
+                        source,
+                    });
+                }
+            },
+        };
         match outcome {
             Applied::Created => changes.created.push(label),
             Applied::Updated => changes.updated.push(label),
@@ -233,10 +295,21 @@ async fn prune_all<K: Child>(
     listed: Listed<K>,
     keep: &[K],
     changes: &mut Changes,
-) -> Result<(), kube::Error> {
+) -> Result<(), ReconcileError> {
     let keep: BTreeSet<String> = keep.iter().map(ResourceExt::name_any).collect();
-    for name in prune::<K>(client, namespace, &listed.0, &keep).await? {
-        changes.pruned.push(format!("{} {name}", K::kind(&())));
+    for object in listed.0 {
+        let name = object.name_any();
+        if keep.contains(&name) {
+            continue;
+        }
+        let label = format!("{} {name}", K::kind(&()));
+        prune::<K>(client, namespace, &name)
+            .await
+            .map_err(|source| ReconcileError::Prune {
+                object: label.clone(),
+                source,
+            })?;
+        changes.pruned.push(label);
     }
     Ok(())
 }
@@ -250,7 +323,7 @@ async fn converge(
     objects: ChildObjects,
     prune_volumes: bool,
     changes: &mut Changes,
-) -> Result<Vec<Deployment>, kube::Error> {
+) -> Result<Vec<Deployment>, ReconcileError> {
     let ChildObjects {
         service_account,
         config_maps,
@@ -421,13 +494,31 @@ pub async fn reconcile(
             (component.name.to_owned(), deployment)
         })
         .collect();
+    // What the server refused for good needs someone to change the spec (or the cluster's policy): Stalled, with
+    // the server's words, while everything else was applied.
+    let refusal = (!changes.refused.is_empty()).then(|| Stall {
+        reason: status::APPLY_REFUSED.to_owned(),
+        message: notes::bounded(changes.refused.join("; ")),
+    });
     let status = status::compute(
         generation,
         &components,
-        None,
+        refusal.as_ref(),
         app.status.as_ref(),
         &(ctx.now)(),
     );
+    if let Some(refusal) = &refusal
+        && status::stall_is_new(app.status.as_ref(), refusal)
+    {
+        publish(
+            &ctx,
+            &app,
+            EventType::Warning,
+            &refusal.reason,
+            refusal.message.clone(),
+        )
+        .await;
+    }
     let ready = status
         .conditions
         .iter()
@@ -435,6 +526,8 @@ pub async fn reconcile(
     write_status(&ctx, &app, &namespace, status).await?;
     Ok(Action::requeue(if ready {
         Duration::from_secs(300)
+    } else if refusal.is_some() {
+        Duration::from_secs(60)
     } else {
         Duration::from_secs(10)
     }))

@@ -19,6 +19,21 @@ pub const RECONCILING: &str = "Reconciling";
 /// Progress needs someone to act.
 pub const STALLED: &str = "Stalled";
 
+/// The Stalled reason when the API server refused a child for good.
+pub const APPLY_REFUSED: &str = "ApplyRefused";
+
+/// Whether `stall` is not what the previous status already said (so it deserves a new Warning Event).
+pub fn stall_is_new(previous: Option<&FoodDeliveryAppStatus>, stall: &Stall) -> bool {
+    !previous.is_some_and(|status| {
+        status.conditions.iter().any(|condition| {
+            condition.type_ == STALLED
+                && condition.status == "True"
+                && condition.reason == stall.reason
+                && condition.message == stall.message
+        })
+    })
+}
+
 /// Why the app cannot progress.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stall {

@@ -307,7 +307,11 @@ async fn a_failing_api_fails_the_reconcile_and_a_later_attempt_converges() {
         .fake
         .fail_next(Method::PATCH, StatusCode::INTERNAL_SERVER_ERROR);
     let (result, _) = harness.reconcile("good-morning").await;
-    assert!(result.unwrap_err().contains("kubernetes API"));
+    let error = result.unwrap_err();
+    assert!(
+        error.starts_with("applying ServiceAccount good-morning:"),
+        "the error names the object: {error}"
+    );
     harness.fake.fail_next(Method::PATCH, StatusCode::CONFLICT);
     assert!(harness.reconcile("good-morning").await.0.is_err());
     harness.reconcile("good-morning").await.0.unwrap();
@@ -462,4 +466,55 @@ async fn after_ready_a_hundred_reconciles_write_nothing_and_publish_no_event() {
             assert!(writes.is_empty(), "{:?}", summaries(&writes));
         }
     }
+}
+
+#[tokio::test]
+async fn a_child_the_server_refuses_for_good_stalls_the_app_with_its_message_and_the_rest_is_applied()
+ {
+    let harness = Harness::start();
+    harness.create(MINIMAL, |app| {
+        app["spec"]["database"]["sqlite"]["storage"]["size"] = json!("2Gi");
+    });
+    harness.reconcile("minimal").await.0.unwrap();
+    harness.fake.edit(APPS, "minimal", |app| {
+        // Shrinking a claim is refused by the server; the new setting must still reach the ConfigMaps.
+        app["spec"]["database"]["sqlite"]["storage"]["size"] = json!("1Gi");
+        app["spec"]["config"] = json!({"LOG_LEVEL": "debug"});
+        app["metadata"]["generation"] = json!(2);
+    });
+    let (result, writes) = harness.reconcile("minimal").await;
+    result.unwrap();
+    let (stalled, reason) = harness.condition("minimal", "Stalled");
+    assert_eq!(
+        (stalled.as_str(), reason.as_str()),
+        ("True", "ApplyRefused")
+    );
+    let app = harness.fake.get(APPS, "minimal").unwrap();
+    let message = app["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|condition| condition["type"] == "Stalled")
+        .unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("PersistentVolumeClaim minimal-order-data")
+            && message.contains("less than previous"),
+        "{message}"
+    );
+    assert_eq!(
+        harness.fake.get(CONFIG_MAPS, "minimal-order").unwrap()["data"]["LOG_LEVEL"],
+        "debug",
+        "the other children were applied"
+    );
+    assert!(
+        summaries(&writes).contains(&"POST events".to_owned()),
+        "a Warning"
+    );
+    // The same refusal again: no new Event.
+    let (result, writes) = harness.reconcile("minimal").await;
+    result.unwrap();
+    assert!(writes.is_empty(), "{:?}", summaries(&writes));
 }

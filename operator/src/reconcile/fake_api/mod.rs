@@ -9,8 +9,8 @@
 //! every create, and background garbage collection of dependents.
 
 pub mod field_set;
-pub mod server_rules;
 
+use crate::server_rules;
 use field_set::{Path, fields_of};
 use http::{Method, Request, Response, StatusCode};
 use kube::Client;

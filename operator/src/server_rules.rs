@@ -1,6 +1,7 @@
-//! What the API server does to an object between the request and storage, for the kinds the operator writes:
-//! defaulting, the zero values it drops (non-pointer Go fields with `omitempty`), canonical quantities, and the
-//! validation rules the operator could trip over, answered the way the server answers them. Where unsure, stricter.
+//! A model of what the Kubernetes API server does to an object between the request and storage, for the kinds
+//! the operator writes: defaulting, the zero values it drops (non-pointer Go fields with `omitempty`), canonical
+//! quantities, and the validation rules the operator could trip over. The fake API server of the controller's
+//! tests applies it, and the build's properties check every built object against it. Where unsure, stricter.
 
 use crate::build::quantity;
 use serde_json::{Value, json};
