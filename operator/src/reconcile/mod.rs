@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod notes;
+pub mod replicas;
 pub mod status;
 
 #[cfg(any(test, feature = "fake-api"))]
@@ -23,7 +24,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
 use status::Stall;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -245,25 +246,35 @@ pub struct Changes {
 /// The objects of one kind the app had before this reconcile's applies, for judging them and pruning.
 struct Listed<K>(Vec<K>);
 
-async fn apply_all<K: Child>(
+impl<K: Child> Listed<K> {
+    async fn of(client: &Client, namespace: &str, app: &str) -> Result<Self, ReconcileError> {
+        list_owned::<K>(client, namespace, app)
+            .await
+            .map(Self)
+            .map_err(|source| ReconcileError::List {
+                kind: K::kind(&()).into_owned(),
+                source,
+            })
+    }
+
+    fn find(&self, name: &str) -> Option<&K> {
+        self.0.iter().find(|listed| listed.name_any() == name)
+    }
+}
+
+/// Applies `objects` (their kind listed in `listed` before); returns the objects the server now holds.
+async fn apply_listed<K: Child>(
     client: &Client,
     namespace: &str,
-    app: &str,
+    listed: &Listed<K>,
     objects: &[K],
     changes: &mut Changes,
-) -> Result<(Listed<K>, Vec<K>), ReconcileError> {
-    let existing = list_owned::<K>(client, namespace, app)
-        .await
-        .map_err(|source| ReconcileError::List {
-            kind: K::kind(&()).into_owned(),
-            source,
-        })?;
+) -> Result<Vec<K>, ReconcileError> {
     let mut live = Vec::with_capacity(objects.len());
     for object in objects {
         let name = object.name_any();
         let label = format!("{} {name}", K::kind(&()));
-        let before = existing.iter().find(|listed| listed.name_any() == name);
-        let (outcome, applied) = match apply(client, namespace, object, before).await {
+        let (outcome, applied) = match apply(client, namespace, object, listed.find(&name)).await {
             Ok(applied) => applied,
             Err(source) => match refused_for_good(&source) {
                 // The other children still get applied: one refused object must not hold the app back.
@@ -286,7 +297,74 @@ async fn apply_all<K: Child>(
         }
         live.push(applied);
     }
-    Ok((Listed(existing), live))
+    Ok(live)
+}
+
+/// Lists the app's objects of one kind and applies `objects`.
+async fn apply_all<K: Child>(
+    client: &Client,
+    namespace: &str,
+    app: &str,
+    objects: &[K],
+    changes: &mut Changes,
+) -> Result<(Listed<K>, Vec<K>), ReconcileError> {
+    let listed = Listed::of(client, namespace, app).await?;
+    let live = apply_listed(client, namespace, &listed, objects, changes).await?;
+    Ok((listed, live))
+}
+
+/// Applies the Deployments, `spec.replicas` of the autoscaled ones (`autoscaled`: name -> the HPA's minimum)
+/// handed to the HPA without a drop to one pod (see `replicas`).
+async fn apply_deployments(
+    client: &Client,
+    namespace: &str,
+    app: &str,
+    deployments: &[Deployment],
+    autoscaled: &BTreeMap<String, i32>,
+    changes: &mut Changes,
+) -> Result<(Listed<Deployment>, Vec<Deployment>), ReconcileError> {
+    let listed = Listed::<Deployment>::of(client, namespace, app).await?;
+    let plans: BTreeMap<String, replicas::Replicas> = autoscaled
+        .iter()
+        .map(|(name, minimum)| {
+            (
+                name.clone(),
+                replicas::for_autoscaled(listed.find(name), *minimum),
+            )
+        })
+        .collect();
+    for (name, plan) in &plans {
+        if let replicas::Replicas::HandOver(count) = plan {
+            hand_over_replicas(client, namespace, name, *count).await?;
+        }
+    }
+    let mut live = apply_listed(client, namespace, &listed, deployments, changes).await?;
+    for deployment in &mut live {
+        let name = deployment.name_any();
+        if let Some(replicas::Replicas::SetAfterCreate(count)) = plans.get(&name) {
+            *deployment = hand_over_replicas(client, namespace, &name, *count).await?;
+        }
+    }
+    Ok((listed, live))
+}
+
+async fn hand_over_replicas(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    count: i32,
+) -> Result<Deployment, ReconcileError> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    api.patch(
+        name,
+        &PatchParams::apply(replicas::HANDOVER_MANAGER).force(),
+        &Patch::Apply(&replicas::handover(name, count)),
+    )
+    .await
+    .map_err(|source| ReconcileError::Apply {
+        object: format!("Deployment {name} (replicas for the autoscaler)"),
+        source,
+    })
 }
 
 async fn prune_all<K: Child>(
@@ -321,6 +399,7 @@ async fn converge(
     namespace: &str,
     app: &str,
     objects: ChildObjects,
+    autoscaled: &BTreeMap<String, i32>,
     prune_volumes: bool,
     changes: &mut Changes,
 ) -> Result<Vec<Deployment>, ReconcileError> {
@@ -340,7 +419,8 @@ async fn converge(
     let (listed_config_maps, _) = apply_all(client, ns, app, &config_maps, changes).await?;
     let (listed_claims, _) = apply_all(client, ns, app, &volume_claims, changes).await?;
     let (listed_services, _) = apply_all(client, ns, app, &services, changes).await?;
-    let (listed_deployments, live) = apply_all(client, ns, app, &deployments, changes).await?;
+    let (listed_deployments, live) =
+        apply_deployments(client, ns, app, &deployments, autoscaled, changes).await?;
     let (listed_autoscalers, _) = apply_all(client, ns, app, &autoscalers, changes).await?;
     let (listed_budgets, _) = apply_all(client, ns, app, &disruption_budgets, changes).await?;
     let (listed_policies, _) = apply_all(client, ns, app, &network_policies, changes).await?;
@@ -441,12 +521,23 @@ pub async fn reconcile(
         return Ok(Action::requeue(Duration::from_secs(30)));
     }
     let objects = build::build_planned(&app, &plans);
+    let autoscaled: BTreeMap<String, i32> = plans
+        .iter()
+        .filter_map(|component| {
+            let autoscaling = component.autoscaling?;
+            Some((
+                format!("{name}-{}", component.name),
+                autoscaling.min_replicas,
+            ))
+        })
+        .collect();
     let mut changes = Changes::default();
     let live = converge(
         &ctx.client,
         &namespace,
         &name,
         objects,
+        &autoscaled,
         plan::volumes_follow_app(&app.spec),
         &mut changes,
     )

@@ -127,7 +127,8 @@ async fn a_first_reconcile_applies_everything_in_order_then_reports_reconciling_
         .iter()
         .filter(|write| write.starts_with("PATCH") && !write.ends_with("/status"))
         .collect();
-    assert_eq!(applies.len(), 44, "{writes:#?}");
+    // 44 objects, and the replicas of the 8 autoscaled Deployments set for their HPA right after creation.
+    assert_eq!(applies.len(), 44 + 8, "{writes:#?}");
     let first = |kind: &str| {
         applies
             .iter()
@@ -517,4 +518,75 @@ async fn a_child_the_server_refuses_for_good_stalls_the_app_with_its_message_and
     let (result, writes) = harness.reconcile("minimal").await;
     result.unwrap();
     assert!(writes.is_empty(), "{:?}", summaries(&writes));
+}
+
+fn replicas_of(harness: &Harness, name: &str) -> Value {
+    harness.fake.get(DEPLOYMENTS, name).unwrap()["spec"]["replicas"].clone()
+}
+
+#[tokio::test]
+async fn a_new_autoscaled_deployment_starts_at_the_autoscalers_minimum() {
+    let harness = Harness::start();
+    harness.create(PRODUCTION, |_| {});
+    harness.reconcile("good-morning").await.0.unwrap();
+    assert_eq!(
+        replicas_of(&harness, "good-morning-order"),
+        3,
+        "order's minReplicas"
+    );
+    assert_eq!(
+        replicas_of(&harness, "good-morning-kitchen"),
+        2,
+        "the defaults' minReplicas"
+    );
+}
+
+#[tokio::test]
+async fn turning_autoscaling_on_keeps_the_pods_running_and_hands_the_count_to_the_autoscaler() {
+    let harness = Harness::start();
+    harness.create(PRODUCTION, |app| {
+        app["spec"]["defaults"]
+            .as_object_mut()
+            .unwrap()
+            .remove("autoscaling");
+        app["spec"]["components"]["kitchen"] = json!({"replicas": 4});
+    });
+    harness.reconcile("good-morning").await.0.unwrap();
+    assert_eq!(replicas_of(&harness, "good-morning-kitchen"), 4);
+    harness.fake.edit(APPS, "good-morning", |app| {
+        app["spec"]["components"]["kitchen"] =
+            json!({"autoscaling": {"minReplicas": 2, "maxReplicas": 6}});
+        app["metadata"]["generation"] = json!(2);
+    });
+    harness.reconcile("good-morning").await.0.unwrap();
+    assert_eq!(
+        replicas_of(&harness, "good-morning-kitchen"),
+        4,
+        "not dropped to the default of one"
+    );
+    harness.fake.update_as(
+        "horizontal-pod-autoscaler",
+        DEPLOYMENTS,
+        "good-morning-kitchen",
+        |deployment| {
+            deployment["spec"]["replicas"] = json!(6);
+        },
+    );
+    harness.reconcile("good-morning").await.0.unwrap();
+    assert_eq!(
+        replicas_of(&harness, "good-morning-kitchen"),
+        6,
+        "the autoscaler's count stays"
+    );
+    let (result, writes) = harness.reconcile("good-morning").await;
+    result.unwrap();
+    assert!(writes.is_empty(), "{:?}", summaries(&writes));
+
+    // And back: without autoscaling the spec's count wins again.
+    harness.fake.edit(APPS, "good-morning", |app| {
+        app["spec"]["components"]["kitchen"] = json!({"replicas": 3});
+        app["metadata"]["generation"] = json!(3);
+    });
+    harness.reconcile("good-morning").await.0.unwrap();
+    assert_eq!(replicas_of(&harness, "good-morning-kitchen"), 3);
 }

@@ -377,6 +377,26 @@ fn invalid(plural: &str, name: &str, causes: &[server_rules::Cause]) -> Response
     )
 }
 
+/// Fields no manager owns: `apiVersion`, `kind` and the object's identity in `metadata`.
+fn server_set(path: &Path) -> bool {
+    use field_set::Step::Field;
+    match path.as_slice() {
+        [Field(field)] => field == "apiVersion" || field == "kind",
+        [Field(metadata), Field(field), ..] if metadata == "metadata" => matches!(
+            field.as_str(),
+            "name"
+                | "namespace"
+                | "uid"
+                | "resourceVersion"
+                | "generation"
+                | "creationTimestamp"
+                | "selfLink"
+                | "managedFields"
+        ),
+        _ => false,
+    }
+}
+
 /// What the server sets itself, never part of an applied configuration's fields.
 fn strip_server_fields(config: &mut Value) {
     if let Value::Object(map) = config {
@@ -409,15 +429,21 @@ fn server_side_apply(
     let mut object = previous.cloned().unwrap_or_else(|| json!({}));
     let mut managers = managers_of(&object);
     let mut applied = fields_of(&config);
-    for field in ["apiVersion", "kind"] {
-        applied.remove(&vec![field_set::Step::Field(field.to_owned())]);
-    }
+    // As the server's fieldmanager strips them: identity and server-set fields are nobody's.
+    applied.retain(|path| !server_set(path));
+    // A field applied with another value than the one stored conflicts with its other owners; with force the
+    // applier takes it from them. Applying the value already there shares the field instead.
+    let conflicting: BTreeSet<Path> = applied
+        .iter()
+        .filter(|path| !matches!(path.last(), Some(field_set::Step::Key(_))))
+        .filter(|path| field_set::value_at(&object, path) != field_set::value_at(&config, path))
+        .cloned()
+        .collect();
     if !force {
         let conflicts = managers
             .iter()
             .filter(|(other, _)| other.as_str() != manager)
-            .flat_map(|(_, (_, fields))| fields.intersection(&applied))
-            .any(|path| field_set::value_at(&object, path) != field_set::value_at(&config, path));
+            .any(|(_, (_, fields))| !fields.is_disjoint(&conflicting));
         if conflicts {
             return Err(Box::new(failure(StatusCode::CONFLICT, "Conflict")));
         }
@@ -427,7 +453,7 @@ fn server_side_apply(
         .map(|(_, fields)| fields)
         .unwrap_or_default();
     for (_, fields) in managers.values_mut() {
-        fields.retain(|path| !applied.contains(path));
+        fields.retain(|path| !conflicting.contains(path));
     }
     let kept: BTreeSet<Path> = managers
         .values()
