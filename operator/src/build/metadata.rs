@@ -21,6 +21,10 @@ pub mod label {
     pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
     /// The image version.
     pub const VERSION: &str = "app.kubernetes.io/version";
+    /// The project's own mark of the app an object belongs to, which the operator selects its children by.
+    /// `app.kubernetes.io/instance` is also Argo CD's default tracking label: an object without an owner that
+    /// carried it (a retained volume) would be pruned by an Argo CD Application of the same name.
+    pub const APP: &str = "fooddelivery.dev/app";
 }
 
 /// The value of `app.kubernetes.io/managed-by`, also the field manager.
@@ -93,12 +97,15 @@ impl AppIdentity {
         labels
     }
 
-    /// Metadata of an object called `name`; owned objects are garbage-collected with the app.
+    /// Metadata of an object called `name`; owned objects are garbage-collected with the app. Objects carry the
+    /// project's own app label besides the recommended set (pods do not: adding it would restart them all).
     pub fn metadata(&self, name: String, component: Option<&str>, owned: bool) -> ObjectMeta {
+        let mut labels = self.labels(component);
+        labels.insert(label::APP.to_owned(), self.name.clone());
         ObjectMeta {
             name: Some(name),
             namespace: self.namespace.clone(),
-            labels: Some(self.labels(component)),
+            labels: Some(labels),
             owner_references: self
                 .owner
                 .clone()

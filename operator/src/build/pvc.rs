@@ -29,8 +29,13 @@ fn claim(
     storage_class_name: Option<String>,
     owned: bool,
 ) -> PersistentVolumeClaim {
+    let mut metadata = app.metadata(name, component, owned);
+    // A claim may outlive the app without an owner: it must not carry Argo CD's tracking label (see label::APP).
+    if let Some(labels) = metadata.labels.as_mut() {
+        labels.remove(super::metadata::label::INSTANCE);
+    }
     PersistentVolumeClaim {
-        metadata: app.metadata(name, component, owned),
+        metadata,
         spec: Some(PersistentVolumeClaimSpec {
             access_modes: Some(vec![access_mode.to_owned()]),
             resources: Some(VolumeResourceRequirements {

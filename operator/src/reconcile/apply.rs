@@ -83,7 +83,7 @@ pub async fn apply<K: Child>(
 
 /// The selector of everything the operator made for app `app`.
 pub fn managed_selector(app: &str) -> String {
-    format!("{}={app},{}={MANAGER}", label::INSTANCE, label::MANAGED_BY)
+    format!("{}={app},{}={MANAGER}", label::APP, label::MANAGED_BY)
 }
 
 /// The objects of kind `K` labelled as app `app`'s.
