@@ -1,6 +1,7 @@
 //! The controller's cost against the in-memory fake API server: CPU time of a reconcile of the production
 //! example (8 components, 44 children) when everything is in place (the steady state) and when everything is
-//! created; and the memory of watch caches holding 1,000 such apps with their children.
+//! created; the API calls a reconcile makes with 1, 100 and 1,000 apps; and the memory of watch caches holding
+//! 1,000 such apps with their children.
 //!
 //! `cargo bench -p food-delivery-operator --features fake-api --bench reconcile`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -57,13 +58,61 @@ fn stored_app(fake: &FakeApi) -> FoodDeliveryApp {
 }
 
 fn seed(fake: &FakeApi) {
+    seed_in(fake, "food");
+}
+
+/// The production example in `namespace`, with its Secret.
+fn seed_in(fake: &FakeApi, namespace: &str) {
     let mut app: Value = serde_saphyr::from_str(PRODUCTION).unwrap();
-    app["metadata"]["uid"] = json!("app-uid");
+    app["metadata"]["uid"] = json!(format!("app-uid-{namespace}"));
     app["metadata"]["generation"] = json!(1);
-    fake.insert(APPS, app);
+    app["metadata"]["namespace"] = json!(namespace);
     fake.insert(
-        "/api/v1/namespaces/food/secrets",
+        &format!("/apis/fooddelivery.dev/v1alpha1/namespaces/{namespace}/fooddeliveryapps"),
+        app,
+    );
+    fake.insert(
+        &format!("/api/v1/namespaces/{namespace}/secrets"),
         json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "food-db"}, "data": {"url": "eA=="}}),
+    );
+}
+
+/// Reconciles `count` apps (one namespace each) until they are in place, then once more each, and prints the
+/// API calls and time of that steady-state round.
+async fn calls_with(count: usize) {
+    let (client, fake) = FakeApi::start();
+    let context = context(client);
+    let namespaces: Vec<String> = (0..count).map(|index| format!("food-{index}")).collect();
+    for namespace in &namespaces {
+        seed_in(&fake, namespace);
+    }
+    let app_of = |namespace: &str| -> Arc<FoodDeliveryApp> {
+        let path =
+            format!("/apis/fooddelivery.dev/v1alpha1/namespaces/{namespace}/fooddeliveryapps");
+        Arc::new(serde_json::from_value(fake.get(&path, "good-morning").unwrap()).unwrap())
+    };
+    for _ in 0..2 {
+        for namespace in &namespaces {
+            reconcile(app_of(namespace), context.clone()).await.unwrap();
+        }
+    }
+    fake.take_seen();
+    let started = Instant::now();
+    for namespace in &namespaces {
+        reconcile(app_of(namespace), context.clone()).await.unwrap();
+    }
+    let wall = started.elapsed() / u32::try_from(count).unwrap();
+    let seen = fake.take_seen();
+    let per_app = |keep: &dyn Fn(&food_delivery_operator::reconcile::fake_api::Seen) -> bool| {
+        seen.iter().filter(|seen| keep(seen)).count() as f64 / count as f64
+    };
+    println!(
+        "  {count:>5} apps: {:>5.1} calls per reconcile ({:.1} LIST/GET, {:.1} apply), {:.1} writes, wall {:>6.2} ms",
+        per_app(&|_| true),
+        per_app(&|seen| seen.method == http::Method::GET),
+        per_app(&|seen| seen.method == http::Method::PATCH),
+        per_app(&|seen| seen.is_write()),
+        wall.as_secs_f64() * 1e3,
     );
 }
 
@@ -108,6 +157,10 @@ fn main() {
         println!("  creating everything: CPU {:>6.2} ms, wall {:>6.2} ms per reconcile", create_cpu.as_secs_f64() * 1e3, create_wall.as_secs_f64() * 1e3);
         println!("  nothing to change:   CPU {:>6.2} ms, wall {:>6.2} ms per reconcile (0 writes)", steady_cpu.as_secs_f64() * 1e3, steady_wall.as_secs_f64() * 1e3);
         println!("  (both include the fake server's own work and JSON on both sides of the HTTP boundary)");
+        println!("API calls of a steady-state reconcile (everything in place), one namespace per app:");
+        for count in [1, 100, 1000] {
+            calls_with(count).await;
+        }
     });
 
     // Watch caches: the app and each owned kind, as the controller's reflectors hold them.

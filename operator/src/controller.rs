@@ -15,7 +15,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -29,6 +29,9 @@ pub const RECONCILIATIONS: &str = "operator_reconciliations_total";
 pub const RECONCILE_DURATION: &str = "operator_reconcile_duration_seconds";
 /// Failed reconciliations by error kind.
 pub const RECONCILE_ERRORS: &str = "operator_reconcile_errors_total";
+
+/// Apps reconciled at the same time.
+pub const RECONCILE_CONCURRENCY: u16 = 8;
 
 /// How `run` is configured.
 #[derive(Debug, Clone)]
@@ -185,6 +188,59 @@ async fn serve_health(address: SocketAddr, ready: Arc<AtomicBool>) -> Result<(),
         .map_err(|error| RunError::Bind(address, error))
 }
 
+/// The events of an owned kind that deserve a reconcile of the app: a deletion, a new object, and a change that
+/// moved the generation (a spec change, by hand or otherwise). Status churn is left out: an HPA rewrites its
+/// status every 15 seconds and a PDB whenever a pod comes or goes, and each of those would otherwise re-run the
+/// whole reconcile of the app. Objects without a generation always count.
+#[derive(Debug, Default)]
+pub struct SpecChanges {
+    /// The generation last seen per object uid.
+    generations: HashMap<String, i64>,
+}
+
+impl SpecChanges {
+    /// The object to trigger the owner's reconcile with, if this event deserves one.
+    pub fn worth_a_reconcile<K: Resource>(&mut self, event: watcher::Event<K>) -> Option<K> {
+        match event {
+            watcher::Event::Apply(object) | watcher::Event::InitApply(object) => {
+                let (Some(uid), Some(generation)) =
+                    (object.meta().uid.clone(), object.meta().generation)
+                else {
+                    return Some(object);
+                };
+                let previous = self.generations.insert(uid, generation);
+                (previous != Some(generation)).then_some(object)
+            }
+            watcher::Event::Delete(object) => {
+                if let Some(uid) = &object.meta().uid {
+                    self.generations.remove(uid);
+                }
+                Some(object)
+            }
+            watcher::Event::Init | watcher::Event::InitDone => None,
+        }
+    }
+}
+
+/// The watch of an owned kind, through [`SpecChanges`].
+fn owned_spec_changes<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let mut changes = SpecChanges::default();
+    watcher(api, config)
+        .default_backoff()
+        .filter_map(move |event| {
+            futures::future::ready(match event {
+                Ok(event) => changes.worth_a_reconcile(event).map(Ok),
+                Err(error) => Some(Err(error)),
+            })
+        })
+}
+
 fn owned<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
@@ -312,14 +368,14 @@ pub async fn run_with(client: Client, options: RunOptions) -> Result<(), RunErro
         .owns(owned::<Deployment>(&client, namespace), children.clone())
         .owns(owned::<Service>(&client, namespace), children.clone())
         .owns(owned::<ConfigMap>(&client, namespace), children.clone())
-        .owns(
+        .owns_stream(owned_spec_changes(
             owned::<HorizontalPodAutoscaler>(&client, namespace),
             children.clone(),
-        )
-        .owns(
+        ))
+        .owns_stream(owned_spec_changes(
             owned::<PodDisruptionBudget>(&client, namespace),
             children.clone(),
-        )
+        ))
         .owns(owned::<NetworkPolicy>(&client, namespace), children.clone())
         .owns(owned::<Ingress>(&client, namespace), children.clone())
         .owns(
@@ -327,6 +383,13 @@ pub async fn run_with(client: Client, options: RunOptions) -> Result<(), RunErro
             children.clone(),
         )
         .owns(owned::<PersistentVolumeClaim>(&client, namespace), children)
+        // Bounded: a thousand apps changing at once must not send a thousand reconciles' requests together; a
+        // burst of events for one app (a rollout touching every child) collapses into one reconcile.
+        .with_config(
+            kube::runtime::controller::Config::default()
+                .concurrency(RECONCILE_CONCURRENCY)
+                .debounce(Duration::from_secs(1)),
+        )
         .shutdown_on_signal()
         .run(reconcile_one, error_policy, operator)
         .for_each(|result| async move {
@@ -409,6 +472,47 @@ mod tests {
             .await
             .unwrap();
         answer
+    }
+
+    #[test]
+    fn status_churn_of_an_autoscaler_triggers_no_reconcile_and_a_spec_change_or_deletion_does() {
+        let hpa = |generation: i64, current: i32| HorizontalPodAutoscaler {
+            metadata: kube::api::ObjectMeta {
+                uid: Some("hpa-1".to_owned()),
+                generation: Some(generation),
+                ..kube::api::ObjectMeta::default()
+            },
+            status: Some(
+                k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscalerStatus {
+                    current_replicas: Some(current),
+                    ..Default::default()
+                },
+            ),
+            ..HorizontalPodAutoscaler::default()
+        };
+        let mut changes = SpecChanges::default();
+        let mut triggers = |event| changes.worth_a_reconcile(event).is_some();
+        assert!(
+            triggers(watcher::Event::InitApply(hpa(1, 2))),
+            "first sight"
+        );
+        let status_changes = (3..103)
+            .filter(|current| triggers(watcher::Event::Apply(hpa(1, *current))))
+            .count();
+        assert_eq!(status_changes, 0, "100 status updates, no reconcile");
+        assert!(triggers(watcher::Event::Apply(hpa(2, 5))), "a spec change");
+        assert!(triggers(watcher::Event::Delete(hpa(2, 5))), "a deletion");
+        assert!(
+            triggers(watcher::Event::Apply(hpa(2, 5))),
+            "recreated after deletion"
+        );
+        let config_map = ConfigMap::default();
+        assert!(
+            changes
+                .worth_a_reconcile(watcher::Event::Apply(config_map))
+                .is_some(),
+            "no generation: every change counts"
+        );
     }
 
     #[test]
