@@ -91,6 +91,10 @@ fn drop_zero_values(value: &mut Value) {
                     || OMITTED_WHEN_ZERO.contains(&name.as_str()) && *child == json!(0))
             });
             for (name, child) in map.iter_mut() {
+                // An ObjectFieldSelector's apiVersion defaults to v1.
+                if let (true, Value::Object(selector)) = (name == "fieldRef", &mut *child) {
+                    selector.entry("apiVersion").or_insert_with(|| json!("v1"));
+                }
                 if let (true, Value::Object(quantities)) = (holds_quantities(name), &mut *child) {
                     for amount in quantities.values_mut() {
                         if let Value::String(text) = amount {
@@ -241,6 +245,23 @@ pub fn validate(plural: &str, previous: Option<&Value>, object: &Value) -> Vec<C
             }
         }
         "deployments" => {
+            if object.pointer("/spec/selector").is_none() {
+                causes.push(cause("spec.selector", "Required value"));
+            }
+            let containers = object
+                .pointer("/spec/template/spec/containers")
+                .and_then(Value::as_array);
+            if containers.is_none_or(Vec::is_empty) {
+                causes.push(cause("spec.template.spec.containers", "Required value"));
+            }
+            if object.pointer("/spec/strategy/type") == Some(&json!("Recreate"))
+                && object.pointer("/spec/strategy/rollingUpdate").is_some()
+            {
+                causes.push(cause(
+                    "spec.strategy.rollingUpdate",
+                    "Forbidden: may not be specified when strategy `type` is 'Recreate'",
+                ));
+            }
             let rolling = object.pointer("/spec/strategy/rollingUpdate");
             if is_zero(rolling.and_then(|rolling| rolling.get("maxSurge")))
                 && is_zero(rolling.and_then(|rolling| rolling.get("maxUnavailable")))
@@ -374,7 +395,8 @@ mod tests {
     fn the_server_refuses_what_the_operator_could_send_wrong() {
         let deployment = json!({"metadata": {"name": "a-order", "labels": {"app.kubernetes.io/version": "1.0+build"}},
             "spec": {"strategy": {"rollingUpdate": {"maxSurge": "0%", "maxUnavailable": 0}},
-                     "selector": {"matchLabels": {"a": "1"}}, "template": {"metadata": {"labels": {"a": "1"}}}}});
+                     "selector": {"matchLabels": {"a": "1"}},
+                     "template": {"metadata": {"labels": {"a": "1"}}, "spec": {"containers": [{"name": "c"}]}}}});
         let fields: Vec<String> = validate("deployments", None, &deployment)
             .into_iter()
             .map(|cause| cause.field)

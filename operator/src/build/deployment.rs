@@ -85,9 +85,11 @@ fn environment(component: &ComponentPlan, logs: bool) -> Vec<EnvVar> {
     let mut variables = vec![EnvVar {
         name: env::POD_NAME.to_owned(),
         value_from: Some(EnvVarSource {
+            // The server defaults apiVersion inside this atomic struct; sending it keeps what is applied equal to
+            // what is stored (API servers before 1.27 wrote the object again on every apply otherwise).
             field_ref: Some(ObjectFieldSelector {
+                api_version: Some("v1".to_owned()),
                 field_path: "metadata.name".to_owned(),
-                ..ObjectFieldSelector::default()
             }),
             ..EnvVarSource::default()
         }),

@@ -5,6 +5,7 @@
 //! rather than from a guess on the client.
 
 use crate::build::metadata::{MANAGER, label};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -23,14 +24,26 @@ pub enum Applied {
 }
 
 impl Applied {
-    /// What the server did, from the object before (`None`: absent) and the object it answered.
-    pub fn judged(before: Option<&str>, after: Option<&str>) -> Self {
+    /// What the server did with the operator's apply, from the operator's own entry in `managedFields` before
+    /// (`None`: the object did not exist) and after. The server renews that entry's time only when the operator's
+    /// apply changed the object; the resourceVersion would also move for anyone else's write in between (a
+    /// Deployment's status during a rollout) and report a change the operator did not make.
+    pub fn judged(before: Option<&ObjectMeta>, after: &ObjectMeta) -> Self {
         match before {
             None => Self::Created,
-            Some(before) if Some(before) == after => Self::Unchanged,
+            Some(before) if own_entry(before) == own_entry(after) => Self::Unchanged,
             Some(_) => Self::Updated,
         }
     }
+}
+
+/// The operator's own entry in `managedFields` (its apply of the main resource).
+fn own_entry(metadata: &ObjectMeta) -> Option<&ManagedFieldsEntry> {
+    metadata.managed_fields.iter().flatten().find(|entry| {
+        entry.manager.as_deref() == Some(MANAGER)
+            && entry.operation.as_deref() == Some("Apply")
+            && entry.subresource.is_none()
+    })
 }
 
 /// A namespaced kind the operator manages.
@@ -74,16 +87,29 @@ pub async fn apply<K: Child>(
             &Patch::Apply(wanted),
         )
         .await?;
-    let outcome = Applied::judged(
-        live.and_then(|live| live.meta().resource_version.as_deref()),
-        applied.meta().resource_version.as_deref(),
-    );
+    let outcome = Applied::judged(live.map(Resource::meta), applied.meta());
     Ok((outcome, applied))
 }
 
-/// The selector of everything the operator made for app `app`.
-pub fn managed_selector(app: &str) -> String {
-    format!("{}={app},{}={MANAGER}", label::APP, label::MANAGED_BY)
+/// The selector of the operator's objects of app `app`, for kind `K`. Claims are listed by the operator's mark
+/// alone and filtered by [`belongs_to`]: they do not carry `app.kubernetes.io/instance` (see `label::APP`).
+/// Every other kind is selected by instance, which objects made before `label::APP` existed carry too, so an
+/// upgrade of the operator still finds (and prunes) them.
+pub fn managed_selector<K: Child>(app: &str) -> String {
+    if K::kind(&()) == "PersistentVolumeClaim" {
+        format!("{}={MANAGER}", label::MANAGED_BY)
+    } else {
+        format!("{}={app},{}={MANAGER}", label::INSTANCE, label::MANAGED_BY)
+    }
+}
+
+/// Whether a listed object is app `app`'s.
+pub fn belongs_to(metadata: &ObjectMeta, app: &str) -> bool {
+    metadata.labels.as_ref().is_some_and(|labels| {
+        [label::APP, label::INSTANCE]
+            .iter()
+            .any(|key| labels.get(*key).map(String::as_str) == Some(app))
+    })
 }
 
 /// The objects of kind `K` labelled as app `app`'s.
@@ -93,10 +119,14 @@ pub async fn list_owned<K: Child>(
     app: &str,
 ) -> Result<Vec<K>, kube::Error> {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    Ok(api
-        .list(&ListParams::default().labels(&managed_selector(app)))
-        .await?
-        .items)
+    let listed = api
+        .list(&ListParams::default().labels(&managed_selector::<K>(app)))
+        .await?;
+    Ok(listed
+        .items
+        .into_iter()
+        .filter(|object| belongs_to(object.meta(), app))
+        .collect())
 }
 
 /// Deletes one child in the background (the garbage collector removes what it owns).
@@ -113,11 +143,41 @@ pub async fn prune<K: Child>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     #[test]
-    fn what_the_server_did_is_read_from_the_resource_version() {
-        assert_eq!(Applied::judged(None, Some("7")), Applied::Created);
-        assert_eq!(Applied::judged(Some("7"), Some("7")), Applied::Unchanged);
-        assert_eq!(Applied::judged(Some("7"), Some("9")), Applied::Updated);
+    fn what_the_server_did_is_read_from_the_operators_own_managed_fields_entry() {
+        let meta = |time: i64, other_time: i64| ObjectMeta {
+            managed_fields: Some(vec![
+                ManagedFieldsEntry {
+                    manager: Some(MANAGER.to_owned()),
+                    operation: Some("Apply".to_owned()),
+                    time: Some(Time(
+                        k8s_openapi::jiff::Timestamp::from_second(time).unwrap(),
+                    )),
+                    ..ManagedFieldsEntry::default()
+                },
+                ManagedFieldsEntry {
+                    manager: Some("kube-controller-manager".to_owned()),
+                    operation: Some("Update".to_owned()),
+                    subresource: Some("status".to_owned()),
+                    time: Some(Time(
+                        k8s_openapi::jiff::Timestamp::from_second(other_time).unwrap(),
+                    )),
+                    ..ManagedFieldsEntry::default()
+                },
+            ]),
+            ..ObjectMeta::default()
+        };
+        assert_eq!(Applied::judged(None, &meta(1, 1)), Applied::Created);
+        assert_eq!(
+            Applied::judged(Some(&meta(1, 1)), &meta(1, 9)),
+            Applied::Unchanged,
+            "someone else wrote"
+        );
+        assert_eq!(
+            Applied::judged(Some(&meta(1, 1)), &meta(2, 1)),
+            Applied::Updated
+        );
     }
 }

@@ -324,47 +324,53 @@ async fn apply_deployments(
     changes: &mut Changes,
 ) -> Result<(Listed<Deployment>, Vec<Deployment>), ReconcileError> {
     let listed = Listed::<Deployment>::of(client, namespace, app).await?;
-    let plans: BTreeMap<String, replicas::Replicas> = autoscaled
-        .iter()
-        .map(|(name, minimum)| {
-            (
-                name.clone(),
-                replicas::for_autoscaled(listed.find(name), *minimum),
-            )
-        })
-        .collect();
-    for (name, plan) in &plans {
-        if let replicas::Replicas::HandOver(count) = plan {
-            hand_over_replicas(client, namespace, name, *count).await?;
+    for (name, minimum) in autoscaled {
+        if let Some(count) = replicas::hand_over_before_apply(listed.find(name), *minimum) {
+            hand_over_replicas(client, namespace, name, count).await?;
         }
     }
     let mut live = apply_listed(client, namespace, &listed, deployments, changes).await?;
     for deployment in &mut live {
         let name = deployment.name_any();
-        if let Some(replicas::Replicas::SetAfterCreate(count)) = plans.get(&name) {
-            *deployment = hand_over_replicas(client, namespace, &name, *count).await?;
+        let count = autoscaled
+            .get(&name)
+            .and_then(|minimum| replicas::set_after_apply(deployment, *minimum));
+        if let Some(count) = count
+            && let Some(updated) = hand_over_replicas(client, namespace, &name, count).await?
+        {
+            *deployment = updated;
         }
     }
     Ok((listed, live))
 }
 
+/// The handover manager's apply of `count`; `None` when the server refused it because someone else set
+/// another count in the meantime (theirs stays) or the Deployment is gone (the next reconcile sees it).
 async fn hand_over_replicas(
     client: &Client,
     namespace: &str,
     name: &str,
     count: i32,
-) -> Result<Deployment, ReconcileError> {
+) -> Result<Option<Deployment>, ReconcileError> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    api.patch(
-        name,
-        &PatchParams::apply(replicas::HANDOVER_MANAGER).force(),
-        &Patch::Apply(&replicas::handover(name, count)),
-    )
-    .await
-    .map_err(|source| ReconcileError::Apply {
-        object: format!("Deployment {name} (replicas for the autoscaler)"),
-        source,
-    })
+    let outcome = api
+        .patch(
+            name,
+            &PatchParams::apply(replicas::HANDOVER_MANAGER),
+            &Patch::Apply(&replicas::handover(name, count)),
+        )
+        .await;
+    match outcome {
+        Ok(deployment) => Ok(Some(deployment)),
+        Err(kube::Error::Api(status)) if matches!(status.code, 409 | 404 | 422) => {
+            tracing::info!(deployment = name, reason = %status.message, "replicas left as they are");
+            Ok(None)
+        }
+        Err(source) => Err(ReconcileError::Apply {
+            object: format!("Deployment {name} (replicas for the autoscaler)"),
+            source,
+        }),
+    }
 }
 
 async fn prune_all<K: Child>(

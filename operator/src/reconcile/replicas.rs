@@ -7,26 +7,17 @@
 //! - while the operator still owns the field, a second field manager first applies the current count (never
 //!   below the minimum), and only then does the operator's apply leave the field out. The field stays, owned by
 //!   the handover manager until the HPA changes it;
-//! - a new autoscaled Deployment is created without the field and the handover manager sets the HPA's minimum
-//!   right after, so the operator never owns it (a count left below the minimum, should that second write not
-//!   arrive, is put back by the next reconcile).
+//! - when nobody owns the field after the operator's apply (a Deployment just created, so defaulted to 1), the
+//!   handover manager sets the HPA's minimum.
+//!
+//! Neither apply is forced: if the HPA (or a person, `kubectl scale --replicas=0` to switch the HPA off) has set
+//! another count in the meantime, the server answers a conflict and their count stays.
 
 use crate::build::metadata::MANAGER;
 use k8s_openapi::api::apps::v1::Deployment;
 
 /// The field manager that holds `spec.replicas` between the operator and the HPA.
 pub const HANDOVER_MANAGER: &str = "food-delivery-operator-replicas-handover";
-
-/// What to do about `spec.replicas` of an autoscaled Deployment before applying it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Replicas {
-    /// It does not exist yet: once created, the handover manager sets this count.
-    SetAfterCreate(i32),
-    /// The operator still owns the field: the handover manager applies this count first.
-    HandOver(i32),
-    /// Someone else owns it (the HPA, or the handover manager): leave it out.
-    LeaveToTheAutoscaler,
-}
 
 /// The configuration the handover manager applies: nothing but the count.
 pub fn handover(name: &str, count: i32) -> serde_json::Value {
@@ -38,31 +29,36 @@ pub fn handover(name: &str, count: i32) -> serde_json::Value {
     })
 }
 
-/// Whether the operator's own apply still owns `spec.replicas` of `live`.
-pub fn operator_owns_replicas(live: &Deployment) -> bool {
+fn owns_replicas(live: &Deployment, owner: impl Fn(&str, &str) -> bool) -> bool {
     live.metadata.managed_fields.iter().flatten().any(|entry| {
-        entry.manager.as_deref() == Some(MANAGER)
-            && entry.operation.as_deref() == Some("Apply")
-            && entry
-                .fields_v1
-                .as_ref()
-                .is_some_and(|fields| fields.0.pointer("/f:spec/f:replicas").is_some())
+        owner(
+            entry.manager.as_deref().unwrap_or_default(),
+            entry.operation.as_deref().unwrap_or_default(),
+        ) && entry
+            .fields_v1
+            .as_ref()
+            .is_some_and(|fields| fields.0.pointer("/f:spec/f:replicas").is_some())
     })
 }
 
-/// The plan for an autoscaled Deployment (`live`: as listed, if it exists) whose HPA keeps at least `minimum`.
-pub fn for_autoscaled(live: Option<&Deployment>, minimum: i32) -> Replicas {
-    let Some(live) = live else {
-        return Replicas::SetAfterCreate(minimum);
-    };
-    let current = live.spec.as_ref().and_then(|spec| spec.replicas);
-    // Below the minimum (a count set after creation that never arrived, someone scaling by hand) the HPA would
-    // take its time; the handover manager puts the minimum back at once.
-    if operator_owns_replicas(live) || current.is_none_or(|current| current < minimum) {
-        Replicas::HandOver(current.unwrap_or(minimum).max(minimum))
-    } else {
-        Replicas::LeaveToTheAutoscaler
-    }
+fn count(live: &Deployment) -> Option<i32> {
+    live.spec.as_ref().and_then(|spec| spec.replicas)
+}
+
+/// Before the operator's apply of an autoscaled Deployment (`live`: as listed): the count the handover manager
+/// must hold first, when the operator's own apply still owns the field.
+pub fn hand_over_before_apply(live: Option<&Deployment>, minimum: i32) -> Option<i32> {
+    let live = live?;
+    owns_replicas(live, |manager, operation| {
+        manager == MANAGER && operation == "Apply"
+    })
+    .then(|| count(live).unwrap_or(minimum).max(minimum))
+}
+
+/// After the operator's apply (`applied`: what the server answered): the count to set when nobody owns the
+/// field, which holds only the server's default.
+pub fn set_after_apply(applied: &Deployment, minimum: i32) -> Option<i32> {
+    (!owns_replicas(applied, |_, _| true)).then_some(minimum)
 }
 
 #[cfg(test)]
@@ -91,39 +87,31 @@ mod tests {
 
     #[test]
     fn replicas_go_from_the_operator_to_the_autoscaler_without_dropping_to_one() {
-        assert_eq!(for_autoscaled(None, 3), Replicas::SetAfterCreate(3));
         let owned = json!({"f:spec": {"f:replicas": {}, "f:template": {}}});
+        let not_owned = json!({"f:spec": {"f:template": {}}});
+        assert_eq!(hand_over_before_apply(None, 3), None);
         assert_eq!(
-            for_autoscaled(Some(&deployment(5, MANAGER, owned.clone())), 3),
-            Replicas::HandOver(5)
+            hand_over_before_apply(Some(&deployment(5, MANAGER, owned.clone())), 3),
+            Some(5)
         );
         assert_eq!(
-            for_autoscaled(Some(&deployment(1, MANAGER, owned)), 3),
-            Replicas::HandOver(3),
+            hand_over_before_apply(Some(&deployment(1, MANAGER, owned.clone())), 3),
+            Some(3),
             "never below the minimum"
         );
         assert_eq!(
-            for_autoscaled(
-                Some(&deployment(
-                    5,
-                    MANAGER,
-                    json!({"f:spec": {"f:template": {}}})
-                )),
-                3
-            ),
-            Replicas::LeaveToTheAutoscaler
+            hand_over_before_apply(Some(&deployment(5, MANAGER, not_owned.clone())), 3),
+            None
         );
         assert_eq!(
-            for_autoscaled(
-                Some(&deployment(
-                    1,
-                    "horizontal-pod-autoscaler",
-                    json!({"f:spec": {"f:replicas": {}}})
-                )),
-                3
-            ),
-            Replicas::HandOver(3),
-            "a count below the minimum is put back"
+            set_after_apply(&deployment(1, MANAGER, not_owned), 3),
+            Some(3),
+            "just created: only the default"
+        );
+        assert_eq!(
+            set_after_apply(&deployment(0, "kubectl", owned), 3),
+            None,
+            "someone chose a count (zero switches the HPA off): it stays"
         );
     }
 }

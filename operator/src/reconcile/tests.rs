@@ -590,3 +590,98 @@ async fn turning_autoscaling_on_keeps_the_pods_running_and_hands_the_count_to_th
     harness.reconcile("good-morning").await.0.unwrap();
     assert_eq!(replicas_of(&harness, "good-morning-kitchen"), 3);
 }
+
+fn event_reasons(harness: &Harness) -> Vec<String> {
+    let events = "/apis/events.k8s.io/v1/namespaces/food/events";
+    harness
+        .fake
+        .names(events)
+        .iter()
+        .map(|name| {
+            harness.fake.get(events, name).unwrap()["reason"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_status_written_between_the_operators_read_and_its_apply_is_not_reported_as_a_heal() {
+    let harness = Harness::start();
+    harness.create(PRODUCTION, |_| {});
+    harness.reconcile("good-morning").await.0.unwrap();
+    harness.roll_out(true);
+    harness.reconcile("good-morning").await.0.unwrap();
+    let events_before = event_reasons(&harness).len();
+    // The deployment controller updates the status while the operator is between its LIST and its apply.
+    harness
+        .fake
+        .interleave_before_next(DEPLOYMENTS, "good-morning-order", |deployment| {
+            // A status field the app's status does not read, so only the race itself could cause a write.
+            deployment["status"]["collisionCount"] = json!(1);
+        });
+    let (result, writes) = harness.reconcile("good-morning").await;
+    result.unwrap();
+    assert!(writes.is_empty(), "{:?}", summaries(&writes));
+    assert_eq!(
+        event_reasons(&harness).len(),
+        events_before,
+        "{:?}",
+        event_reasons(&harness)
+    );
+}
+
+#[tokio::test]
+async fn after_an_operator_upgrade_children_without_the_new_label_are_found_pruned_and_keep_their_replicas()
+ {
+    let harness = Harness::start();
+    harness.create(PRODUCTION, |_| {});
+    harness.reconcile("good-morning").await.0.unwrap();
+    harness.fake.update_as(
+        "horizontal-pod-autoscaler",
+        DEPLOYMENTS,
+        "good-morning-order",
+        |deployment| {
+            deployment["spec"]["replicas"] = json!(7);
+        },
+    );
+    // As the previous version left them: no fooddelivery.dev/app label (claims carried the instance then).
+    for collection in [CONFIG_MAPS, SERVICES, DEPLOYMENTS, INGRESSES] {
+        for name in harness.fake.names(collection) {
+            harness.fake.edit(collection, &name, |object| {
+                object["metadata"]["labels"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("fooddelivery.dev/app");
+            });
+        }
+    }
+    let created_before = event_reasons(&harness)
+        .iter()
+        .filter(|reason| *reason == "Created")
+        .count();
+    // And the new spec drops a component.
+    harness.fake.edit(APPS, "good-morning", |app| {
+        app["spec"]["components"]["stamp"] = json!({"enabled": false});
+        app["metadata"]["generation"] = json!(2);
+    });
+    harness.reconcile("good-morning").await.0.unwrap();
+    assert!(
+        !harness
+            .fake
+            .names(DEPLOYMENTS)
+            .contains(&"good-morning-stamp".to_owned()),
+        "pruned"
+    );
+    assert_eq!(
+        replicas_of(&harness, "good-morning-order"),
+        7,
+        "the autoscaler's count stays"
+    );
+    let created = event_reasons(&harness)
+        .iter()
+        .filter(|reason| *reason == "Created")
+        .count();
+    assert_eq!(created, created_before, "nothing is reported as created");
+}

@@ -75,11 +75,21 @@ fn list_kind(path: &[Step]) -> ListKind {
     }
 }
 
-/// Maps owned whole (`+structType=atomic`, `+mapType=atomic`): label selectors.
+/// Maps owned whole (`+structType=atomic`, `+mapType=atomic`): label selectors, and the references a pod's
+/// environment reads (`fieldRef`, `resourceFieldRef`, `configMapKeyRef`, `secretKeyRef`).
 fn atomic_map(path: &[Step]) -> bool {
     matches!(
         names(path).last().copied(),
-        Some("selector" | "podSelector" | "namespaceSelector" | "labelSelector")
+        Some(
+            "selector"
+                | "podSelector"
+                | "namespaceSelector"
+                | "labelSelector"
+                | "fieldRef"
+                | "resourceFieldRef"
+                | "configMapKeyRef"
+                | "secretKeyRef"
+        )
     )
 }
 
@@ -185,18 +195,26 @@ fn merge_at(live: &mut Value, config: &Value, path: &mut Path) {
         }
         (Value::Array(live), Value::Array(config)) => match list_kind(path) {
             ListKind::Map(keys) => {
+                // The applied order wins (elements only others own follow): reordering a list is a change.
+                let mut merged = Vec::with_capacity(live.len().max(config.len()));
                 for item in config {
                     let key = key_of(item, keys);
                     path.push(Step::Key(key.clone()));
                     match live
-                        .iter_mut()
-                        .find(|existing| key_of(existing, keys) == key)
+                        .iter()
+                        .position(|existing| key_of(existing, keys) == key)
                     {
-                        Some(existing) => merge_at(existing, item, path),
-                        None => live.push(item.clone()),
+                        Some(at) => {
+                            let mut existing = live.remove(at);
+                            merge_at(&mut existing, item, path);
+                            merged.push(existing);
+                        }
+                        None => merged.push(item.clone()),
                     }
                     path.pop();
                 }
+                merged.append(live);
+                *live = merged;
             }
             ListKind::Set => {
                 for item in config {
@@ -209,6 +227,21 @@ fn merge_at(live: &mut Value, config: &Value, path: &mut Path) {
         },
         (live, config) => *live = config.clone(),
     }
+}
+
+/// Whether `path` is a key field of a list element that stays (someone still owns something in it): the server
+/// keeps an element's key fields as long as the element exists.
+pub fn is_key_of_kept_element(path: &[Step], kept: &BTreeSet<Path>) -> bool {
+    let [element @ .., Step::Field(field)] = path else {
+        return false;
+    };
+    let Some((Step::Key(_), list)) = element.split_last() else {
+        return false;
+    };
+    let ListKind::Map(keys) = list_kind(list) else {
+        return false;
+    };
+    keys.iter().any(|(key, _)| key == field) && kept.iter().any(|owned| owned.starts_with(element))
 }
 
 /// Removes the value at `path` and any map or list left empty by it that `kept` does not hold.
@@ -365,8 +398,21 @@ mod tests {
         );
         assert_eq!(
             live,
-            json!({"spec": {"containers": [{"name": "a", "image": "1", "args": ["z"]}, {"name": "b", "image": "2"}],
+            json!({"spec": {"containers": [{"name": "b", "image": "2"}, {"name": "a", "image": "1", "args": ["z"]}],
                             "tolerations": []}})
+        );
+    }
+
+    #[test]
+    fn the_applied_order_of_a_keyed_list_wins() {
+        let mut live = json!({"env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]});
+        merge(
+            &mut live,
+            &json!({"env": [{"name": "B", "value": "2"}, {"name": "A", "value": "1"}]}),
+        );
+        assert_eq!(
+            live,
+            json!({"env": [{"name": "B", "value": "2"}, {"name": "A", "value": "1"}]})
         );
     }
 

@@ -64,6 +64,9 @@ impl Seen {
     }
 }
 
+/// A change to a stored object, made by someone other than the client under test.
+type Interleaved = Box<dyn FnOnce(&mut Value) + Send>;
+
 #[derive(Default)]
 struct State {
     /// Collection path -> name -> object.
@@ -73,6 +76,9 @@ struct State {
     failures: Vec<(Method, StatusCode)>,
     /// Path prefixes whose requests never get an answer (a dead connection, a stuck API server).
     hanging: Vec<String>,
+    /// Writes by someone else that land just before the next request to a path (a controller racing the
+    /// operator between its read and its write).
+    interleaved: Vec<(String, Interleaved)>,
     version: u64,
     /// Objects ever created, for unique uids.
     created: u64,
@@ -183,6 +189,7 @@ impl FakeApi {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         state.version += 1;
         let version = state.version.to_string();
+        let time = time_of(state.version);
         let Some(object) = state
             .objects
             .get_mut(collection)
@@ -194,14 +201,18 @@ impl FakeApi {
         change(object);
         let taken = field_set::changed(&before, object);
         let mut managers = managers_of(object);
-        for (_, fields) in managers.values_mut() {
-            fields.retain(|path| !taken.contains(path));
+        for ownership in managers.values_mut() {
+            ownership.fields.retain(|path| !taken.contains(path));
         }
-        managers
+        let ownership = managers
             .entry(manager.to_owned())
-            .or_insert_with(|| ("Update".to_owned(), BTreeSet::new()))
-            .1
-            .extend(taken);
+            .or_insert_with(|| Ownership {
+                operation: "Update".to_owned(),
+                time: Value::Null,
+                fields: BTreeSet::new(),
+            });
+        ownership.fields.extend(taken);
+        ownership.time = time;
         set_managers(object, &managers);
         object["metadata"]["resourceVersion"] = json!(version);
     }
@@ -285,6 +296,23 @@ impl FakeApi {
         state.failures.push((method, status));
     }
 
+    /// Just before the next request to `collection/name`, someone else changes that object (a new
+    /// resourceVersion, as for any write).
+    pub fn interleave_before_next(
+        &self,
+        collection: &str,
+        name: &str,
+        change: impl FnOnce(&mut Value) + Send + 'static,
+    ) {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state
+            .interleaved
+            .push((format!("{collection}/{name}"), Box::new(change)));
+    }
+
     /// Requests to paths starting with `prefix` never get an answer from now on.
     pub fn hang_requests_to(&self, prefix: &str) {
         let mut state = self
@@ -295,8 +323,16 @@ impl FakeApi {
     }
 }
 
+/// One `metadata.managedFields` entry: how the manager last wrote, when it last changed something, what it owns.
+#[derive(Debug, Clone)]
+struct Ownership {
+    operation: String,
+    time: Value,
+    fields: BTreeSet<Path>,
+}
+
 /// Managers and the fields each owns, read from `metadata.managedFields`.
-type Managers = BTreeMap<String, (String, BTreeSet<Path>)>;
+type Managers = BTreeMap<String, Ownership>;
 
 fn managers_of(object: &Value) -> Managers {
     object["metadata"]["managedFields"]
@@ -306,10 +342,11 @@ fn managers_of(object: &Value) -> Managers {
         .filter_map(|entry| {
             Some((
                 entry["manager"].as_str()?.to_owned(),
-                (
-                    entry["operation"].as_str().unwrap_or("Update").to_owned(),
-                    field_set::from_fields_v1(&entry["fieldsV1"]),
-                ),
+                Ownership {
+                    operation: entry["operation"].as_str().unwrap_or("Update").to_owned(),
+                    time: entry["time"].clone(),
+                    fields: field_set::from_fields_v1(&entry["fieldsV1"]),
+                },
             ))
         })
         .collect()
@@ -318,10 +355,11 @@ fn managers_of(object: &Value) -> Managers {
 fn set_managers(object: &mut Value, managers: &Managers) {
     let entries: Vec<Value> = managers
         .iter()
-        .filter(|(_, (_, fields))| !fields.is_empty())
-        .map(|(manager, (operation, fields))| {
-            json!({"manager": manager, "operation": operation, "apiVersion": object["apiVersion"],
-                   "fieldsType": "FieldsV1", "fieldsV1": field_set::to_fields_v1(fields)})
+        .filter(|(_, ownership)| !ownership.fields.is_empty())
+        .map(|(manager, ownership)| {
+            json!({"manager": manager, "operation": ownership.operation, "apiVersion": object["apiVersion"],
+                   "time": ownership.time, "fieldsType": "FieldsV1",
+                   "fieldsV1": field_set::to_fields_v1(&ownership.fields)})
         })
         .collect();
     if entries.is_empty() {
@@ -331,6 +369,14 @@ fn set_managers(object: &mut Value, managers: &Managers) {
     } else {
         object["metadata"]["managedFields"] = Value::Array(entries);
     }
+}
+
+/// A distinct, valid timestamp for the write that will get resourceVersion `version`.
+fn time_of(version: u64) -> Value {
+    let second = 1_800_000_000_i64.saturating_add(i64::try_from(version).unwrap_or(0));
+    k8s_openapi::jiff::Timestamp::from_second(second)
+        .map(|time| json!(time.to_string()))
+        .unwrap_or(Value::Null)
 }
 
 /// Removes an object and, as the garbage collector does in the background, everything it owns (transitively).
@@ -424,6 +470,7 @@ fn server_side_apply(
     mut config: Value,
     manager: &str,
     force: bool,
+    now: Value,
 ) -> Result<Value, Box<Response<Body>>> {
     strip_server_fields(&mut config);
     let mut object = previous.cloned().unwrap_or_else(|| json!({}));
@@ -443,33 +490,55 @@ fn server_side_apply(
         let conflicts = managers
             .iter()
             .filter(|(other, _)| other.as_str() != manager)
-            .any(|(_, (_, fields))| !fields.is_disjoint(&conflicting));
+            .any(|(_, ownership)| !ownership.fields.is_disjoint(&conflicting));
         if conflicts {
             return Err(Box::new(failure(StatusCode::CONFLICT, "Conflict")));
         }
     }
-    let owned_before = managers
-        .remove(manager)
-        .map(|(_, fields)| fields)
+    let before = managers.remove(manager);
+    let owned_before = before
+        .as_ref()
+        .map(|ownership| ownership.fields.clone())
         .unwrap_or_default();
-    for (_, fields) in managers.values_mut() {
-        fields.retain(|path| !conflicting.contains(path));
+    for ownership in managers.values_mut() {
+        ownership.fields.retain(|path| !conflicting.contains(path));
     }
     let kept: BTreeSet<Path> = managers
         .values()
-        .flat_map(|(_, fields)| fields.iter().cloned())
+        .flat_map(|ownership| ownership.fields.iter().cloned())
         .chain(applied.iter().cloned())
         .collect();
     for path in owned_before.difference(&applied) {
         let still_owned = kept.iter().any(|owned| owned.starts_with(path));
-        if !still_owned {
+        if !still_owned && !field_set::is_key_of_kept_element(path, &kept) {
             field_set::remove(&mut object, path, &kept);
         }
     }
     field_set::merge(&mut object, &config);
-    managers.insert(manager.to_owned(), ("Apply".to_owned(), applied));
     server_rules::normalize(plural, &mut object);
     object["metadata"]["name"] = json!(name);
+    // The applier's entry gets a new time only when its apply changed something: a no-op apply is no write.
+    let content = |object: &Value| {
+        let mut object = object.clone();
+        if let Some(metadata) = object["metadata"].as_object_mut() {
+            metadata.remove("managedFields");
+        }
+        object
+    };
+    let unchanged = previous.is_some_and(|previous| content(previous) == content(&object))
+        && owned_before == applied;
+    let time = match before {
+        Some(before) if unchanged => before.time,
+        _ => now,
+    };
+    managers.insert(
+        manager.to_owned(),
+        Ownership {
+            operation: "Apply".to_owned(),
+            time,
+            fields: applied,
+        },
+    );
     set_managers(&mut object, &managers);
     let causes = server_rules::validate(plural, previous, &object);
     if !causes.is_empty() {
@@ -523,6 +592,25 @@ impl FakeApi {
             .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(at) = state
+            .interleaved
+            .iter()
+            .position(|(target, _)| path == *target)
+        {
+            let (_, change) = state.interleaved.remove(at);
+            if let Some((collection, Some(name), _)) = split(&path) {
+                state.version += 1;
+                let version = state.version.to_string();
+                if let Some(object) = state
+                    .objects
+                    .get_mut(&collection)
+                    .and_then(|objects| objects.get_mut(&name))
+                {
+                    change(object);
+                    object["metadata"]["resourceVersion"] = json!(version);
+                }
+            }
+        }
         let version_before = state.version;
         let response = Self::handle(&mut state, &method, &path, &query, &content_type, &body);
         let wrote = state.version != version_before;
@@ -619,6 +707,7 @@ impl FakeApi {
                         patch,
                         &manager,
                         force,
+                        time_of(state.version + 1),
                     ) {
                         Ok(object) => object,
                         Err(refusal) => return *refusal,
