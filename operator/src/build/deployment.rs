@@ -272,7 +272,7 @@ pub fn build_deployment(
         }]),
         env_from: Some(vec![EnvFromSource {
             config_map_ref: Some(ConfigMapEnvSource {
-                name: app.object_name(component.name),
+                name: super::configmap::config_map_name(app, component),
                 optional: Some(false),
             }),
             ..EnvFromSource::default()

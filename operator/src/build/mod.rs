@@ -200,7 +200,12 @@ pub(crate) mod tests {
         let gateway = objects
             .config_maps
             .iter()
-            .find(|map| map.metadata.name.as_deref() == Some("shop-gateway"))
+            .find(|map| {
+                map.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|name| name.starts_with("shop-gateway-"))
+            })
             .unwrap();
         assert!(!gateway.data.as_ref().unwrap()["GATEWAY_ROUTES"].contains("stamps="));
     }

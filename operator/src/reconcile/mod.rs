@@ -381,6 +381,16 @@ async fn prune_all<K: Child>(
     changes: &mut Changes,
 ) -> Result<(), ReconcileError> {
     let keep: BTreeSet<String> = keep.iter().map(ResourceExt::name_any).collect();
+    prune_except(client, namespace, listed, &keep, changes).await
+}
+
+async fn prune_except<K: Child>(
+    client: &Client,
+    namespace: &str,
+    listed: Listed<K>,
+    keep: &BTreeSet<String>,
+    changes: &mut Changes,
+) -> Result<(), ReconcileError> {
     for object in listed.0 {
         let name = object.name_any();
         if keep.contains(&name) {
@@ -438,7 +448,9 @@ async fn converge(
     prune_all(client, ns, listed_autoscalers, &autoscalers, changes).await?;
     prune_all(client, ns, listed_deployments, &deployments, changes).await?;
     prune_all(client, ns, listed_services, &services, changes).await?;
-    prune_all(client, ns, listed_config_maps, &config_maps, changes).await?;
+    // Earlier revisions' ConfigMaps stay while their ReplicaSets may still run or be rolled back to.
+    let kept = build::configmap::kept_config_maps(&listed_config_maps.0, &config_maps);
+    prune_except(client, ns, listed_config_maps, &kept, changes).await?;
     if prune_volumes {
         prune_all(client, ns, listed_claims, &volume_claims, changes).await?;
     }

@@ -111,8 +111,34 @@ impl Harness {
 const PRODUCTION: &str = include_str!("../../../examples/production.yaml");
 const MINIMAL: &str = include_str!("../../../examples/minimal.yaml");
 
+/// `PATCH deployments/shop-order`-style summaries; a ConfigMap's content hash is left out of its name.
 fn summaries(writes: &[Seen]) -> Vec<String> {
-    writes.iter().map(Seen::short).collect()
+    writes
+        .iter()
+        .map(|seen| {
+            let short = seen.short();
+            match short.rsplit_once('-') {
+                Some((rest, hash))
+                    if short.contains("configmaps/")
+                        && hash.len() == 10
+                        && hash.bytes().all(|byte| byte.is_ascii_hexdigit()) =>
+                {
+                    rest.to_owned()
+                }
+                _ => short,
+            }
+        })
+        .collect()
+}
+
+/// The settings the pods of Deployment `deployment` read: the ConfigMap its template names.
+fn live_config(harness: &Harness, deployment: &str) -> Value {
+    let deployment = harness.fake.get(DEPLOYMENTS, deployment).unwrap();
+    let name = deployment["spec"]["template"]["spec"]["containers"][0]["envFrom"][0]["configMapRef"]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    harness.fake.get(CONFIG_MAPS, &name).unwrap()["data"].clone()
 }
 
 #[tokio::test]
@@ -235,7 +261,9 @@ async fn a_disabled_component_is_pruned_and_the_others_are_left_alone() {
     );
     let applied: Vec<&String> = writes
         .iter()
-        .filter(|write| write.starts_with("PATCH") && !write.ends_with("/status"))
+        .filter(|write| {
+            write.starts_with("PATCH") && !write.ends_with("/status") && !write.contains("events/")
+        })
         .collect();
     // The gateway stops routing to stamps: its settings, and so its pods' template, change. Nothing else does.
     assert_eq!(
@@ -404,8 +432,7 @@ async fn a_setting_removed_from_the_spec_is_removed_from_the_cluster() {
         app["spec"]["config"]["FEATURE_FLAG"] = json!("on");
     });
     harness.reconcile("good-morning").await.0.unwrap();
-    let order_config =
-        || harness.fake.get(CONFIG_MAPS, "good-morning-order").unwrap()["data"].clone();
+    let order_config = || live_config(&harness, "good-morning-order");
     assert_eq!(order_config()["FEATURE_FLAG"], "on");
     assert!(!harness.fake.get(INGRESSES, "good-morning-gateway").unwrap()["spec"]["tls"].is_null());
     harness.fake.edit(APPS, "good-morning", |app| {
@@ -506,7 +533,7 @@ async fn a_child_the_server_refuses_for_good_stalls_the_app_with_its_message_and
         "{message}"
     );
     assert_eq!(
-        harness.fake.get(CONFIG_MAPS, "minimal-order").unwrap()["data"]["LOG_LEVEL"],
+        live_config(&harness, "minimal-order")["LOG_LEVEL"],
         "debug",
         "the other children were applied"
     );
@@ -684,4 +711,40 @@ async fn after_an_operator_upgrade_children_without_the_new_label_are_found_prun
         .filter(|reason| *reason == "Created")
         .count();
     assert_eq!(created, created_before, "nothing is reported as created");
+}
+
+fn config_map_name_of(harness: &Harness, deployment: &str) -> String {
+    harness.fake.get(DEPLOYMENTS, deployment).unwrap()["spec"]["template"]["spec"]["containers"][0]
+        ["envFrom"][0]["configMapRef"]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_config_change_is_a_new_configmap_so_a_rollback_runs_with_its_own_settings() {
+    let harness = Harness::start();
+    harness.create(PRODUCTION, |_| {});
+    harness.reconcile("good-morning").await.0.unwrap();
+    let before = config_map_name_of(&harness, "good-morning-order");
+    harness.fake.edit(APPS, "good-morning", |app| {
+        app["spec"]["config"]["LOG_LEVEL"] = json!("debug");
+        app["metadata"]["generation"] = json!(2);
+    });
+    harness.reconcile("good-morning").await.0.unwrap();
+    let after = config_map_name_of(&harness, "good-morning-order");
+    assert_ne!(before, after, "the pods roll onto a new ConfigMap");
+    let previous = harness
+        .fake
+        .get(CONFIG_MAPS, &before)
+        .expect("the previous revision's ConfigMap stays");
+    assert_eq!(
+        previous["data"]["LOG_LEVEL"], "info",
+        "unchanged: a rollback gets the old settings"
+    );
+    assert_eq!(previous["immutable"], true);
+    assert_eq!(
+        live_config(&harness, "good-morning-order")["LOG_LEVEL"],
+        "debug"
+    );
 }
