@@ -442,14 +442,20 @@ pub struct LoggingSpec {
 }
 
 /// The shared log volume.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.accessMode)").message("logging.persistence.accessMode: choose ReadWriteMany (a storage class that offers it: NFS, CephFS, EFS, Azure Files) or ReadWriteOnce (every pod of the app then runs on the node holding the volume)"),
+)]
 pub struct LogPersistenceSpec {
     /// Requested size, e.g. 5Gi. Default: 1Gi.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"))]
     pub size: Option<String>,
-    /// ReadWriteMany (default: every pod on every node writes to it) or ReadWriteOnce (all pods on one node).
+    /// Required, there is no safe default: ReadWriteMany lets every pod on every node write to it but needs a
+    /// storage class that offers it (most default classes do not, and the claim would stay Pending with every
+    /// pod waiting for it); ReadWriteOnce works with any class and keeps every pod of the app on the node that
+    /// holds the volume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_mode: Option<AccessMode>,
     /// The StorageClass; the cluster's default when unset.
@@ -472,7 +478,24 @@ pub enum AccessMode {
 pub struct NetworkPolicySpec {
     /// Whether the operator emits the app's NetworkPolicy.
     pub enabled: bool,
+    /// TCP ports the components may reach their database on. Default: 5432. The URL lives in a Secret the
+    /// policy cannot read: list the port here when PostgreSQL (or a pooler in front of it) listens elsewhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub database_ports: Vec<PortNumber>,
+    /// TCP ports the components may reach Kafka on. Default: the ports of kafka.bootstrapServers. Brokers answer
+    /// with the addresses they advertise, which may use other ports (a listener per broker, TLS): list them all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub kafka_ports: Vec<PortNumber>,
 }
+
+/// A TCP port.
+#[derive(
+    JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord,
+)]
+#[serde(transparent)]
+pub struct PortNumber(#[schemars(range(min = 1, max = 65535))] pub i32);
 
 /// What happens to volumes when the app is deleted.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]

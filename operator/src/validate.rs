@@ -363,6 +363,15 @@ mod tests {
                 "maxSurge and maxUnavailable cannot both be 0",
             ),
             (
+                "a log volume without an access mode",
+                with(
+                    postgres(),
+                    "spec.logging",
+                    json!({"persistence": {"size": "1Gi"}}),
+                ),
+                "logging.persistence.accessMode: choose ReadWriteMany",
+            ),
+            (
                 "a config key a ConfigMap refuses",
                 with(postgres(), "spec.config", json!({"LOG LEVEL": "info"})),
                 "key \"LOG LEVEL\": keys may contain only",

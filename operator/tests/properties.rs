@@ -118,7 +118,8 @@ fn app() -> impl Strategy<Value = Value> {
                     "networkPolicy": {"enabled": network_policy},
                 });
                 if logs {
-                    spec["logging"] = json!({"persistence": {"size": "1Gi"}});
+                    spec["logging"] =
+                        json!({"persistence": {"size": "1Gi", "accessMode": "ReadWriteOnce"}});
                 }
                 if let Some((max_surge, max_unavailable)) = rollout {
                     spec["rollout"] =

@@ -14,17 +14,18 @@ use super::metadata::AppIdentity;
 use super::plan::{ComponentPlan, Storage};
 use super::pvc::{data_claim_name, log_claim_name};
 use super::quantity;
-use crate::resource::{FoodDeliveryAppSpec, PullPolicy};
+use crate::resource::{AccessMode, FoodDeliveryAppSpec, PullPolicy};
 use food_delivery_contract::{self as contract, env};
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource,
+    Affinity, Capabilities, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource,
     EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, Lifecycle, LifecycleHandler,
-    LocalObjectReference, ObjectFieldSelector, PersistentVolumeClaimVolumeSource,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-    SecretKeySelector, SecurityContext, SleepAction, TopologySpreadConstraint, Volume, VolumeMount,
+    LocalObjectReference, ObjectFieldSelector, PersistentVolumeClaimVolumeSource, PodAffinity,
+    PodAffinityTerm, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SeccompProfile, SecretKeySelector, SecurityContext, SleepAction, TopologySpreadConstraint,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -241,6 +242,27 @@ fn strategy(spec: &FoodDeliveryAppSpec, component: &ComponentPlan) -> Deployment
     }
 }
 
+/// A shared log volume that only one node can mount (ReadWriteOnce) holds every pod of the app on the node that
+/// has it: elsewhere the volume cannot attach and the pod never starts. The first pod goes anywhere.
+fn next_to_the_log_volume(app: &AppIdentity, spec: &FoodDeliveryAppSpec) -> Option<Affinity> {
+    let persistence = spec.logging.as_ref()?.persistence.as_ref()?;
+    let access_mode = persistence.access_mode.unwrap_or(AccessMode::ReadWriteOnce);
+    (access_mode == AccessMode::ReadWriteOnce).then(|| Affinity {
+        pod_affinity: Some(PodAffinity {
+            required_during_scheduling_ignored_during_execution: Some(vec![PodAffinityTerm {
+                label_selector: Some(LabelSelector {
+                    match_labels: Some(app.app_selector()),
+                    ..LabelSelector::default()
+                }),
+                topology_key: "kubernetes.io/hostname".to_owned(),
+                ..PodAffinityTerm::default()
+            }]),
+            ..PodAffinity::default()
+        }),
+        ..Affinity::default()
+    })
+}
+
 /// The component's Deployment.
 pub fn build_deployment(
     app: &AppIdentity,
@@ -335,6 +357,7 @@ pub fn build_deployment(
                 .collect()
         }),
         topology_spread_constraints: Some(spread(app, component.name)),
+        affinity: next_to_the_log_volume(app, spec),
         containers: vec![container],
         volumes: Some(volumes),
         ..PodSpec::default()
@@ -386,6 +409,25 @@ mod tests {
 
     fn pod(deployment: &Deployment) -> PodSpec {
         deployment.spec.clone().unwrap().template.spec.unwrap()
+    }
+
+    #[test]
+    fn a_read_write_once_log_volume_keeps_the_apps_pods_on_its_node() {
+        let shared = |mode: &str| {
+            let extra = format!("logging: {{persistence: {{size: 1Gi, accessMode: {mode}}}}}");
+            pod(&deployment_of(POSTGRES, &extra, "order")).affinity
+        };
+        let affinity = shared("ReadWriteOnce").unwrap().pod_affinity.unwrap();
+        let term = &affinity
+            .required_during_scheduling_ignored_during_execution
+            .unwrap()[0];
+        assert_eq!(term.topology_key, "kubernetes.io/hostname");
+        assert!(shared("ReadWriteMany").is_none(), "every node can mount it");
+        assert!(
+            pod(&deployment_of(POSTGRES, "", "order"))
+                .affinity
+                .is_none()
+        );
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! One NetworkPolicy per app when asked for: ingress to the app's pods is denied except to the gateway from
 //! anywhere, between the app's own pods, and for metrics scrapers; egress is limited to DNS, Kafka, PostgreSQL
-//! and the app's own pods.
+//! and the app's own pods. The database and Kafka ports are the spec's (networkPolicy.databasePorts and
+//! kafkaPorts), by default PostgreSQL's 5432 and the bootstrap servers' ports.
 
 use super::metadata::AppIdentity;
-use crate::resource::FoodDeliveryAppSpec;
+use crate::resource::{FoodDeliveryAppSpec, PortNumber};
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
     NetworkPolicyPort, NetworkPolicySpec,
@@ -12,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// PostgreSQL's port (the URL is in a Secret the build does not read).
+/// PostgreSQL's port, unless the spec lists others (the URL is in a Secret the build does not read).
 pub const POSTGRES_PORT: i32 = 5432;
 
 fn tcp(port: i32) -> NetworkPolicyPort {
@@ -52,13 +53,10 @@ pub fn build_network_policy(
     app: &AppIdentity,
     spec: &FoodDeliveryAppSpec,
 ) -> Option<NetworkPolicy> {
-    if !spec
+    let policy = spec
         .network_policy
         .as_ref()
-        .is_some_and(|policy| policy.enabled)
-    {
-        return None;
-    }
+        .filter(|policy| policy.enabled)?;
     let http = i32::from(food_delivery_contract::HTTP_PORT);
     let scrapers = NetworkPolicyPeer {
         namespace_selector: Some(LabelSelector::default()),
@@ -95,12 +93,16 @@ pub fn build_network_policy(
             tcp(53),
         ]),
     };
-    let mut brokers_and_database: Vec<NetworkPolicyPort> =
-        kafka_ports(&spec.kafka.bootstrap_servers)
-            .into_iter()
-            .map(tcp)
-            .collect();
-    brokers_and_database.push(tcp(POSTGRES_PORT));
+    let listed =
+        |ports: &[PortNumber]| -> BTreeSet<i32> { ports.iter().map(|port| port.0).collect() };
+    let brokers = Some(listed(&policy.kafka_ports))
+        .filter(|ports| !ports.is_empty())
+        .unwrap_or_else(|| kafka_ports(&spec.kafka.bootstrap_servers));
+    let databases = Some(listed(&policy.database_ports))
+        .filter(|ports| !ports.is_empty())
+        .unwrap_or_else(|| BTreeSet::from([POSTGRES_PORT]));
+    let brokers_and_database: Vec<NetworkPolicyPort> =
+        brokers.union(&databases).copied().map(tcp).collect();
     let egress = vec![
         dns,
         NetworkPolicyEgressRule {
@@ -207,6 +209,31 @@ mod tests {
         let off = app_with("{sqlite: {}}", "");
         assert!(build_network_policy(&identity(), &off.spec).is_none());
         assert!(build_gateway_network_policy(&identity(), &off.spec).is_none());
+    }
+
+    #[test]
+    fn database_and_kafka_ports_listed_in_the_spec_replace_the_defaults() {
+        let app = app_with(
+            "{sqlite: {}}",
+            "networkPolicy: {enabled: true, databasePorts: [6432], kafkaPorts: [9093, 19093]}",
+        );
+        let egress = build_network_policy(&identity(), &app.spec)
+            .unwrap()
+            .spec
+            .unwrap()
+            .egress
+            .unwrap();
+        let ports: Vec<i32> = egress[1]
+            .ports
+            .clone()
+            .unwrap()
+            .iter()
+            .filter_map(|port| match port.port {
+                Some(IntOrString::Int(number)) => Some(number),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ports, [6432, 9093, 19093]);
     }
 
     #[test]

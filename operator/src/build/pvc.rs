@@ -81,7 +81,8 @@ pub fn build_log_claim(
     persistence: &LogPersistenceSpec,
     owned: bool,
 ) -> PersistentVolumeClaim {
-    let access_mode = match persistence.access_mode.unwrap_or(AccessMode::ReadWriteMany) {
+    // Validation requires the mode; without it only ReadWriteOnce binds with any storage class.
+    let access_mode = match persistence.access_mode.unwrap_or(AccessMode::ReadWriteOnce) {
         AccessMode::ReadWriteMany => "ReadWriteMany",
         AccessMode::ReadWriteOnce => "ReadWriteOnce",
     };
