@@ -50,8 +50,9 @@ pub fn required() -> Vec<Permission> {
         permission::<PodDisruptionBudget>("", &CHILD_VERBS),
         permission::<NetworkPolicy>("", &CHILD_VERBS),
         permission::<Ingress>("", &CHILD_VERBS),
-        // Dereference: the database Secrets must exist; their values are never read by the operator's logic.
-        permission::<Secret>("", &["get"]),
+        // Dereference: the database Secrets must exist (their values are never read by the operator's logic); the
+        // internal credential's Secret is created once.
+        permission::<Secret>("", &["create", "get"]),
         // Events are created, then patched when they repeat (a series).
         permission::<Event>("", &["create", "patch"]),
         // Leader election.

@@ -79,7 +79,7 @@ fn env_value(name: &str, value: String) -> EnvVar {
     }
 }
 
-fn environment(component: &ComponentPlan, logs: bool) -> Vec<EnvVar> {
+fn environment(app: &AppIdentity, component: &ComponentPlan, logs: bool) -> Vec<EnvVar> {
     // The pod's name, for its log file. Not a static Kafka group member id: a new pod has a new name, and a static
     // member does not leave its group on shutdown, so every rollout left partitions with members that were gone
     // (docs/architecture.md, "Consumer groups and rollouts").
@@ -119,6 +119,20 @@ fn environment(component: &ComponentPlan, logs: bool) -> Vec<EnvVar> {
             format!("sqlite://{DATA_PATH}/{}.db", component.name),
         )),
         Storage::None => {}
+    }
+    if super::credential::needs_credential(component) {
+        variables.push(EnvVar {
+            name: env::INTERNAL_TOKEN.to_owned(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: super::credential::secret_name(app),
+                    key: super::credential::TOKEN_KEY.to_owned(),
+                    optional: Some(false),
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        });
     }
     if logs {
         variables.push(env_value(
@@ -299,7 +313,7 @@ pub fn build_deployment(
             }),
             ..EnvFromSource::default()
         }]),
-        env: Some(environment(component, logs)),
+        env: Some(environment(app, component, logs)),
         resources: Some(resources(component)),
         // Two minutes to start (migrations, topics) before liveness applies.
         startup_probe: Some(http_probe(contract::STARTED_PATH, 2, 60)),

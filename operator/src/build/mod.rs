@@ -3,6 +3,7 @@
 //! per-component settings they share.
 
 pub mod configmap;
+pub mod credential;
 pub mod deployment;
 pub mod hpa;
 pub mod ingress;

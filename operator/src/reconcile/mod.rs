@@ -168,6 +168,37 @@ async fn write_status(
     Ok(())
 }
 
+/// Creates the app's internal credential (see `build::credential`) if it does not exist yet. It is created once
+/// and never rewritten: applying it on every reconcile would rotate it under running pods. Its value is never
+/// logged or reported.
+async fn ensure_credential(
+    client: &Client,
+    namespace: &str,
+    app: &FoodDeliveryApp,
+) -> Result<(), ReconcileError> {
+    let identity = build::metadata::AppIdentity::of(app);
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let name = build::credential::secret_name(&identity);
+    if api.get_opt(&name).await?.is_some() {
+        return Ok(());
+    }
+    let token = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let secret = build::credential::build_credential_secret(&identity, token);
+    match api.create(&kube::api::PostParams::default(), &secret).await {
+        Ok(_) => Ok(()),
+        // Another reconcile created it first: theirs is the one.
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(source) => Err(ReconcileError::Apply {
+            object: format!("Secret {name}"),
+            source,
+        }),
+    }
+}
+
 /// The Secrets the spec refers to that are missing (or lack the key), as a message.
 async fn missing_secrets(
     client: &Client,
@@ -537,6 +568,9 @@ pub async fn reconcile(
         stalled(&ctx, &app, &namespace, stall).await?;
         // A Secret appearing does not trigger this app's watch: look again in a while.
         return Ok(Action::requeue(Duration::from_secs(30)));
+    }
+    if plans.iter().any(build::credential::needs_credential) {
+        ensure_credential(&ctx.client, &namespace, &app).await?;
     }
     let objects = build::build_planned(&app, &plans);
     let autoscaled: BTreeMap<String, i32> = plans

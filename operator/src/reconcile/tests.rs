@@ -748,3 +748,47 @@ async fn a_config_change_is_a_new_configmap_so_a_rollback_runs_with_its_own_sett
         "debug"
     );
 }
+
+#[tokio::test]
+async fn the_internal_credential_is_created_once_for_payment_and_its_caller_and_never_rotated() {
+    let harness = Harness::start();
+    harness.create(PRODUCTION, |_| {});
+    harness.reconcile("good-morning").await.0.unwrap();
+    let secret = harness
+        .fake
+        .get(SECRETS, "good-morning-internal")
+        .expect("created");
+    assert_eq!(
+        secret["metadata"]["ownerReferences"][0]["uid"], "app-uid",
+        "goes with the app"
+    );
+    let token = secret["stringData"]["token"].as_str().unwrap().to_owned();
+    assert_eq!(token.len(), 64);
+    for _ in 0..3 {
+        harness.reconcile("good-morning").await.0.unwrap();
+    }
+    let again = harness.fake.get(SECRETS, "good-morning-internal").unwrap();
+    assert_eq!(
+        again["stringData"]["token"],
+        token.as_str(),
+        "never rotated under running pods"
+    );
+    let reads_it = |component: &str| {
+        let deployment = harness
+            .fake
+            .get(DEPLOYMENTS, &format!("good-morning-{component}"))
+            .unwrap();
+        deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|variable| {
+                variable["name"] == "INTERNAL_TOKEN"
+                    && variable["valueFrom"]["secretKeyRef"]["name"] == "good-morning-internal"
+            })
+    };
+    assert!(reads_it("order") && reads_it("payment"));
+    assert!(!reads_it("gateway") && !reads_it("kitchen"));
+    let rendered = crate::render(PRODUCTION).unwrap();
+    assert!(!rendered.contains(&token), "render never shows it");
+}

@@ -33,14 +33,20 @@ pub const RESOURCE_OWNERS: [(&str, &str); 8] = [
 ];
 
 /// Resources whose writes are service-to-service calls, never a customer's: the gateway lets only reads of them
-/// through (anyone could otherwise mint authorizations). The owning service does not check a credential yet; inside
-/// the cluster the NetworkPolicy is the other guard.
+/// through (anyone could otherwise mint authorizations), and the owning service accepts a write only with the
+/// internal credential (`env::INTERNAL_TOKEN`), which the operator gives to the owner and to the callers.
 pub const INTERNAL_WRITES: [&str; 1] = ["payments"];
+
+/// The services that write `INTERNAL_WRITES` resources of other services (order authorizes payments).
+pub const INTERNAL_CALLERS: [&str; 1] = ["order"];
 
 /// Environment variables the services read (defaults are the kit's; see docs/architecture.md).
 pub mod env {
     /// Listen port.
     pub const HTTP_PORT: &str = "HTTP_PORT";
+    /// The credential of calls between services (at least 32 characters): callers send it as a bearer token,
+    /// owners of internal writes refuse writes without it. Unset: writes are open (the all-in-one mode sets one).
+    pub const INTERNAL_TOKEN: &str = "INTERNAL_TOKEN";
     /// `sqlite://PATH` or `postgres://...`.
     pub const DATABASE_URL: &str = "DATABASE_URL";
     /// PostgreSQL schema of the service's tables (default: the service's name), so services can share a database.

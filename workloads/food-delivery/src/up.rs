@@ -45,13 +45,23 @@ pub const PLATFORM: [Service; 7] = [
 const ROUTE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Settings the caller may not override: they are what makes the local platform one platform.
-const FIXED: [&str; 5] = [
+const FIXED: [&str; 6] = [
     "DATABASE_URL",
     "HTTP_HOST",
     "HTTP_PORT",
+    "INTERNAL_TOKEN",
     "KAFKA_BOOTSTRAP_SERVERS",
     "PAYMENT_URL",
 ];
+
+/// A fresh internal credential for one run of the platform (two random UUIDs: 244 random bits in 64 digits).
+pub fn new_internal_token() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
 
 /// The environment one service gets: local defaults (auto cooking and riding so orders move on their own, no
 /// drain delay since no load balancer is in front), then the caller's environment, then the fixed settings.
@@ -60,6 +70,7 @@ pub fn environment_for(
     options: &UpOptions,
     caller: &Environment,
     payment_address: SocketAddr,
+    internal_token: &str,
 ) -> Environment {
     let mut pairs: BTreeMap<String, String> = [
         ("LOG_LEVEL", "warn"),
@@ -94,6 +105,11 @@ pub fn environment_for(
     pairs.insert(
         "PAYMENT_URL".to_owned(),
         format!("http://{payment_address}"),
+    );
+    // That listener is open to anything on this machine: authorizing needs the run's credential.
+    pairs.insert(
+        food_delivery_contract::env::INTERNAL_TOKEN.to_owned(),
+        internal_token.to_owned(),
     );
     if let Some(kafka) = &options.kafka {
         pairs.insert("KAFKA_BOOTSTRAP_SERVERS".to_owned(), kafka.clone());
@@ -136,7 +152,14 @@ pub async fn run(options: UpOptions, caller: Environment) -> anyhow::Result<()> 
         .await
         .context("cannot open a loopback port for calls between services")?;
     let payment_address = payment_listener.local_addr()?;
-    let gateway_environment = environment_for("gateway", &options, &caller, payment_address);
+    let internal_token = new_internal_token();
+    let gateway_environment = environment_for(
+        "gateway",
+        &options,
+        &caller,
+        payment_address,
+        &internal_token,
+    );
     let gateway_config = KitConfig::from_env(&gateway_environment)?;
     let _logs = food_delivery_kit::telemetry::init_logging(&gateway_config.log)?;
     // Bind first: a taken port is the likeliest failure and should not wait for seven services to start.
@@ -160,7 +183,8 @@ pub async fn run(options: UpOptions, caller: Environment) -> anyhow::Result<()> 
     let mut routers = BTreeMap::new();
     for service in PLATFORM {
         let name = service.name();
-        let environment = environment_for(name, &options, &caller, payment_address);
+        let environment =
+            environment_for(name, &options, &caller, payment_address, &internal_token);
         let started = match KitConfig::from_env(&environment) {
             Ok(config) => services::start(service, &environment, config, bus.clone()).await,
             Err(error) => Err(error.into()),

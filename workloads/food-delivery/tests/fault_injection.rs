@@ -18,7 +18,7 @@ use support::chaos::{
     Clients, Random, RunSize, settle_and_check, spawn_clients, stock_the_kitchen, stop_after,
     stored_payments, summary, wait_ready,
 };
-use support::{PLATFORM, ServiceProcess};
+use support::{INTERNAL_TOKEN, PLATFORM, ServiceProcess};
 
 /// How long an order may wait for its payment before it is given up (short, so the run settles quickly).
 const PAYMENT_DEADLINE_MS: &str = "5000";
@@ -84,6 +84,8 @@ impl Fleet {
                 ("DELIVERY_RIDE_TIME_MS", "300".to_owned()),
                 ("PAYMENT_URL", payment_url.clone()),
                 ("PAYMENT_TIMEOUT_MS", "1500".to_owned()),
+                // As the operator gives it: payment authorizes only for callers that send it.
+                ("INTERNAL_TOKEN", INTERNAL_TOKEN.to_owned()),
                 (
                     "PAYMENT_PENDING_DEADLINE_MS",
                     PAYMENT_DEADLINE_MS.to_owned(),

@@ -471,6 +471,10 @@ async fn bad_requests_to_every_service_get_problem_json_naming_the_field_and_cha
         let mut request = cluster
             .client
             .request(method.clone(), cluster.services[service].url(&path));
+        if service == "payment" {
+            // Payment's writes are the order service's calls: this test calls as order does.
+            request = request.bearer_auth(support::INTERNAL_TOKEN);
+        }
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -506,6 +510,19 @@ async fn bad_requests_to_every_service_get_problem_json_naming_the_field_and_cha
         )
     };
     assert_eq!(status, 400, "{malformed}");
+    // A valid authorization without the internal credential: refused, nothing charged.
+    let unauthorized = cluster
+        .client
+        .post(cluster.services["payment"].url("/payments"))
+        .json(&json!({"orderId": "o-2", "customerId": "c", "amount": 100, "qty": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthorized.status().as_u16(), 401);
+    assert_eq!(
+        unauthorized.headers()["content-type"],
+        "application/problem+json"
+    );
     assert_eq!(
         cluster.stock_of("bibimbap").await,
         100,

@@ -5,6 +5,7 @@
 
 use crate::breaker::{BreakerSettings, CircuitBreaker};
 use crate::config::{ConfigError, Environment};
+use crate::credential::InternalCredential;
 use crate::problem::Problem;
 use crate::telemetry::{CORRELATION_ID_HEADER, REQUEST_ID_HEADER, current_correlation_id};
 use axum::body::Bytes;
@@ -169,6 +170,7 @@ pub struct ServiceClient {
     http: reqwest::Client,
     bulkhead: Arc<Semaphore>,
     breaker: CircuitBreaker,
+    credential: InternalCredential,
 }
 
 impl ServiceClient {
@@ -183,7 +185,14 @@ impl ServiceClient {
             breaker: CircuitBreaker::new(target, policy.breaker.clone()),
             policy,
             http,
+            credential: InternalCredential::default(),
         })
+    }
+
+    /// The same client, sending the internal credential with every call (to a service's internal writes).
+    pub fn with_credential(mut self, credential: InternalCredential) -> Self {
+        self.credential = credential;
+        self
     }
 
     /// The breaker, to report its state on readiness.
@@ -266,6 +275,9 @@ impl ServiceClient {
             request = request
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body);
+        }
+        if let Some(bearer) = self.credential.bearer() {
+            request = request.header(reqwest::header::AUTHORIZATION, bearer);
         }
         for (name, value) in headers {
             request = request.header(*name, *value);

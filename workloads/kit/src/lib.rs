@@ -6,6 +6,7 @@
 pub mod breaker;
 pub mod client;
 pub mod config;
+pub mod credential;
 pub mod events;
 pub mod health;
 pub mod host;

@@ -11,6 +11,7 @@ pub mod store;
 
 use axum::Router;
 use food_delivery_kit::client::{CallPolicy, ServiceClient};
+use food_delivery_kit::credential::InternalCredential;
 use food_delivery_kit::events::EventBus;
 use food_delivery_kit::host::HostError;
 use food_delivery_kit::{ConfigError, Environment, KitConfig, ServiceHost, ServiceSpec};
@@ -38,6 +39,8 @@ pub struct Settings {
     /// payment call's own deadline, so a client retrying with the same Idempotency-Key after a 503 finds its order
     /// still waiting.
     pub payment_deadline: std::time::Duration,
+    /// `INTERNAL_TOKEN`: the credential sent with the call to payment.
+    pub credential: InternalCredential,
 }
 
 impl Settings {
@@ -61,6 +64,7 @@ impl Settings {
         Ok(Self {
             payment,
             payment_deadline,
+            credential: InternalCredential::from_env(environment)?,
         })
     }
 }
@@ -73,7 +77,8 @@ pub async fn start(
     bus: Option<EventBus>,
 ) -> Result<(ServiceHost, Router), HostError> {
     let payment = ServiceClient::new("payment", settings.payment)
-        .map_err(|error| HostError::Missing(format!("cannot build the payment client: {error}")))?;
+        .map_err(|error| HostError::Missing(format!("cannot build the payment client: {error}")))?
+        .with_credential(settings.credential);
     let mut host = ServiceHost::start(SPEC, config, bus).await?;
     host.health().add_check(Arc::new(payment.breaker().clone()));
     let outbox = host.outbox();

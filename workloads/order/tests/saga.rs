@@ -6,11 +6,14 @@
 use axum::http::StatusCode;
 use food_delivery_kit::breaker::BreakerSettings;
 use food_delivery_kit::client::CallPolicy;
+use food_delivery_kit::credential::InternalCredential;
 use food_delivery_kit::events::InProcessBus;
 use food_delivery_testkit::{Backend, InProcessService, TestDatabase, eventually, free_port};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
+/// The order and payment services share the internal credential, as the operator sets them up.
+const INTERNAL_TOKEN: &str = "saga-test-internal-credential-0123456789";
 const WAIT: Duration = Duration::from_secs(15);
 /// How long an order waits for its payment before it is given up (short, so a test can watch it happen).
 const PAYMENT_DEADLINE: Duration = Duration::from_secs(3);
@@ -46,6 +49,7 @@ impl Platform {
                 let settings = food_delivery_payment::Settings {
                     approval_limit: 1_000_000,
                     latency,
+                    credential: InternalCredential::of(INTERNAL_TOKEN),
                 };
                 food_delivery_payment::start(config, settings, Some(bus))
             },
@@ -97,6 +101,7 @@ impl Platform {
                     food_delivery_order::Settings {
                         payment,
                         payment_deadline: PAYMENT_DEADLINE,
+                        credential: InternalCredential::of(INTERNAL_TOKEN),
                     },
                     Some(bus),
                 )

@@ -25,8 +25,13 @@ pub struct PaymentApi {
 
 /// The payment routes.
 pub fn routes(api: PaymentApi) -> Router {
+    // Authorizing is the order service's call, never a customer's: it needs the internal credential.
+    let authorize = post(authorize_payment).route_layer(axum::middleware::from_fn_with_state(
+        api.settings.credential.clone(),
+        food_delivery_kit::credential::require,
+    ));
     Router::new()
-        .route("/payments", post(authorize_payment).get(payments_of_order))
+        .route("/payments", authorize.merge(get(payments_of_order)))
         .route("/payments/{payment_id}", get(payment_by_id))
         .route(
             food_delivery_kit::http::OPENAPI_PATH,

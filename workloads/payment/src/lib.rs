@@ -9,6 +9,7 @@ pub mod policies;
 pub mod store;
 
 use axum::Router;
+use food_delivery_kit::credential::InternalCredential;
 use food_delivery_kit::events::EventBus;
 use food_delivery_kit::host::HostError;
 use food_delivery_kit::{ConfigError, Environment, KitConfig, ServiceHost, ServiceSpec};
@@ -29,6 +30,8 @@ pub struct Settings {
     /// `PAYMENT_LATENCY_MS`: a delay added to every new authorization after its hold is recorded, to show what a
     /// slow payment provider does to the platform, lost answers included (default 0).
     pub latency: Duration,
+    /// `INTERNAL_TOKEN`: authorizations are accepted only from callers that send it (when set).
+    pub credential: InternalCredential,
 }
 
 impl Settings {
@@ -43,6 +46,7 @@ impl Settings {
             latency: environment
                 .number_in_or("PAYMENT_LATENCY_MS", 0..=60_000, 0)
                 .map(Duration::from_millis)?,
+            credential: InternalCredential::from_env(environment)?,
         })
     }
 }

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use axum::http::StatusCode;
+use food_delivery_kit::credential::InternalCredential;
 use food_delivery_payment::events::{
     ORDER_CANCELLED, ORDER_PLACED, ORDER_REJECTED, PAYMENT_APPROVED, PAYMENT_REFUNDED,
     PAYMENT_VOIDED,
@@ -25,6 +26,7 @@ impl PaymentService {
         let settings = Settings {
             approval_limit,
             latency: Duration::ZERO,
+            credential: InternalCredential::default(),
         };
         Self(
             InProcessService::start_with(backend, |config, bus| start(config, settings, Some(bus)))
@@ -286,6 +288,52 @@ food_delivery_testkit::on_both_backends!(
     a_cancelled_or_rejected_order_is_refunded_exactly_once,
     a_hold_whose_order_is_never_placed_is_voided_and_a_late_one_refused,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_credential_only_a_caller_that_sends_it_may_authorize_and_anyone_may_read() {
+    let token = "payment-test-internal-credential-0123456789";
+    let settings = Settings {
+        approval_limit: 1_000_000,
+        latency: Duration::ZERO,
+        credential: InternalCredential::of(token),
+    };
+    let service = PaymentService(
+        InProcessService::start_with(Backend::Sqlite, |config, bus| {
+            start(config, settings, Some(bus))
+        })
+        .await,
+    );
+    let body = json!({"orderId": "o-1", "customerId": "c-1", "amount": 100, "qty": 1}).to_string();
+    let (status, problem) = service.call("POST", "/payments", Some(&body)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{problem}");
+    assert_eq!(problem["status"], 401);
+    let (status, _) = service
+        .call_with_headers(
+            "POST",
+            "/payments",
+            Some(&body),
+            &[("authorization", "Bearer wrong-guess")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        service.payment_events().is_empty(),
+        "nothing was authorized"
+    );
+    let bearer = format!("Bearer {token}");
+    let (status, payment) = service
+        .call_with_headers(
+            "POST",
+            "/payments",
+            Some(&body),
+            &[("authorization", &bearer)],
+        )
+        .await;
+    assert!(status.is_success(), "{status} {payment}");
+    let (status, _) = service.call("GET", "/payments?orderId=o-1", None).await;
+    assert_eq!(status, StatusCode::OK, "reads stay open");
+    service.stop().await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_a_problem_naming_the_field_and_change_nothing() {

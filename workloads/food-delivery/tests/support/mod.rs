@@ -16,6 +16,9 @@ use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The internal credential the fleets share, as the operator's Secret gives it to order and payment.
+pub const INTERNAL_TOKEN: &str = "fleet-internal-credential-0123456789abcdef";
+
 pub const BINARY: &str = env!("CARGO_BIN_EXE_food-delivery");
 pub const WAIT: Duration = Duration::from_secs(60);
 /// The four services of the ordering saga.
@@ -143,6 +146,8 @@ impl Cluster {
                     ),
                 ),
                 ("PAYMENT_TIMEOUT_MS", "1000".to_owned()),
+                // As the operator gives it: payment authorizes only for callers that send it.
+                ("INTERNAL_TOKEN", INTERNAL_TOKEN.to_owned()),
                 ("PAYMENT_BREAKER_MINIMUM_CALLS", "3".to_owned()),
                 ("PAYMENT_BREAKER_OPEN_SECONDS", "1".to_owned()),
                 ("GATEWAY_ROUTES", routes.clone()),
