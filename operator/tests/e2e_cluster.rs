@@ -1,5 +1,7 @@
 //! Real-cluster end-to-end tests (a kind cluster): install the CRD, run the operator, apply the minimal example,
-//! wait for Ready, delete a Service and see it come back, change the config and see the pods roll.
+//! wait for Ready, delete a Service and see it come back, change the config and see the pods roll, then what the
+//! fake API server cannot show: two minutes after Ready the operator writes nothing, and deleting the app keeps
+//! its retained volumes.
 //!
 //! No cluster can run where CI runs; these tests need `FOOD_DELIVERY_E2E_KUBECONFIG` (a kubeconfig), and read
 //! `FOOD_DELIVERY_E2E_IMAGE` (repository:tag loaded into the cluster) and `FOOD_DELIVERY_E2E_KAFKA` (bootstrap
@@ -11,12 +13,13 @@ use food_delivery_operator::controller::{RunOptions, run_with};
 use food_delivery_operator::leader::LeaseSettings;
 use food_delivery_operator::resource::FoodDeliveryApp;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolumeClaim, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(600);
@@ -45,6 +48,42 @@ async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) ->
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
+}
+
+/// Every child's `food-delivery-operator` managedFields entry (kind/name -> fields and time).
+async fn operator_entries(client: &Client, namespace: &str) -> BTreeMap<String, Value> {
+    let mut entries = BTreeMap::new();
+    let selector =
+        ListParams::default().labels("app.kubernetes.io/managed-by=food-delivery-operator");
+    macro_rules! collect {
+        ($kind:ty) => {
+            for object in Api::<$kind>::namespaced(client.clone(), namespace)
+                .list(&selector)
+                .await
+                .unwrap()
+            {
+                let entry = object
+                    .metadata
+                    .managed_fields
+                    .unwrap_or_default()
+                    .into_iter()
+                    .find(|entry| entry.manager.as_deref() == Some("food-delivery-operator"));
+                entries.insert(
+                    format!(
+                        "{} {}",
+                        stringify!($kind),
+                        object.metadata.name.unwrap_or_default()
+                    ),
+                    serde_json::to_value(entry).unwrap(),
+                );
+            }
+        };
+    }
+    collect!(Deployment);
+    collect!(Service);
+    collect!(ConfigMap);
+    collect!(PersistentVolumeClaim);
+    entries
 }
 
 fn is_ready(app: &FoodDeliveryApp) -> bool {
@@ -158,6 +197,54 @@ async fn the_minimal_example_becomes_ready_heals_a_deleted_service_and_rolls_on_
         apps.get("minimal").await.ok().filter(is_ready)
     })
     .await;
+
+    // A soak: once Ready, the operator's own field manager changes nothing on any child for two minutes (the
+    // server keeps the time of a manager's managedFields entry unless its apply changed something).
+    let soak = Duration::from_secs(
+        std::env::var("FOOD_DELIVERY_E2E_SOAK_SECONDS")
+            .ok()
+            .and_then(|seconds| seconds.parse().ok())
+            .unwrap_or(120),
+    );
+    let before = operator_entries(&client, &namespace).await;
+    assert!(!before.is_empty());
+    tokio::time::sleep(soak).await;
+    let after = operator_entries(&client, &namespace).await;
+    assert_eq!(before, after, "the operator wrote during the soak");
+
+    // Retain (the default): deleting the app garbage-collects its children but keeps the data volumes.
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &namespace);
+    let claim_names: Vec<String> = claims
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter_map(|claim| claim.metadata.name.clone())
+        .collect();
+    assert!(
+        !claim_names.is_empty(),
+        "the minimal example has SQLite volumes"
+    );
+    apps.delete("minimal", &DeleteParams::background())
+        .await
+        .unwrap();
+    eventually("the Deployments to be collected", async || {
+        deployments
+            .list(&Default::default())
+            .await
+            .ok()
+            .filter(|list| list.items.is_empty())
+    })
+    .await;
+    for name in &claim_names {
+        let claim = claims.get(name).await.unwrap();
+        assert!(
+            claim.metadata.owner_references.is_none()
+                && claim.metadata.deletion_timestamp.is_none(),
+            "{name} outlives the app"
+        );
+    }
 
     if let Some(operator) = operator {
         operator.abort();
