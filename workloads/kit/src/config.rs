@@ -213,6 +213,8 @@ pub struct KitConfig {
     pub http_address: std::net::SocketAddr,
     /// `HTTP_BODY_LIMIT_BYTES`: the largest request body accepted (default 64 KiB); larger gets 413.
     pub http_body_limit: usize,
+    /// `HTTP_REQUEST_TIMEOUT_MS`: the longest a request may take (default 30 s); longer gets 503 problem+json.
+    pub http_request_timeout: Duration,
     /// `DATABASE_URL`: `sqlite://PATH` or `postgres://...`; unset for stateless services.
     pub database_url: Option<String>,
     /// `DATABASE_SCHEMA`: the PostgreSQL schema holding the service's tables (default: the service's name), so
@@ -297,6 +299,9 @@ impl KitConfig {
                 1024..=64 * 1024 * 1024,
                 64 * 1024,
             )?,
+            http_request_timeout: environment
+                .number_in_or("HTTP_REQUEST_TIMEOUT_MS", 100..=600_000, 30_000)
+                .map(Duration::from_millis)?,
             database_url,
             database_schema: environment
                 .optional(food_delivery_contract::env::DATABASE_SCHEMA)

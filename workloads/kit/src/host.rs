@@ -244,7 +244,7 @@ impl ServiceHost {
     }
 
     /// The service's API with the kit's routes and middleware around it: probes, `/metrics`, correlation ids,
-    /// HTTP metrics, the body limit and problem+json fallbacks.
+    /// HTTP metrics, the body limit, the request deadline and problem+json fallbacks.
     pub fn router(&self, api: Router) -> Router {
         let service: &'static str = self.spec.name;
         api.merge(health::routes(self.health.clone()))
@@ -254,6 +254,10 @@ impl ServiceHost {
             )
             .fallback(crate::http::no_such_route)
             .method_not_allowed_fallback(crate::http::method_not_allowed)
+            .layer(axum::middleware::from_fn_with_state(
+                self.config.http_request_timeout,
+                crate::http::within_deadline,
+            ))
             .layer(DefaultBodyLimit::max(self.config.http_body_limit))
             .layer(axum::middleware::from_fn_with_state(
                 service,

@@ -205,10 +205,67 @@ pub async fn method_not_allowed(request: Request) -> Problem {
     ))
 }
 
+/// Middleware bounding how long a request may take: a handler stuck behind a lock, a slow disk or a dependency
+/// without its own deadline answers 503 problem+json (with Retry-After) instead of holding the connection and
+/// its pool slot forever. Handlers are written to be dropped at any await (a client that goes away does the
+/// same), so cutting one short leaves nothing half-done that a retry cannot finish.
+pub async fn within_deadline(
+    axum::extract::State(limit): axum::extract::State<std::time::Duration>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "request-timeout",
+            "The request took too long",
+        )
+        .with_detail(format!(
+            "no answer within {} ms; it may or may not have taken effect: retry it (with the same Idempotency-Key)",
+            limit.as_millis()
+        ))
+        .with_retry_after(std::time::Duration::from_secs(1))
+        .into_response(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde::Deserialize;
+
+    #[tokio::test]
+    async fn a_request_past_its_deadline_gets_503_problem_json() {
+        use tower::ServiceExt;
+        let app = axum::Router::new()
+            .route(
+                "/slow",
+                axum::routing::get(|| async {
+                    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                    "late"
+                }),
+            )
+            .route("/fast", axum::routing::get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn_with_state(
+                std::time::Duration::from_millis(50),
+                within_deadline,
+            ));
+        let call = |path: &'static str| {
+            app.clone().oneshot(
+                axum::http::Request::builder()
+                    .uri(path)
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+        };
+        let slow = call("/slow").await.unwrap();
+        assert_eq!(slow.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(slow.headers()["content-type"], "application/problem+json");
+        assert!(slow.headers().contains_key("retry-after"));
+        assert_eq!(call("/fast").await.unwrap().status(), StatusCode::OK);
+    }
 
     #[derive(Debug, Deserialize)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
