@@ -185,7 +185,10 @@ pub struct SqliteSpec {
     pub storage: StorageSpec,
 }
 
-/// A volume request.
+/// A volume request. Its class cannot change once the volume exists: the API server refuses the claim, and the app
+/// reports Stalled (ApplyRefused) until the class is set back.
+// No CEL transition rule here: this type is used in eight places, and kube's schema generation did not put the
+// rule on each of them identically across feature sets (the log volume's rules, used once, are in the CRD).
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct StorageSpec {
@@ -445,6 +448,8 @@ pub struct LoggingSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
+    validation = Rule::new("has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)").message("logging.persistence.storageClassName cannot change once the volume exists (a claim's class is immutable)"),
+    validation = Rule::new("!has(oldSelf.accessMode) || (has(self.accessMode) && self.accessMode == oldSelf.accessMode)").message("logging.persistence.accessMode cannot change once the volume exists (a claim's access modes are immutable)"),
     validation = Rule::new("has(self.accessMode)").message("logging.persistence.accessMode: choose ReadWriteMany (a storage class that offers it: NFS, CephFS, EFS, Azure Files) or ReadWriteOnce (every pod of the app then runs on the node holding the volume)"),
 )]
 pub struct LogPersistenceSpec {

@@ -508,6 +508,30 @@ mod tests {
     }
 
     #[test]
+    fn what_a_claim_cannot_change_is_refused_on_update_and_not_on_create() {
+        let app = |class: &str, mode: &str| -> FoodDeliveryApp {
+            let object = with(
+                minimal(),
+                "spec.logging",
+                json!({"persistence": {"size": "1Gi", "accessMode": mode, "storageClassName": class}}),
+            );
+            validate_value(&object).unwrap()
+        };
+        let before = app("fast", "ReadWriteOnce");
+        assert!(
+            kube::core::cel::validate_cel_update(&app("fast", "ReadWriteOnce"), &before).is_ok()
+        );
+        let errors = kube::core::cel::validate_cel_update(&app("slow", "ReadWriteMany"), &before)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            errors.contains("persistence.storageClassName cannot change"),
+            "{errors}"
+        );
+        assert!(errors.contains("accessMode cannot change"), "{errors}");
+    }
+
+    #[test]
     fn sqlite_rules_accept_what_they_should() {
         let accepted = [
             with(minimal(), "spec.components.order", json!({"replicas": 1})),
