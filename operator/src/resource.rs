@@ -162,6 +162,13 @@ pub struct DatabaseSpec {
 pub struct PostgresSpec {
     /// The Secret key holding the connection URL (postgres://user:password@host:5432/database).
     pub url_secret_ref: SecretKeyRef,
+    /// How many connections the app may hold on this server, all pods together, at full scale (autoscaling
+    /// maximum plus rollout surge). Each pod's pool gets its share (2 to 10). Default: 90, PostgreSQL's default
+    /// max_connections of 100 less a margin for administrators. Raise it with the server's, or put a pooler
+    /// (PgBouncer in session mode) in front and give its limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 2, max = 100000))]
+    pub max_connections: Option<i32>,
 }
 
 /// A key of a Secret in the app's namespace.

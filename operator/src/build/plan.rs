@@ -5,6 +5,7 @@ use crate::resource::{
     AutoscalingSpec, CircuitBreakerSpec, Component, DatabaseSpec, ExposeSpec, FoodDeliveryAppSpec,
     ResourcesSpec, SecretKeyRef, VolumeRetention,
 };
+use food_delivery_contract::env;
 use std::collections::BTreeMap;
 
 /// Default CPU request.
@@ -165,7 +166,6 @@ pub fn service_url(app: &str, component: &str) -> String {
 }
 
 fn circuit_breaker_settings(breaker: &CircuitBreakerSpec) -> Vec<(&'static str, String)> {
-    use food_delivery_contract::env;
     [
         (env::PAYMENT_TIMEOUT_MS, breaker.timeout_ms),
         (
@@ -189,7 +189,6 @@ fn settings_of(
     name: &str,
     component: Option<&Component>,
 ) -> BTreeMap<String, String> {
-    use food_delivery_contract::env;
     let mut settings = BTreeMap::new();
     let mut set = |key: &str, value: String| {
         settings.insert(key.to_owned(), value);
@@ -261,8 +260,14 @@ fn settings_of(
     settings
 }
 
-/// The plan of every enabled component, in the contract's order.
+/// The plan of every enabled component, in the contract's order, pools sized (see [`size_connection_pools`]).
 pub fn plan(app: &str, spec: &FoodDeliveryAppSpec) -> Vec<ComponentPlan> {
+    let mut plans = plan_components(app, spec);
+    size_connection_pools(spec, &mut plans);
+    plans
+}
+
+fn plan_components(app: &str, spec: &FoodDeliveryAppSpec) -> Vec<ComponentPlan> {
     food_delivery_contract::SERVICES
         .iter()
         .filter(|name| is_enabled(spec, name))
@@ -321,7 +326,143 @@ pub fn plan(app: &str, spec: &FoodDeliveryAppSpec) -> Vec<ComponentPlan> {
         .collect()
 }
 
+/// The connection budget of a PostgreSQL server when the spec gives none: PostgreSQL's default max_connections
+/// (100) less a margin for administrators, migrations and monitoring.
+pub const DEFAULT_CONNECTION_BUDGET: i32 = 90;
+/// The smallest pool a service runs with (a consumer's transaction and a request at once), and the largest worth
+/// having per pod (more pods scale better than bigger pools on one database).
+const POOL_SIZES: std::ops::RangeInclusive<i32> = 2..=10;
+
+/// The most pods a component runs at once: its maximum (autoscaling) or its replicas, plus the rollout's surge.
+fn most_pods(spec: &FoodDeliveryAppSpec, component: &ComponentPlan) -> i32 {
+    let most = component
+        .autoscaling
+        .map_or(component.replicas.unwrap_or(1), |autoscaling| {
+            autoscaling.max_replicas
+        });
+    let surge = spec
+        .rollout
+        .as_ref()
+        .and_then(|rollout| rollout.max_surge.as_deref())
+        .unwrap_or("25%");
+    let extra = match surge.strip_suffix('%') {
+        // Kubernetes rounds a surge percentage up.
+        Some(percent) => percent
+            .parse::<i64>()
+            .map(|percent| (i64::from(most) * percent + 99) / 100)
+            .unwrap_or(1),
+        None => surge.parse::<i64>().unwrap_or(1),
+    };
+    most.saturating_add(i32::try_from(extra).unwrap_or(i32::MAX))
+}
+
+/// Sizes each PostgreSQL component's pool so that every pod of every component on the same server (the same
+/// Secret), at full scale, stays within the server's budget: a pool of 10 per pod exhausted PostgreSQL's 100
+/// connections with the production example's minimum replicas already. A `DATABASE_MAX_CONNECTIONS` in the
+/// spec's config wins. Returns what does not fit even with the smallest pools, one line per server.
+pub fn size_connection_pools(
+    spec: &FoodDeliveryAppSpec,
+    plans: &mut [ComponentPlan],
+) -> Vec<String> {
+    let mut servers: BTreeMap<(String, String), (i32, i32)> = BTreeMap::new();
+    for component in plans.iter() {
+        if let Storage::Postgres(secret) = &component.storage {
+            let budget = postgres_of(spec, component.name)
+                .and_then(|postgres| postgres.max_connections)
+                .unwrap_or(DEFAULT_CONNECTION_BUDGET);
+            let entry = servers
+                .entry((secret.name.clone(), secret.key.clone()))
+                .or_insert((budget, 0));
+            entry.0 = entry.0.min(budget);
+            entry.1 = entry.1.saturating_add(most_pods(spec, component));
+        }
+    }
+    let mut shortfalls = Vec::new();
+    for ((name, _), (budget, pods)) in &servers {
+        let share = (budget / (*pods).max(1)).clamp(*POOL_SIZES.start(), *POOL_SIZES.end());
+        if share.saturating_mul(*pods) > *budget {
+            shortfalls.push(format!(
+                "PostgreSQL of Secret {name}: {pods} pods at full scale need at least {} connections, the budget \
+                 (database.postgres.maxConnections) is {budget}; raise it with the server's max_connections, put \
+                 a pooler in front, or lower the autoscaling maximums",
+                share.saturating_mul(*pods)
+            ));
+        }
+        for component in plans.iter_mut() {
+            if matches!(&component.storage, Storage::Postgres(secret) if secret.name == *name) {
+                component
+                    .settings
+                    .entry(env::DATABASE_MAX_CONNECTIONS.to_owned())
+                    .or_insert_with(|| share.to_string());
+            }
+        }
+    }
+    shortfalls
+}
+
+fn postgres_of<'spec>(
+    spec: &'spec FoodDeliveryAppSpec,
+    name: &str,
+) -> Option<&'spec crate::resource::PostgresSpec> {
+    component_of(spec, name)
+        .and_then(|component| component.database.as_ref())
+        .unwrap_or(&spec.database)
+        .postgres
+        .as_ref()
+}
+
 /// Whether the app's volumes go with it.
 pub fn volumes_follow_app(spec: &FoodDeliveryAppSpec) -> bool {
     spec.volume_retention == Some(VolumeRetention::Delete)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::tests::{app_with, plan_of_postgres};
+
+    fn pool_of(plans: &[ComponentPlan], name: &str) -> Option<String> {
+        plans
+            .iter()
+            .find(|plan| plan.name == name)?
+            .settings
+            .get(env::DATABASE_MAX_CONNECTIONS)
+            .cloned()
+    }
+
+    #[test]
+    fn pools_share_the_servers_budget_across_every_pod_at_full_scale() {
+        // Seven components on one server, one replica each plus one surge pod: 14 pods share 90 connections.
+        let plans = plan_of_postgres("");
+        assert_eq!(pool_of(&plans, "order").as_deref(), Some("6"));
+        assert_eq!(pool_of(&plans, "gateway"), None, "no database");
+        // A bigger budget, capped at 10 per pod.
+        let app = app_with(
+            "{postgres: {urlSecretRef: {name: db, key: url}, maxConnections: 1000}}",
+            "",
+        );
+        let plans = plan("shop", &app.spec);
+        assert_eq!(pool_of(&plans, "order").as_deref(), Some("10"));
+        // The spec's own setting wins.
+        let plans = plan_of_postgres("config: {DATABASE_MAX_CONNECTIONS: '4'}");
+        assert_eq!(pool_of(&plans, "order").as_deref(), Some("4"));
+    }
+
+    #[test]
+    fn a_fleet_too_big_for_the_server_gets_the_smallest_pools_and_a_warning() {
+        let app = app_with(
+            "{postgres: {urlSecretRef: {name: db, key: url}}}",
+            "defaults: {autoscaling: {minReplicas: 2, maxReplicas: 10}}",
+        );
+        let mut plans = plan("shop", &app.spec);
+        assert_eq!(pool_of(&plans, "order").as_deref(), Some("2"));
+        let shortfalls = size_connection_pools(&app.spec, &mut plans);
+        assert_eq!(shortfalls.len(), 1, "{shortfalls:?}");
+        // 7 components x (10 + 3 surge) = 91 pods x 2.
+        assert!(
+            shortfalls[0].contains("91 pods") && shortfalls[0].contains("182"),
+            "{}",
+            shortfalls[0]
+        );
+    }
 }

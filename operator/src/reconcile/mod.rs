@@ -559,7 +559,8 @@ pub async fn reconcile(
         stalled(&ctx, &app, &namespace, stall).await?;
         return Ok(Action::await_change());
     }
-    let plans = plan::plan(&name, &app.spec);
+    let mut plans = plan::plan(&name, &app.spec);
+    let shortfalls = plan::size_connection_pools(&app.spec, &mut plans);
     if let Some(message) = missing_secrets(&ctx.client, &namespace, &plans).await? {
         let stall = Stall {
             reason: "SecretMissing".to_owned(),
@@ -615,6 +616,17 @@ pub async fn reconcile(
             ("Pruned", changes.pruned),
         ]
     };
+    // Once per spec change: the pools were sized down as far as they go and still do not fit the server.
+    if !spec_unchanged && !shortfalls.is_empty() {
+        publish(
+            &ctx,
+            &app,
+            EventType::Warning,
+            status::CONNECTION_BUDGET,
+            shortfalls.join("; "),
+        )
+        .await;
+    }
     for (reason, list) in reports {
         if !list.is_empty() {
             publish(

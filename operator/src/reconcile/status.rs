@@ -19,6 +19,9 @@ pub const RECONCILING: &str = "Reconciling";
 /// Progress needs someone to act.
 pub const STALLED: &str = "Stalled";
 
+/// The Warning when the app's pods at full scale need more PostgreSQL connections than the server allows.
+pub const CONNECTION_BUDGET: &str = "ConnectionBudget";
+
 /// The Stalled reason when the API server refused a child for good.
 pub const APPLY_REFUSED: &str = "ApplyRefused";
 

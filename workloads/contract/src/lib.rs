@@ -51,6 +51,8 @@ pub mod env {
     pub const DATABASE_URL: &str = "DATABASE_URL";
     /// PostgreSQL schema of the service's tables (default: the service's name), so services can share a database.
     pub const DATABASE_SCHEMA: &str = "DATABASE_SCHEMA";
+    /// PostgreSQL pool size per process (the operator sizes it so every pod at full scale fits the server).
+    pub const DATABASE_MAX_CONNECTIONS: &str = "DATABASE_MAX_CONNECTIONS";
     /// Kafka bootstrap servers.
     pub const KAFKA_BOOTSTRAP_SERVERS: &str = "KAFKA_BOOTSTRAP_SERVERS";
     /// Topic and group prefix.

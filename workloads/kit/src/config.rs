@@ -314,7 +314,7 @@ impl KitConfig {
                 })
                 .transpose()?,
             database_max_connections: environment.number_in_or(
-                "DATABASE_MAX_CONNECTIONS",
+                food_delivery_contract::env::DATABASE_MAX_CONNECTIONS,
                 1..=500,
                 10,
             )?,
