@@ -4,11 +4,15 @@
 //! Optionally backed by a journal (a SQLite file) so the all-in-one mode keeps its topics across restarts, as a
 //! broker would: every message is written to the journal before it is visible to consumers, and committed
 //! positions are saved at checkpoints. A crash between checkpoints only redelivers, which the inbox absorbs.
+//!
+//! With a journal, memory holds only what some group that reads the topic has not committed yet: the rest stays
+//! on disk, and a reader behind (a new group, a rebuild) reads it from the journal. So the process's memory does
+//! not grow with the number of events it has ever carried. Without a journal (tests) everything stays.
 
 use super::bus::{BusError, Delivery};
 use super::envelope::Message;
 use crate::store::Store;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::watch;
 
@@ -37,11 +41,50 @@ struct Journal {
     append_order: tokio::sync::Mutex<()>,
 }
 
+/// One topic's messages held in memory: positions `base..base + messages.len()`.
+#[derive(Debug, Default)]
+struct TopicLog {
+    base: i64,
+    messages: VecDeque<Message>,
+}
+
+impl TopicLog {
+    fn end(&self) -> i64 {
+        self.base + i64::try_from(self.messages.len()).unwrap_or(i64::MAX)
+    }
+
+    fn get(&self, position: i64) -> Option<&Message> {
+        let at = usize::try_from(position.checked_sub(self.base)?).ok()?;
+        self.messages.get(at)
+    }
+
+    /// Forgets the messages before `position` (they stay in the journal).
+    fn trim_before(&mut self, position: i64) {
+        while self.base < position && self.messages.pop_front().is_some() {
+            self.base += 1;
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Logs {
-    topics: HashMap<String, Vec<Message>>,
+    topics: HashMap<String, TopicLog>,
     committed: HashMap<(String, String), i64>,
 }
+
+impl Logs {
+    /// The lowest position some group reading `topic` has not committed: what memory must still hold.
+    fn lowest_uncommitted(&self, topic: &str) -> Option<i64> {
+        self.committed
+            .iter()
+            .filter(|((_, committed_topic), _)| committed_topic == topic)
+            .map(|(_, position)| *position)
+            .min()
+    }
+}
+
+/// Messages read from the journal at once by a reader behind what memory holds.
+const JOURNAL_READ_BATCH: i64 = 256;
 
 /// An event bus inside this process.
 #[derive(Debug, Clone)]
@@ -75,40 +118,47 @@ impl InProcessBus {
                 .await
                 .map_err(journal_error)?;
         }
-        let rows: Vec<(String, i64, String, String, Vec<u8>)> = sqlx::query_as(
-            "SELECT topic, position, message_key, headers, payload FROM kit_bus_messages
-             ORDER BY topic, position",
-        )
-        .fetch_all(store.pool())
-        .await
-        .map_err(journal_error)?;
-        let mut logs = Logs::default();
-        for (topic, position, key, headers, payload) in rows {
-            let headers: Vec<(String, String)> =
-                serde_json::from_str(&headers).map_err(|error| {
-                    BusError::Journal(format!("{topic}@{position}: unreadable headers: {error}"))
-                })?;
-            let log: &mut Vec<Message> = logs.topics.entry(topic.clone()).or_default();
-            if usize::try_from(position).ok() != Some(log.len()) {
-                return Err(BusError::Journal(format!(
-                    "{topic}: position {position} follows {} messages",
-                    log.len()
-                )));
-            }
-            log.push(Message {
-                topic,
-                key,
-                headers,
-                payload,
-            });
-        }
         let positions: Vec<(String, String, i64)> =
             sqlx::query_as("SELECT consumer_group, topic, position FROM kit_bus_positions")
                 .fetch_all(store.pool())
                 .await
                 .map_err(journal_error)?;
+        let mut logs = Logs::default();
         for (group, topic, position) in positions {
             logs.committed.insert((group, topic), position);
+        }
+        let ends: Vec<(String, i64)> =
+            sqlx::query_as("SELECT topic, MAX(position) + 1 FROM kit_bus_messages GROUP BY topic")
+                .fetch_all(store.pool())
+                .await
+                .map_err(journal_error)?;
+        for (topic, end) in ends {
+            // Only what some group has not committed comes back into memory.
+            let base = logs.lowest_uncommitted(&topic).unwrap_or(0).min(end);
+            let rows: Vec<(i64, String, String, Vec<u8>)> = sqlx::query_as(
+                "SELECT position, message_key, headers, payload FROM kit_bus_messages
+                 WHERE topic = $1 AND position >= $2 ORDER BY position",
+            )
+            .bind(&topic)
+            .bind(base)
+            .fetch_all(store.pool())
+            .await
+            .map_err(journal_error)?;
+            let mut log = TopicLog {
+                base,
+                messages: VecDeque::with_capacity(rows.len()),
+            };
+            for (position, key, headers, payload) in rows {
+                if position != log.end() {
+                    return Err(BusError::Journal(format!(
+                        "{topic}: position {position} follows position {}",
+                        log.end() - 1
+                    )));
+                }
+                log.messages
+                    .push_back(journal_message(&topic, position, key, &headers, payload)?);
+            }
+            logs.topics.insert(topic, log);
         }
         Ok(Self {
             logs: Arc::new(Mutex::new(logs)),
@@ -186,8 +236,7 @@ impl InProcessBus {
                         problem: "does not exist".to_owned(),
                     });
                 };
-                next.entry(message.topic.as_str())
-                    .or_insert(i64::try_from(log.len()).unwrap_or(i64::MAX));
+                next.entry(message.topic.as_str()).or_insert(log.end());
             }
         }
         let mut transaction = journal.store.pool().begin().await.map_err(journal_error)?;
@@ -234,7 +283,7 @@ impl InProcessBus {
                     topic: message.topic.clone(),
                     problem: "does not exist".to_owned(),
                 })?;
-            log.push(message);
+            log.messages.push_back(message);
         }
         self.appended.send_modify(|version| *version += 1);
         Ok(())
@@ -267,16 +316,48 @@ impl InProcessBus {
             positions,
             next_topic: 0,
             appended: self.appended.subscribe(),
+            from_journal: VecDeque::new(),
         })
     }
 
-    /// Every message ever published to `topic`, for tests and rebuilds.
+    /// The messages of `topic` held in memory: every one ever published on a bus without a journal (tests), the
+    /// ones some group has not committed on a journaled bus.
     pub fn messages(&self, topic: &str) -> Vec<Message> {
-        self.logs().topics.get(topic).cloned().unwrap_or_default()
+        self.logs()
+            .topics
+            .get(topic)
+            .map(|log| log.messages.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Reads up to a batch of `topic`'s messages from `from` on, from the journal.
+    async fn read_journal(&self, topic: &str, from: i64) -> Result<Vec<Delivery>, BusError> {
+        let Some(journal) = &self.journal else {
+            return Ok(Vec::new());
+        };
+        let rows: Vec<(i64, String, String, Vec<u8>)> = sqlx::query_as(
+            "SELECT position, message_key, headers, payload FROM kit_bus_messages
+             WHERE topic = $1 AND position >= $2 ORDER BY position LIMIT $3",
+        )
+        .bind(topic)
+        .bind(from)
+        .bind(JOURNAL_READ_BATCH)
+        .fetch_all(journal.store.pool())
+        .await
+        .map_err(journal_error)?;
+        rows.into_iter()
+            .map(|(position, key, headers, payload)| {
+                Ok(Delivery {
+                    message: journal_message(topic, position, key, &headers, payload)?,
+                    partition: 0,
+                    offset: position,
+                })
+            })
+            .collect()
     }
 }
 
-/// A consumer group member reading from memory.
+/// A consumer group member reading from memory (and from the journal when it is behind what memory holds).
 #[derive(Debug)]
 pub struct InProcessSubscription {
     bus: InProcessBus,
@@ -284,17 +365,48 @@ pub struct InProcessSubscription {
     positions: Vec<(String, i64)>,
     next_topic: usize,
     appended: watch::Receiver<u64>,
+    /// Messages read from the journal, not delivered yet.
+    from_journal: VecDeque<Delivery>,
+}
+
+/// What the next look finds.
+enum Next {
+    Message(Delivery),
+    /// The reader of this topic is behind what memory holds.
+    InJournal {
+        topic: String,
+        position: i64,
+    },
+    Nothing,
 }
 
 impl InProcessSubscription {
-    fn take_next(&mut self) -> Option<Delivery> {
+    fn take_next(&mut self) -> Next {
+        if let Some(delivery) = self.from_journal.pop_front() {
+            if let Some((_, position)) = self
+                .positions
+                .iter_mut()
+                .find(|(topic, _)| *topic == delivery.message.topic)
+            {
+                *position = delivery.offset + 1;
+            }
+            return Next::Message(delivery);
+        }
         let logs = self.bus.logs();
         // Round-robin over topics so a busy topic cannot starve the others.
         for step in 0..self.positions.len() {
             let index = (self.next_topic + step) % self.positions.len();
             let (topic, position) = &mut self.positions[index];
-            let log = logs.topics.get(topic.as_str())?;
-            if let Some(message) = usize::try_from(*position).ok().and_then(|at| log.get(at)) {
+            let Some(log) = logs.topics.get(topic.as_str()) else {
+                return Next::Nothing;
+            };
+            if *position < log.base {
+                return Next::InJournal {
+                    topic: topic.clone(),
+                    position: *position,
+                };
+            }
+            if let Some(message) = log.get(*position) {
                 let delivery = Delivery {
                     message: message.clone(),
                     partition: 0,
@@ -302,34 +414,72 @@ impl InProcessSubscription {
                 };
                 *position += 1;
                 self.next_topic = index + 1;
-                return Some(delivery);
+                return Next::Message(delivery);
             }
         }
-        None
+        Next::Nothing
     }
 
     pub(super) async fn next(&mut self) -> Delivery {
         loop {
             // Mark the current version seen before looking, so an append after the look still wakes us.
             self.appended.borrow_and_update();
-            if let Some(delivery) = self.take_next() {
-                return delivery;
-            }
-            if self.appended.changed().await.is_err() {
-                // The sender lives as long as the bus, which this subscription holds: cannot happen.
-                std::future::pending::<()>().await;
+            match self.take_next() {
+                Next::Message(delivery) => return delivery,
+                Next::InJournal { topic, position } => {
+                    match self.bus.read_journal(&topic, position).await {
+                        Ok(deliveries) => self.from_journal.extend(deliveries),
+                        Err(error) => {
+                            // The journal is this process's own SQLite file: try again shortly.
+                            tracing::warn!(%error, topic, position, "cannot read the bus journal");
+                            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                        }
+                    }
+                }
+                Next::Nothing => {
+                    if self.appended.changed().await.is_err() {
+                        // The sender lives as long as the bus, which this subscription holds: cannot happen.
+                        std::future::pending::<()>().await;
+                    }
+                }
             }
         }
     }
 
     pub(super) fn acknowledge(&self, delivery: &Delivery) {
+        let topic = &delivery.message.topic;
         let mut logs = self.bus.logs();
         let committed = logs
             .committed
-            .entry((self.group.clone(), delivery.message.topic.clone()))
+            .entry((self.group.clone(), topic.clone()))
             .or_insert(0);
         *committed = (*committed).max(delivery.offset + 1);
+        // What every reading group has committed is on disk already: memory lets it go.
+        if self.bus.journal.is_some()
+            && let Some(lowest) = logs.lowest_uncommitted(topic)
+            && let Some(log) = logs.topics.get_mut(topic)
+        {
+            log.trim_before(lowest);
+        }
     }
+}
+
+fn journal_message(
+    topic: &str,
+    position: i64,
+    key: String,
+    headers: &str,
+    payload: Vec<u8>,
+) -> Result<Message, BusError> {
+    let headers: Vec<(String, String)> = serde_json::from_str(headers).map_err(|error| {
+        BusError::Journal(format!("{topic}@{position}: unreadable headers: {error}"))
+    })?;
+    Ok(Message {
+        topic: topic.to_owned(),
+        key,
+        headers,
+        payload,
+    })
 }
 
 fn journal_error(error: sqlx::Error) -> BusError {
@@ -424,8 +574,16 @@ mod tests {
                 .iter()
                 .map(|message| message.key.as_str())
                 .collect::<Vec<_>>(),
-            ["a", "b"]
+            ["b"],
+            "a was committed and checkpointed: it stays on disk only"
         );
+        let mut newcomer = bus.subscribe("mypage", &topics[..1]).unwrap();
+        assert_eq!(
+            newcomer.next().await.message.key,
+            "a",
+            "read from the journal"
+        );
+        assert_eq!(newcomer.next().await.message.key, "b");
         assert_eq!(bus.messages("food.kitchen")[0].payload, b"k");
         let mut resumed = bus.subscribe("kitchen", &topics[..1]).unwrap();
         assert_eq!(resumed.next().await.message.key, "b");
@@ -437,5 +595,53 @@ mod tests {
             bus.publish_all(vec![message("food.missing", "x")]).await[0].is_err(),
             "unknown topics are refused before anything is journaled"
         );
+    }
+
+    #[tokio::test]
+    async fn a_journaled_bus_keeps_in_memory_only_what_is_not_committed_and_serves_the_rest_from_disk()
+     {
+        let directory = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/events.db", directory.path().display());
+        let topics = vec!["food.orders".to_owned()];
+        let store = Store::connect(&url, 1).await.unwrap();
+        let bus = InProcessBus::durable(store.clone()).await.unwrap();
+        bus.ensure_topics(&topics);
+        let published: Vec<Message> = (0..1000)
+            .map(|index| message("food.orders", &format!("m{index}")))
+            .collect();
+        assert!(bus.publish_all(published).await.iter().all(Result::is_ok));
+        let mut kitchen = bus.subscribe("kitchen", &topics).unwrap();
+        for _ in 0..1000 {
+            let delivery = kitchen.next().await;
+            kitchen.acknowledge(&delivery);
+        }
+        assert!(
+            bus.messages("food.orders").is_empty(),
+            "everything is committed by the only reading group: nothing stays in memory"
+        );
+        // A group that comes later (a rebuild) still reads every message, in order, from the journal.
+        let mut rebuild = bus.subscribe("mypage", &topics).unwrap();
+        for index in 0..1000 {
+            let delivery = rebuild.next().await;
+            assert_eq!(delivery.offset, index);
+            assert_eq!(delivery.message.key, format!("m{index}"));
+        }
+        bus.publish_all(vec![message("food.orders", "late")]).await[0]
+            .as_ref()
+            .unwrap();
+        assert_eq!(rebuild.next().await.message.key, "late", "then from memory");
+        assert_eq!(kitchen.next().await.message.key, "late");
+        bus.checkpoint().await.unwrap();
+        store.close().await;
+        let reopened = InProcessBus::durable(Store::connect(&url, 1).await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            reopened.messages("food.orders").len(),
+            1,
+            "only what the slowest group had not committed comes back into memory"
+        );
+        let mut again = reopened.subscribe("kitchen", &topics).unwrap();
+        assert_eq!(again.next().await.message.key, "late");
     }
 }
