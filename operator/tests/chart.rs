@@ -102,7 +102,14 @@ fn the_chart_renders_schema_valid_objects_with_default_and_custom_values_and_lin
     let custom = render(&json!({
         "watchNamespace": "food", "replicaCount": 1, "image": {"repository": "example/food", "tag": "dev"},
         "metrics": {"serviceMonitor": {"enabled": true}}, "podDisruptionBudget": {"enabled": true},
+        "podAnnotations": {"rolled": "1"},
     }));
+    assert_eq!(
+        custom["Deployment/food-food-delivery-operator"]["spec"]["template"]["metadata"]["annotations"]
+            ["rolled"],
+        "1",
+        "a pod annotation rolls the operator (the kind workflow's upgrade step)"
+    );
     assert!(
         custom.contains_key("Role/food-food-delivery-operator"),
         "one namespace: a Role"

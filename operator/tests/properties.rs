@@ -213,77 +213,16 @@ fn check_invariants(name: &str, objects: &ChildObjects) {
     }
 }
 
-/// Every built object with the collection it goes to.
-fn with_plurals(objects: &ChildObjects) -> Vec<(&'static str, Value)> {
-    let json = |object: &dyn erased::Object| object.json();
-    let ChildObjects {
-        service_account,
-        config_maps,
-        volume_claims,
-        services,
-        deployments,
-        autoscalers,
-        disruption_budgets,
-        network_policies,
-        ingresses,
-    } = objects;
-    let mut all = vec![("serviceaccounts", json(service_account))];
-    all.extend(
-        config_maps
-            .iter()
-            .map(|object| ("configmaps", json(object))),
-    );
-    all.extend(
-        volume_claims
-            .iter()
-            .map(|object| ("persistentvolumeclaims", json(object))),
-    );
-    all.extend(services.iter().map(|object| ("services", json(object))));
-    all.extend(
-        deployments
-            .iter()
-            .map(|object| ("deployments", json(object))),
-    );
-    all.extend(
-        autoscalers
-            .iter()
-            .map(|object| ("horizontalpodautoscalers", json(object))),
-    );
-    all.extend(
-        disruption_budgets
-            .iter()
-            .map(|object| ("poddisruptionbudgets", json(object))),
-    );
-    all.extend(
-        network_policies
-            .iter()
-            .map(|object| ("networkpolicies", json(object))),
-    );
-    all.extend(ingresses.iter().map(|object| ("ingresses", json(object))));
-    all
-}
-
-mod erased {
-    /// Any built object, as the JSON sent to the server.
-    pub trait Object {
-        fn json(&self) -> serde_json::Value;
-    }
-
-    impl<T: serde::Serialize> Object for T {
-        fn json(&self) -> serde_json::Value {
-            serde_json::to_value(self).unwrap()
-        }
-    }
-}
-
 /// What the API server would refuse among the built objects, after its defaulting.
 fn refused_by_the_server(objects: &ChildObjects) -> Vec<String> {
-    with_plurals(objects)
+    objects
+        .to_json()
+        .unwrap()
         .into_iter()
         .flat_map(|(plural, mut object)| {
-            server_rules::normalize(plural, &mut object);
+            server_rules::normalize(&plural, &mut object);
             let name = object["metadata"]["name"].clone();
-            server_rules::validate(plural, None, &object)
+            server_rules::validate(&plural, None, &object)
                 .into_iter()
                 .map(move |cause| format!("{plural} {name}: {}: {}", cause.field, cause.message))
         })

@@ -107,6 +107,45 @@ pub fn build_planned(app: &FoodDeliveryApp, plans: &[plan::ComponentPlan]) -> Ch
 }
 
 impl ChildObjects {
+    /// Every object as the JSON sent to the API server, with the resource (plural) it goes to, in [`Self::to_yaml`]'s
+    /// order.
+    pub fn to_json(&self) -> Result<Vec<(String, serde_json::Value)>, serde_json::Error> {
+        fn add<K>(
+            objects: &[K],
+            into: &mut Vec<(String, serde_json::Value)>,
+        ) -> Result<(), serde_json::Error>
+        where
+            K: kube::Resource<DynamicType = ()> + serde::Serialize,
+        {
+            for object in objects {
+                into.push((K::plural(&()).into_owned(), serde_json::to_value(object)?));
+            }
+            Ok(())
+        }
+        let Self {
+            service_account,
+            config_maps,
+            volume_claims,
+            services,
+            deployments,
+            autoscalers,
+            disruption_budgets,
+            network_policies,
+            ingresses,
+        } = self;
+        let mut all = Vec::new();
+        add(std::slice::from_ref(service_account), &mut all)?;
+        add(config_maps, &mut all)?;
+        add(volume_claims, &mut all)?;
+        add(services, &mut all)?;
+        add(deployments, &mut all)?;
+        add(autoscalers, &mut all)?;
+        add(disruption_budgets, &mut all)?;
+        add(network_policies, &mut all)?;
+        add(ingresses, &mut all)?;
+        Ok(all)
+    }
+
     /// Every object as one multi-document YAML stream, in a stable order (kinds as a cluster needs them:
     /// identity and configuration first, workloads next, policies last).
     pub fn to_yaml(&self) -> Result<String, serde_saphyr::ser::Error> {

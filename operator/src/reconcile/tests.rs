@@ -133,11 +133,7 @@ fn summaries(writes: &[Seen]) -> Vec<String> {
 
 /// The settings the pods of Deployment `deployment` read: the ConfigMap its template names.
 fn live_config(harness: &Harness, deployment: &str) -> Value {
-    let deployment = harness.fake.get(DEPLOYMENTS, deployment).unwrap();
-    let name = deployment["spec"]["template"]["spec"]["containers"][0]["envFrom"][0]["configMapRef"]["name"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let name = config_map_name_of(harness, deployment);
     harness.fake.get(CONFIG_MAPS, &name).unwrap()["data"].clone()
 }
 
