@@ -1,9 +1,11 @@
-//! Server-side apply of one child, and label-based pruning. Server-side apply is the diff engine: the operator
-//! sends every child on every reconcile and the server decides what changed. A field the operator stops sending is
-//! removed by the server (its manager no longer owns it), and an apply that changes nothing is not a write: the
-//! resourceVersion stays, and that is how created, updated and unchanged are told apart, from what the server did
-//! rather than from a guess on the client.
+//! Server-side apply of one child, and label-based pruning. Server-side apply is the diff engine: a field the
+//! operator stops sending is removed by the server (its manager no longer owns it), and what the server did is
+//! read from the operator's own managedFields entry, never guessed. The one shortcut: when that entry already owns
+//! exactly the fields the operator would send and the live object holds the same value at each of them, the apply
+//! would change nothing, so it is not sent (a reconcile with nothing to change makes no write call). Anything
+//! else, a field added or dropped, a value someone changed, a field someone else took, is applied.
 
+use super::field_set;
 use crate::build::metadata::{MANAGER, label};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -71,14 +73,42 @@ impl<K> Child for K where
 {
 }
 
-/// Applies `wanted` (`live`: the object as listed before, if it exists); returns what the server did and the
-/// object it now holds.
+/// Whether applying `wanted` to `live` would change nothing: the operator's managedFields entry owns exactly the
+/// fields `wanted` sets, and `live` holds `wanted`'s value at each of them.
+pub fn already_applied(
+    wanted: &serde_json::Value,
+    live: &serde_json::Value,
+    live_meta: &ObjectMeta,
+) -> bool {
+    let Some(owned) = own_entry(live_meta)
+        .and_then(|entry| entry.fields_v1.as_ref())
+        .map(|fields| field_set::from_fields_v1(&fields.0))
+    else {
+        return false;
+    };
+    let mut sent = field_set::fields_of(wanted);
+    sent.retain(|path| !field_set::server_set(path));
+    sent == owned
+        && sent
+            .iter()
+            .all(|path| field_set::value_at(live, path) == field_set::value_at(wanted, path))
+}
+
+/// Applies `wanted` (`live`: the object as listed before, if it exists) unless it is [`already_applied`];
+/// returns what the server did and the object it now holds.
 pub async fn apply<K: Child>(
     client: &Client,
     namespace: &str,
     wanted: &K,
     live: Option<&K>,
 ) -> Result<(Applied, K), kube::Error> {
+    if let Some(live) = live {
+        let wanted_json = serde_json::to_value(wanted).map_err(kube::Error::SerdeError)?;
+        let live_json = serde_json::to_value(live).map_err(kube::Error::SerdeError)?;
+        if already_applied(&wanted_json, &live_json, live.meta()) {
+            return Ok((Applied::Unchanged, live.clone()));
+        }
+    }
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let applied = api
         .patch(

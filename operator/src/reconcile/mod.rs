@@ -2,6 +2,7 @@
 //! I/O; every decision is made by `validate`, `build` and `status`.
 
 pub mod apply;
+pub mod field_set;
 pub mod notes;
 pub mod replicas;
 pub mod status;

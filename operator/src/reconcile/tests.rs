@@ -788,3 +788,44 @@ async fn the_internal_credential_is_created_once_for_payment_and_its_caller_and_
     let rendered = crate::render(PRODUCTION).unwrap();
     assert!(!rendered.contains(&token), "render never shows it");
 }
+
+#[tokio::test]
+async fn with_nothing_to_change_no_apply_is_sent_and_a_field_someone_else_took_is_taken_back() {
+    let harness = Harness::start();
+    harness.create(PRODUCTION, |_| {});
+    harness.reconcile("good-morning").await.0.unwrap();
+    harness.reconcile("good-morning").await.0.unwrap();
+    harness.fake.take_seen();
+    harness.reconcile("good-morning").await.0.unwrap();
+    let patches: Vec<String> = harness
+        .fake
+        .take_seen()
+        .iter()
+        .filter(|seen| seen.method == Method::PATCH)
+        .map(Seen::short)
+        .collect();
+    assert!(patches.is_empty(), "{patches:?}");
+    // kubectl edit: the image becomes another manager's field with another value.
+    harness.fake.update_as(
+        "kubectl-edit",
+        DEPLOYMENTS,
+        "good-morning-kitchen",
+        |deployment| {
+            deployment["spec"]["template"]["spec"]["containers"][0]["image"] =
+                json!("evil/image:latest");
+        },
+    );
+    let (result, writes) = harness.reconcile("good-morning").await;
+    result.unwrap();
+    assert_eq!(
+        summaries(&writes),
+        ["PATCH deployments/good-morning-kitchen", "POST events"]
+    );
+    assert_eq!(
+        harness
+            .fake
+            .get(DEPLOYMENTS, "good-morning-kitchen")
+            .unwrap()["spec"]["template"]["spec"]["containers"][0]["image"],
+        "ghcr.io/food-delivery-operator/food-delivery:0.1.0"
+    );
+}

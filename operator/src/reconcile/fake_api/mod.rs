@@ -8,10 +8,8 @@
 //! `Status` body (`server_rules`), a resourceVersion that changes only when the stored object does, a new uid on
 //! every create, and background garbage collection of dependents.
 
-pub mod field_set;
-
+use super::field_set::{self, Path, fields_of};
 use crate::server_rules;
-use field_set::{Path, fields_of};
 use http::{Method, Request, Response, StatusCode};
 use kube::Client;
 use kube::client::Body;
@@ -423,26 +421,6 @@ fn invalid(plural: &str, name: &str, causes: &[server_rules::Cause]) -> Response
     )
 }
 
-/// Fields no manager owns: `apiVersion`, `kind` and the object's identity in `metadata`.
-fn server_set(path: &Path) -> bool {
-    use field_set::Step::Field;
-    match path.as_slice() {
-        [Field(field)] => field == "apiVersion" || field == "kind",
-        [Field(metadata), Field(field), ..] if metadata == "metadata" => matches!(
-            field.as_str(),
-            "name"
-                | "namespace"
-                | "uid"
-                | "resourceVersion"
-                | "generation"
-                | "creationTimestamp"
-                | "selfLink"
-                | "managedFields"
-        ),
-        _ => false,
-    }
-}
-
 /// What the server sets itself, never part of an applied configuration's fields.
 fn strip_server_fields(config: &mut Value) {
     if let Value::Object(map) = config {
@@ -477,7 +455,7 @@ fn server_side_apply(
     let mut managers = managers_of(&object);
     let mut applied = fields_of(&config);
     // As the server's fieldmanager strips them: identity and server-set fields are nobody's.
-    applied.retain(|path| !server_set(path));
+    applied.retain(|path| !field_set::server_set(path));
     // A field applied with another value than the one stored conflicts with its other owners; with force the
     // applier takes it from them. Applying the value already there shares the field instead.
     let conflicting: BTreeSet<Path> = applied

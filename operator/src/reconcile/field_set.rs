@@ -1,8 +1,8 @@
-//! Server-side apply as structured-merge-diff does it, for the kinds the operator writes: the set of fields an
-//! applied configuration sets, the merge of that configuration into the live object (maps field by field, lists
-//! by the keys Kubernetes declares for them, every other list replaced whole), and the removal of fields a manager
-//! stopped sending that nobody else owns. Ownership is kept where the real server keeps it, in
-//! `metadata.managedFields` as FieldsV1, so the operator can read it as it would on a cluster.
+//! Server-side apply's field sets as structured-merge-diff computes them, for the kinds the operator writes: the
+//! set of fields an applied configuration sets (maps field by field, lists by the keys Kubernetes declares for
+//! them, every other list whole), their FieldsV1 form in `metadata.managedFields`, and the merge and removal the
+//! fake API server performs with them. The operator itself uses the sets to tell that an apply would change
+//! nothing (see `apply::already_applied`).
 
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -145,6 +145,26 @@ fn collect(value: &Value, path: &mut Path, fields: &mut BTreeSet<Path>) {
         _ => {
             fields.insert(path.clone());
         }
+    }
+}
+
+/// Fields no manager owns: `apiVersion`, `kind` and the object's identity in `metadata`.
+pub fn server_set(path: &Path) -> bool {
+    use Step::Field;
+    match path.as_slice() {
+        [Field(field)] => field == "apiVersion" || field == "kind",
+        [Field(metadata), Field(field), ..] if metadata == "metadata" => matches!(
+            field.as_str(),
+            "name"
+                | "namespace"
+                | "uid"
+                | "resourceVersion"
+                | "generation"
+                | "creationTimestamp"
+                | "selfLink"
+                | "managedFields"
+        ),
+        _ => false,
     }
 }
 
