@@ -143,7 +143,7 @@ fn error_policy(
             &context,
             &reference,
             kube::runtime::events::EventType::Warning,
-            "ReconcileFailed",
+            reconcile::status::Reason::ReconcileFailed,
             note,
         )
         .await;

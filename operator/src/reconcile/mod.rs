@@ -24,7 +24,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
-use status::Stall;
+use status::{Reason, Stall};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,18 +116,18 @@ pub async fn publish_about(
     ctx: &Context,
     reference: &k8s_openapi::api::core::v1::ObjectReference,
     type_: EventType,
-    reason: &str,
+    reason: Reason,
     note: String,
 ) {
     let event = Event {
         type_,
-        reason: reason.to_owned(),
+        reason: reason.as_str().to_owned(),
         note: Some(notes::bounded(note)),
         action: "Reconcile".to_owned(),
         secondary: None,
     };
     if let Err(error) = ctx.recorder.publish(&event, reference).await {
-        tracing::warn!(%error, reason, "cannot publish event");
+        tracing::warn!(%error, reason = reason.as_str(), "cannot publish event");
     }
 }
 
@@ -135,7 +135,7 @@ async fn publish(
     ctx: &Context,
     app: &FoodDeliveryApp,
     type_: EventType,
-    reason: &str,
+    reason: Reason,
     note: String,
 ) {
     publish_about(ctx, &app.object_ref(&()), type_, reason, note).await;
@@ -248,7 +248,7 @@ async fn stalled(
         ctx,
         app,
         EventType::Warning,
-        &stall.reason,
+        stall.reason,
         stall.message.clone(),
     )
     .await;
@@ -499,7 +499,7 @@ pub async fn undecodable(
 ) -> Result<(), ReconcileError> {
     let namespace = object.namespace().ok_or(ReconcileError::NoNamespace)?;
     let stall = Stall {
-        reason: "InvalidSpec".to_owned(),
+        reason: Reason::InvalidSpec,
         message: format!("cannot read the FoodDeliveryApp: {problem}"),
     };
     let previous: Option<FoodDeliveryAppStatus> = object
@@ -520,7 +520,7 @@ pub async fn undecodable(
         ctx,
         &object.object_ref(resource),
         EventType::Warning,
-        &stall.reason,
+        stall.reason,
         stall.message.clone(),
     )
     .await;
@@ -554,7 +554,7 @@ pub async fn reconcile(
     });
     if let Err(invalid) = validate::validate_value(&manifest) {
         let stall = Stall {
-            reason: "InvalidSpec".to_owned(),
+            reason: Reason::InvalidSpec,
             message: invalid.to_string(),
         };
         stalled(&ctx, &app, &namespace, stall).await?;
@@ -564,7 +564,7 @@ pub async fn reconcile(
     let shortfalls = plan::size_connection_pools(&app.spec, &mut plans);
     if let Some(message) = missing_secrets(&ctx.client, &namespace, &plans).await? {
         let stall = Stall {
-            reason: "SecretMissing".to_owned(),
+            reason: Reason::SecretMissing,
             message,
         };
         stalled(&ctx, &app, &namespace, stall).await?;
@@ -605,16 +605,16 @@ pub async fn reconcile(
         .as_ref()
         .and_then(|status| status.observed_generation)
         == Some(generation);
-    let reports: Vec<(&str, Vec<String>)> = if spec_unchanged {
+    let reports: Vec<(Reason, Vec<String>)> = if spec_unchanged {
         vec![
-            ("Healed", [changes.created, changes.updated].concat()),
-            ("Pruned", changes.pruned),
+            (Reason::Healed, [changes.created, changes.updated].concat()),
+            (Reason::Pruned, changes.pruned),
         ]
     } else {
         vec![
-            ("Created", changes.created),
-            ("Updated", changes.updated),
-            ("Pruned", changes.pruned),
+            (Reason::Created, changes.created),
+            (Reason::Updated, changes.updated),
+            (Reason::Pruned, changes.pruned),
         ]
     };
     // Once per spec change: the pools were sized down as far as they go and still do not fit the server.
@@ -623,7 +623,7 @@ pub async fn reconcile(
             &ctx,
             &app,
             EventType::Warning,
-            status::CONNECTION_BUDGET,
+            Reason::ConnectionBudget,
             shortfalls.join("; "),
         )
         .await;
@@ -653,7 +653,7 @@ pub async fn reconcile(
     // What the server refused for good needs someone to change the spec (or the cluster's policy): Stalled, with
     // the server's words, while everything else was applied.
     let refusal = (!changes.refused.is_empty()).then(|| Stall {
-        reason: status::APPLY_REFUSED.to_owned(),
+        reason: Reason::ApplyRefused,
         message: notes::bounded(changes.refused.join("; ")),
     });
     let status = status::compute(
@@ -670,7 +670,7 @@ pub async fn reconcile(
             &ctx,
             &app,
             EventType::Warning,
-            &refusal.reason,
+            refusal.reason,
             refusal.message.clone(),
         )
         .await;

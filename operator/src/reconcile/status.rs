@@ -19,11 +19,67 @@ pub const RECONCILING: &str = "Reconciling";
 /// Progress needs someone to act.
 pub const STALLED: &str = "Stalled";
 
-/// The Warning when the app's pods at full scale need more PostgreSQL connections than the server allows.
-pub const CONNECTION_BUDGET: &str = "ConnectionBudget";
+/// Every reason the operator writes, in its conditions and in its Events, spelled once (docs/crd.md lists them
+/// for users; `operator/argocd/health.lua` reads the condition types, not these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Ready: every component's Deployment is rolled out.
+    AllComponentsAvailable,
+    /// Ready false and Reconciling: a rollout is in progress.
+    RollingOut,
+    /// Reconciling false.
+    Idle,
+    /// Stalled false.
+    Progressing,
+    /// Ready false because the app is stalled.
+    Stalled,
+    /// `spec.paused` is true.
+    Paused,
+    /// Stalled: the spec breaks a rule (or cannot be read).
+    InvalidSpec,
+    /// Stalled: a Secret the spec names is missing or lacks the key.
+    SecretMissing,
+    /// Stalled: the API server refused a child for good.
+    ApplyRefused,
+    /// Stalled: a Deployment passed its progress deadline (Kubernetes' own reason, read from the Deployment).
+    ProgressDeadlineExceeded,
+    /// Event: children created.
+    Created,
+    /// Event: children changed after a spec change.
+    Updated,
+    /// Event: children edited or deleted by someone else, put back.
+    Healed,
+    /// Event: children the spec no longer asks for, deleted.
+    Pruned,
+    /// Warning Event: a reconcile failed and will be retried.
+    ReconcileFailed,
+    /// Warning Event: the app's pods at full scale need more PostgreSQL connections than the server allows.
+    ConnectionBudget,
+}
 
-/// The Stalled reason when the API server refused a child for good.
-pub const APPLY_REFUSED: &str = "ApplyRefused";
+impl Reason {
+    /// The reason as written in a condition or an Event.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::AllComponentsAvailable => "AllComponentsAvailable",
+            Self::RollingOut => "RollingOut",
+            Self::Idle => "Idle",
+            Self::Progressing => "Progressing",
+            Self::Stalled => "Stalled",
+            Self::Paused => "Paused",
+            Self::InvalidSpec => "InvalidSpec",
+            Self::SecretMissing => "SecretMissing",
+            Self::ApplyRefused => "ApplyRefused",
+            Self::ProgressDeadlineExceeded => "ProgressDeadlineExceeded",
+            Self::Created => "Created",
+            Self::Updated => "Updated",
+            Self::Healed => "Healed",
+            Self::Pruned => "Pruned",
+            Self::ReconcileFailed => "ReconcileFailed",
+            Self::ConnectionBudget => "ConnectionBudget",
+        }
+    }
+}
 
 /// Whether `stall` is not what the previous status already said (so it deserves a new Warning Event).
 pub fn stall_is_new(previous: Option<&FoodDeliveryAppStatus>, stall: &Stall) -> bool {
@@ -31,7 +87,7 @@ pub fn stall_is_new(previous: Option<&FoodDeliveryAppStatus>, stall: &Stall) -> 
         status.conditions.iter().any(|condition| {
             condition.type_ == STALLED
                 && condition.status == "True"
-                && condition.reason == stall.reason
+                && condition.reason == stall.reason.as_str()
                 && condition.message == stall.message
         })
     })
@@ -40,8 +96,8 @@ pub fn stall_is_new(previous: Option<&FoodDeliveryAppStatus>, stall: &Stall) -> 
 /// Why the app cannot progress.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stall {
-    /// CamelCase reason, e.g. `InvalidSpec`.
-    pub reason: String,
+    /// Why.
+    pub reason: Reason,
     /// What to fix.
     pub message: String,
 }
@@ -79,7 +135,7 @@ fn component_status(deployment: &Deployment) -> (ComponentStatus, bool, Option<S
         .find(|condition| {
             condition.type_ == "Progressing"
                 && condition.status == "False"
-                && condition.reason.as_deref() == Some("ProgressDeadlineExceeded")
+                && condition.reason.as_deref() == Some(Reason::ProgressDeadlineExceeded.as_str())
         })
         .map(|condition| condition.message.unwrap_or_default());
     (
@@ -98,7 +154,7 @@ fn component_status(deployment: &Deployment) -> (ComponentStatus, bool, Option<S
 fn condition(
     type_: &str,
     status: bool,
-    reason: &str,
+    reason: Reason,
     message: String,
     generation: i64,
     now: &Time,
@@ -114,7 +170,7 @@ fn condition(
     Condition {
         type_: type_.to_owned(),
         status: status.to_owned(),
-        reason: reason.to_owned(),
+        reason: reason.as_str().to_owned(),
         message,
         observed_generation: Some(generation),
         last_transition_time,
@@ -154,7 +210,7 @@ pub fn compute(
     let ready_count = components.len() - waiting.len();
     let stall = stall.cloned().or_else(|| {
         (!deadlines.is_empty()).then(|| Stall {
-            reason: "ProgressDeadlineExceeded".to_owned(),
+            reason: Reason::ProgressDeadlineExceeded,
             message: deadlines.join("; "),
         })
     });
@@ -165,11 +221,11 @@ pub fn compute(
             READY,
             ready,
             if ready {
-                "AllComponentsAvailable"
+                Reason::AllComponentsAvailable
             } else if stall.is_some() {
-                "Stalled"
+                Reason::Stalled
             } else {
-                "RollingOut"
+                Reason::RollingOut
             },
             if ready {
                 format!("{ready_count} components available")
@@ -185,7 +241,11 @@ pub fn compute(
         condition(
             RECONCILING,
             reconciling,
-            if reconciling { "RollingOut" } else { "Idle" },
+            if reconciling {
+                Reason::RollingOut
+            } else {
+                Reason::Idle
+            },
             if reconciling {
                 format!("rolling out {}", waiting.join(", "))
             } else {
@@ -200,7 +260,7 @@ pub fn compute(
             stall.is_some(),
             stall
                 .as_ref()
-                .map_or("Progressing", |stall| stall.reason.as_str()),
+                .map_or(Reason::Progressing, |stall| stall.reason),
             stall
                 .as_ref()
                 .map(|stall| stall.message.clone())
@@ -234,7 +294,7 @@ pub fn paused(
             condition(
                 READY,
                 false,
-                "Paused",
+                Reason::Paused,
                 message.clone(),
                 generation,
                 now,
@@ -243,7 +303,7 @@ pub fn paused(
             condition(
                 RECONCILING,
                 false,
-                "Paused",
+                Reason::Paused,
                 message,
                 generation,
                 now,
@@ -252,7 +312,7 @@ pub fn paused(
             condition(
                 STALLED,
                 false,
-                "Paused",
+                Reason::Paused,
                 String::new(),
                 generation,
                 now,
@@ -378,7 +438,7 @@ mod tests {
     #[test]
     fn a_stall_reason_wins() {
         let stall = Stall {
-            reason: "SecretMissing".into(),
+            reason: Reason::SecretMissing,
             message: "secret db not found".into(),
         };
         let status = compute(1, &[], Some(&stall), None, &now());
