@@ -26,3 +26,12 @@ pub fn render(manifest: &str) -> Result<String, validate::InvalidApp> {
         .to_yaml()
         .map_err(|error| validate::InvalidApp::Unreadable(format!("cannot write YAML: {error}")))
 }
+
+/// What `render` warns about in a valid manifest: what applies but will not run well (a fleet whose PostgreSQL
+/// pools do not fit the server at full scale). The operator reports the same as Warning Events.
+pub fn render_warnings(manifest: &str) -> Result<Vec<String>, validate::InvalidApp> {
+    let app = validate::parse_app(manifest)?;
+    let name = app.metadata.name.clone().unwrap_or_default();
+    let mut plans = build::plan::plan(&name, &app.spec);
+    Ok(build::plan::size_connection_pools(&app.spec, &mut plans))
+}

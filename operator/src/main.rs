@@ -115,6 +115,11 @@ fn main() -> ExitCode {
             match food_delivery_operator::render(&text) {
                 Ok(yaml) => {
                     print!("{yaml}");
+                    for warning in
+                        food_delivery_operator::render_warnings(&text).unwrap_or_default()
+                    {
+                        eprintln!("food-delivery-operator: warning: {warning}");
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(error) => {

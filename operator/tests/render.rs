@@ -90,3 +90,18 @@ fn render_prints_the_objects_and_refuses_an_invalid_app_naming_the_field() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no-such-file.yaml"));
 }
+
+#[test]
+fn render_warns_when_the_pools_at_full_scale_do_not_fit_the_database() {
+    let production = include_str!("../../examples/production.yaml");
+    assert!(
+        food_delivery_operator::render_warnings(production)
+            .unwrap()
+            .is_empty(),
+        "the production example gives a budget that fits"
+    );
+    let without_budget = production.replace("      maxConnections: 400\n", "");
+    let warnings = food_delivery_operator::render_warnings(&without_budget).unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("79 pods"), "{}", warnings[0]);
+}
