@@ -33,6 +33,8 @@ use std::collections::BTreeMap;
 
 /// The annotation carrying the config fingerprint.
 pub const CONFIG_HASH_ANNOTATION: &str = "fooddelivery.dev/config-hash";
+/// The annotation carrying the internal credential's Secret uid (pods of the components that read it).
+pub const CREDENTIAL_VERSION_ANNOTATION: &str = "fooddelivery.dev/credential-version";
 /// The uid and gid the services run as (distroless "nonroot").
 pub const RUN_AS: i64 = 65532;
 /// Seconds the preStop hook waits for endpoints to stop routing here.
@@ -391,10 +393,16 @@ pub fn build_deployment(
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(template_labels),
-                    annotations: Some(BTreeMap::from([(
-                        CONFIG_HASH_ANNOTATION.to_owned(),
-                        config_hash(component),
-                    )])),
+                    annotations: Some(
+                        [(CONFIG_HASH_ANNOTATION.to_owned(), config_hash(component))]
+                            .into_iter()
+                            .chain(
+                                component.credential_version.clone().map(|version| {
+                                    (CREDENTIAL_VERSION_ANNOTATION.to_owned(), version)
+                                }),
+                            )
+                            .collect(),
+                    ),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(pod),

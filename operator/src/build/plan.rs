@@ -72,6 +72,9 @@ pub struct ComponentPlan {
     pub settings: BTreeMap<String, String>,
     /// How the gateway is exposed (gateway only).
     pub expose: Option<ExposeSpec>,
+    /// The internal credential's Secret uid, for components that read it (set by the reconcile, which reads the
+    /// Secret; `render` has none). In the pod template, so a re-created credential rolls its readers together.
+    pub credential_version: Option<String>,
 }
 
 impl ComponentPlan {
@@ -321,6 +324,7 @@ fn plan_components(app: &str, spec: &FoodDeliveryAppSpec) -> Vec<ComponentPlan> 
                             .and_then(|gateway| gateway.expose.clone())
                     })
                     .flatten(),
+                credential_version: None,
             }
         })
         .collect()
@@ -378,7 +382,7 @@ pub fn size_connection_pools(
         }
     }
     let mut shortfalls = Vec::new();
-    for ((name, _), (budget, pods)) in &servers {
+    for ((name, key), (budget, pods)) in &servers {
         let share = (budget / (*pods).max(1)).clamp(*POOL_SIZES.start(), *POOL_SIZES.end());
         if share.saturating_mul(*pods) > *budget {
             shortfalls.push(format!(
@@ -389,7 +393,8 @@ pub fn size_connection_pools(
             ));
         }
         for component in plans.iter_mut() {
-            if matches!(&component.storage, Storage::Postgres(secret) if secret.name == *name) {
+            if matches!(&component.storage, Storage::Postgres(secret) if secret.name == *name && secret.key == *key)
+            {
                 component
                     .settings
                     .entry(env::DATABASE_MAX_CONNECTIONS.to_owned())
@@ -446,6 +451,25 @@ mod tests {
         // The spec's own setting wins.
         let plans = plan_of_postgres("config: {DATABASE_MAX_CONNECTIONS: '4'}");
         assert_eq!(pool_of(&plans, "order").as_deref(), Some("4"));
+    }
+
+    #[test]
+    fn two_keys_of_one_secret_are_two_budgets() {
+        let app = app_with(
+            "{postgres: {urlSecretRef: {name: pg, key: main}}}",
+            "components: {order: {database: {postgres: {urlSecretRef: {name: pg, key: big}}}, autoscaling: {minReplicas: 2, maxReplicas: 40}}}",
+        );
+        let plans = plan("shop", &app.spec);
+        assert_eq!(
+            pool_of(&plans, "order").as_deref(),
+            Some("2"),
+            "50 pods on its own budget"
+        );
+        assert_eq!(
+            pool_of(&plans, "kitchen").as_deref(),
+            Some("7"),
+            "12 pods share the other"
+        );
     }
 
     #[test]

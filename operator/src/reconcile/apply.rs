@@ -74,7 +74,10 @@ impl<K> Child for K where
 }
 
 /// Whether applying `wanted` to `live` would change nothing: the operator's managedFields entry owns exactly the
-/// fields `wanted` sets, and `live` holds `wanted`'s value at each of them.
+/// fields `wanted` sets, `live` holds `wanted`'s value at each of those that is a value (not a list element's
+/// marker: the server adds defaults inside elements, such as a container's terminationMessagePath, which are
+/// nobody's), and the elements of every keyed list come in `wanted`'s order (the server keeps the applied order;
+/// ownership alone does not see a reordering, and an env entry referring to an earlier one depends on it).
 pub fn already_applied(
     wanted: &serde_json::Value,
     live: &serde_json::Value,
@@ -91,7 +94,12 @@ pub fn already_applied(
     sent == owned
         && sent
             .iter()
+            .filter(|path| !matches!(path.last(), Some(field_set::Step::Key(_))))
             .all(|path| field_set::value_at(live, path) == field_set::value_at(wanted, path))
+        && field_set::keyed_lists(&sent).iter().all(|list| {
+            field_set::keys_in_order(live, list, &sent)
+                == field_set::keys_in_order(wanted, list, &sent)
+        })
 }
 
 /// Applies `wanted` (`live`: the object as listed before, if it exists) unless it is [`already_applied`];

@@ -191,6 +191,32 @@ pub fn value_at<'a>(value: &'a Value, path: &[Step]) -> Option<&'a Value> {
     Some(at)
 }
 
+/// The keyed lists among `fields`: the paths whose elements are identified by key.
+pub fn keyed_lists(fields: &BTreeSet<Path>) -> BTreeSet<Path> {
+    fields
+        .iter()
+        .filter_map(|path| match path.split_last() {
+            Some((Step::Key(_), list)) => Some(list.to_vec()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The keys of the elements of the keyed list at `list` in `value`, in their order, counting only the elements
+/// `fields` holds (elements only someone else owns do not count).
+pub fn keys_in_order(value: &Value, list: &[Step], fields: &BTreeSet<Path>) -> Vec<String> {
+    let ListKind::Map(keys) = list_kind(list) else {
+        return Vec::new();
+    };
+    value_at(value, list)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|item| key_of(item, keys))
+        .filter(|key| fields.contains(&[list, &[Step::Key(key.clone())]].concat()))
+        .collect()
+}
+
 /// Merges an applied configuration into the live object.
 pub fn merge(live: &mut Value, config: &Value) {
     merge_at(live, config, &mut Vec::new());

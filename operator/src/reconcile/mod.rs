@@ -169,19 +169,37 @@ async fn write_status(
     Ok(())
 }
 
-/// Creates the app's internal credential (see `build::credential`) if it does not exist yet. It is created once
-/// and never rewritten: applying it on every reconcile would rotate it under running pods. Its value is never
-/// logged or reported.
+/// Creates the app's internal credential (see `build::credential`) if it does not exist yet, and returns its
+/// Secret's uid (a re-created Secret has a new one, which rolls the pods that read it), or what is wrong with a
+/// Secret of that name that the operator cannot use. It is created once and never rewritten: applying it on every
+/// reconcile would rotate it under running pods. Its value is never logged or reported.
 async fn ensure_credential(
     client: &Client,
     namespace: &str,
     app: &FoodDeliveryApp,
-) -> Result<(), ReconcileError> {
+) -> Result<Result<String, String>, ReconcileError> {
     let identity = build::metadata::AppIdentity::of(app);
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let name = build::credential::secret_name(&identity);
-    if api.get_opt(&name).await?.is_some() {
-        return Ok(());
+    let usable = |secret: &Secret| {
+        let has_token = secret
+            .data
+            .as_ref()
+            .is_some_and(|data| data.contains_key(build::credential::TOKEN_KEY))
+            || secret
+                .string_data
+                .as_ref()
+                .is_some_and(|data| data.contains_key(build::credential::TOKEN_KEY));
+        match (has_token, secret.metadata.uid.clone()) {
+            (true, Some(uid)) => Ok(uid),
+            _ => Err(format!(
+                "Secret {name} exists without the key {}: delete it and the operator creates the app's credential",
+                build::credential::TOKEN_KEY
+            )),
+        }
+    };
+    if let Some(existing) = api.get_opt(&name).await? {
+        return Ok(usable(&existing));
     }
     let token = format!(
         "{}{}",
@@ -190,9 +208,13 @@ async fn ensure_credential(
     );
     let secret = build::credential::build_credential_secret(&identity, token);
     match api.create(&kube::api::PostParams::default(), &secret).await {
-        Ok(_) => Ok(()),
+        Ok(created) => Ok(usable(&created)),
         // Another reconcile created it first: theirs is the one.
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(api
+            .get_opt(&name)
+            .await?
+            .as_ref()
+            .map_or_else(|| Err(format!("Secret {name} vanished")), usable)),
         Err(source) => Err(ReconcileError::Apply {
             object: format!("Secret {name}"),
             source,
@@ -572,7 +594,24 @@ pub async fn reconcile(
         return Ok(Action::requeue(Duration::from_secs(30)));
     }
     if plans.iter().any(build::credential::needs_credential) {
-        ensure_credential(&ctx.client, &namespace, &app).await?;
+        match ensure_credential(&ctx.client, &namespace, &app).await? {
+            Ok(version) => {
+                for component in plans
+                    .iter_mut()
+                    .filter(|component| build::credential::needs_credential(component))
+                {
+                    component.credential_version = Some(version.clone());
+                }
+            }
+            Err(message) => {
+                let stall = Stall {
+                    reason: Reason::SecretMissing,
+                    message,
+                };
+                stalled(&ctx, &app, &namespace, stall).await?;
+                return Ok(Action::requeue(Duration::from_secs(30)));
+            }
+        }
     }
     let objects = build::build_planned(&app, &plans);
     let autoscaled: BTreeMap<String, i32> = plans

@@ -78,6 +78,15 @@ impl Harness {
         (result, writes)
     }
 
+    /// Runs one reconcile and returns every request it made, reads included.
+    async fn reconcile_seeing_all(&self, name: &str) -> Vec<Seen> {
+        self.fake.take_seen();
+        reconcile(Arc::new(self.app(name)), self.context.clone())
+            .await
+            .unwrap();
+        self.fake.take_seen()
+    }
+
     fn condition(&self, name: &str, type_: &str) -> (String, String) {
         let app = self.fake.get(APPS, name).unwrap();
         let condition = app["status"]["conditions"]
@@ -795,11 +804,9 @@ async fn with_nothing_to_change_no_apply_is_sent_and_a_field_someone_else_took_i
     harness.create(PRODUCTION, |_| {});
     harness.reconcile("good-morning").await.0.unwrap();
     harness.reconcile("good-morning").await.0.unwrap();
-    harness.fake.take_seen();
-    harness.reconcile("good-morning").await.0.unwrap();
     let patches: Vec<String> = harness
-        .fake
-        .take_seen()
+        .reconcile_seeing_all("good-morning")
+        .await
         .iter()
         .filter(|seen| seen.method == Method::PATCH)
         .map(Seen::short)
@@ -827,5 +834,79 @@ async fn with_nothing_to_change_no_apply_is_sent_and_a_field_someone_else_took_i
             .get(DEPLOYMENTS, "good-morning-kitchen")
             .unwrap()["spec"]["template"]["spec"]["containers"][0]["image"],
         "ghcr.io/food-delivery-operator/food-delivery:0.1.0"
+    );
+}
+
+#[tokio::test]
+async fn a_hand_reordering_of_the_environment_is_put_back_and_server_defaults_inside_containers_are_no_change()
+ {
+    let harness = Harness::start();
+    harness.create(PRODUCTION, |_| {});
+    harness.reconcile("good-morning").await.0.unwrap();
+    // A real server adds defaults inside containers that nobody applied: they are no reason to apply again.
+    harness
+        .fake
+        .edit(DEPLOYMENTS, "good-morning-order", |deployment| {
+            deployment["spec"]["template"]["spec"]["containers"][0]["terminationMessagePath"] =
+                json!("/dev/termination-log");
+        });
+    let patches: Vec<String> = harness
+        .reconcile_seeing_all("good-morning")
+        .await
+        .iter()
+        .filter(|seen| seen.method == Method::PATCH)
+        .map(Seen::short)
+        .collect();
+    assert!(patches.is_empty(), "{patches:?}");
+    // POD_NAME must come before LOG_FILE, which refers to it: a reordering is a change.
+    harness
+        .fake
+        .edit(DEPLOYMENTS, "good-morning-order", |deployment| {
+            deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+                .as_array_mut()
+                .unwrap()
+                .reverse();
+        });
+    harness.reconcile("good-morning").await.0.unwrap();
+    let env = harness.fake.get(DEPLOYMENTS, "good-morning-order").unwrap()["spec"]["template"]["spec"]["containers"]
+        [0]["env"]
+        .clone();
+    assert_eq!(env[0]["name"], "POD_NAME", "{env}");
+}
+
+#[tokio::test]
+async fn a_recreated_credential_rolls_both_of_its_readers_and_an_unusable_one_stalls() {
+    let harness = Harness::start();
+    harness.create(PRODUCTION, |_| {});
+    harness.reconcile("good-morning").await.0.unwrap();
+    let version = |component: &str| {
+        harness.fake.get(DEPLOYMENTS, &format!("good-morning-{component}")).unwrap()["spec"]["template"]["metadata"]
+            ["annotations"]["fooddelivery.dev/credential-version"]
+            .clone()
+    };
+    let first = version("order");
+    assert!(first.is_string());
+    assert_eq!(version("payment"), first);
+    assert!(version("kitchen").is_null(), "only its readers carry it");
+    harness.fake.delete(SECRETS, "good-morning-internal");
+    harness.reconcile("good-morning").await.0.unwrap();
+    assert_ne!(version("order"), first, "a new credential rolls order...");
+    assert_eq!(
+        version("payment"),
+        version("order"),
+        "...and payment together"
+    );
+
+    harness.fake.delete(SECRETS, "good-morning-internal");
+    harness.fake.insert(
+        SECRETS,
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "good-morning-internal", "uid": "someone-elses"},
+               "data": {"password": "eA=="}}),
+    );
+    harness.reconcile("good-morning").await.0.unwrap();
+    let (stalled, reason) = harness.condition("good-morning", "Stalled");
+    assert_eq!(
+        (stalled.as_str(), reason.as_str()),
+        ("True", "SecretMissing")
     );
 }
