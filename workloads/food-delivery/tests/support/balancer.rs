@@ -3,6 +3,7 @@
 //! probed as the kubelet does it, so an instance that turns unready or dies keeps receiving connections until the
 //! next probe notices: callers see refused and reset connections exactly where a real cluster shows them.
 
+use food_delivery_testkit::free_port;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,9 +28,12 @@ pub struct Balancer {
 }
 
 impl Balancer {
-    /// Listens on a free port; routes to nothing until endpoints are added.
+    /// Listens on a free port; routes to nothing until endpoints are added. The port comes from
+    /// [`free_port`], outside the kernel's ephemeral range: the balancer lets go of it whenever no endpoint is
+    /// ready (to refuse connections, as kube-proxy does) and binds it again later, and an ephemeral port let go
+    /// of can become the local port of any outgoing connection meanwhile (then the Service never came back).
     pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", free_port()))
             .await
             .unwrap();
         let port = listener.local_addr().unwrap().port();

@@ -481,7 +481,13 @@ pub async fn stock_the_kitchen(clients: &Clients) {
                 Duration::from_secs(10),
             )
             .await;
-        assert!(answer.is(200), "restocking {dish}: {}", answer.body);
+        assert!(
+            answer.is(200),
+            "restocking {dish}: {:?} {} {:?}",
+            answer.status,
+            answer.body,
+            clients.ledger.lock().unwrap().connection_errors
+        );
     }
 }
 
