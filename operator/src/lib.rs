@@ -32,6 +32,5 @@ pub fn render(manifest: &str) -> Result<String, validate::InvalidApp> {
 pub fn render_warnings(manifest: &str) -> Result<Vec<String>, validate::InvalidApp> {
     let app = validate::parse_app(manifest)?;
     let name = app.metadata.name.clone().unwrap_or_default();
-    let mut plans = build::plan::plan(&name, &app.spec);
-    Ok(build::plan::size_connection_pools(&app.spec, &mut plans))
+    Ok(build::plan::plan_with_shortfalls(&name, &app.spec).1)
 }

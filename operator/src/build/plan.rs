@@ -265,9 +265,17 @@ fn settings_of(
 
 /// The plan of every enabled component, in the contract's order, pools sized (see [`size_connection_pools`]).
 pub fn plan(app: &str, spec: &FoodDeliveryAppSpec) -> Vec<ComponentPlan> {
+    plan_with_shortfalls(app, spec).0
+}
+
+/// [`plan`], with what does not fit the database servers' connection budgets.
+pub fn plan_with_shortfalls(
+    app: &str,
+    spec: &FoodDeliveryAppSpec,
+) -> (Vec<ComponentPlan>, Vec<String>) {
     let mut plans = plan_components(app, spec);
-    size_connection_pools(spec, &mut plans);
-    plans
+    let shortfalls = size_connection_pools(spec, &mut plans);
+    (plans, shortfalls)
 }
 
 fn plan_components(app: &str, spec: &FoodDeliveryAppSpec) -> Vec<ComponentPlan> {

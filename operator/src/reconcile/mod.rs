@@ -582,8 +582,7 @@ pub async fn reconcile(
         stalled(&ctx, &app, &namespace, stall).await?;
         return Ok(Action::await_change());
     }
-    let mut plans = plan::plan(&name, &app.spec);
-    let shortfalls = plan::size_connection_pools(&app.spec, &mut plans);
+    let (mut plans, shortfalls) = plan::plan_with_shortfalls(&name, &app.spec);
     if let Some(message) = missing_secrets(&ctx.client, &namespace, &plans).await? {
         let stall = Stall {
             reason: Reason::SecretMissing,

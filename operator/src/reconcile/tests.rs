@@ -140,6 +140,14 @@ fn summaries(writes: &[Seen]) -> Vec<String> {
         .collect()
 }
 
+/// The applies among `seen`, summarized.
+fn applies(seen: &[Seen]) -> Vec<String> {
+    seen.iter()
+        .filter(|seen| seen.method == Method::PATCH)
+        .map(Seen::short)
+        .collect()
+}
+
 /// The settings the pods of Deployment `deployment` read: the ConfigMap its template names.
 fn live_config(harness: &Harness, deployment: &str) -> Value {
     let name = config_map_name_of(harness, deployment);
@@ -804,13 +812,7 @@ async fn with_nothing_to_change_no_apply_is_sent_and_a_field_someone_else_took_i
     harness.create(PRODUCTION, |_| {});
     harness.reconcile("good-morning").await.0.unwrap();
     harness.reconcile("good-morning").await.0.unwrap();
-    let patches: Vec<String> = harness
-        .reconcile_seeing_all("good-morning")
-        .await
-        .iter()
-        .filter(|seen| seen.method == Method::PATCH)
-        .map(Seen::short)
-        .collect();
+    let patches = applies(&harness.reconcile_seeing_all("good-morning").await);
     assert!(patches.is_empty(), "{patches:?}");
     // kubectl edit: the image becomes another manager's field with another value.
     harness.fake.update_as(
@@ -850,13 +852,7 @@ async fn a_hand_reordering_of_the_environment_is_put_back_and_server_defaults_in
             deployment["spec"]["template"]["spec"]["containers"][0]["terminationMessagePath"] =
                 json!("/dev/termination-log");
         });
-    let patches: Vec<String> = harness
-        .reconcile_seeing_all("good-morning")
-        .await
-        .iter()
-        .filter(|seen| seen.method == Method::PATCH)
-        .map(Seen::short)
-        .collect();
+    let patches = applies(&harness.reconcile_seeing_all("good-morning").await);
     assert!(patches.is_empty(), "{patches:?}");
     // POD_NAME must come before LOG_FILE, which refers to it: a reordering is a change.
     harness

@@ -138,6 +138,14 @@ fn failure(status: StatusCode, reason: &str) -> Response<Body> {
 }
 
 impl FakeApi {
+    /// The server's state; a test that panicked while holding it cannot leave it half-written (every change is
+    /// made whole under the lock), so carry on.
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// A client talking to a new fake server, and the server's handle.
     pub fn start() -> (Client, Self) {
         let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
@@ -154,10 +162,7 @@ impl FakeApi {
 
     /// Puts an object in place, as if someone had created it.
     pub fn insert(&self, collection: &str, object: Value) {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self.state();
         let mut object = object;
         let name = object["metadata"]["name"]
             .as_str()
@@ -181,10 +186,7 @@ impl FakeApi {
         name: &str,
         change: impl FnOnce(&mut Value),
     ) {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self.state();
         state.version += 1;
         let version = state.version.to_string();
         let time = time_of(state.version);
@@ -217,28 +219,19 @@ impl FakeApi {
 
     /// Deletes an object as `kubectl delete` does, its dependents garbage-collected.
     pub fn delete(&self, collection: &str, name: &str) {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self.state();
         delete_with_dependents(&mut state, collection, name);
     }
 
     /// The stored object, if any.
     pub fn get(&self, collection: &str, name: &str) -> Option<Value> {
-        let state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let state = self.state();
         state.objects.get(collection)?.get(name).cloned()
     }
 
     /// Removes an object, as if someone had deleted it by hand.
     pub fn remove(&self, collection: &str, name: &str) {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self.state();
         if let Some(objects) = state.objects.get_mut(collection) {
             objects.remove(name);
         }
@@ -247,10 +240,7 @@ impl FakeApi {
     /// Changes a stored object in place (a hand edit, or a controller writing status).
     /// The stored object gets a new resourceVersion, as after any write; its managed fields stay as they were.
     pub fn edit(&self, collection: &str, name: &str, change: impl FnOnce(&mut Value)) {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self.state();
         state.version += 1;
         let version = state.version.to_string();
         if let Some(object) = state
@@ -265,10 +255,7 @@ impl FakeApi {
 
     /// Names of the stored objects in a collection.
     pub fn names(&self, collection: &str) -> Vec<String> {
-        let state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let state = self.state();
         state
             .objects
             .get(collection)
@@ -278,19 +265,13 @@ impl FakeApi {
 
     /// Every request so far, and forgets them.
     pub fn take_seen(&self) -> Vec<Seen> {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self.state();
         std::mem::take(&mut state.seen)
     }
 
     /// Makes the next request with `method` fail with `status`.
     pub fn fail_next(&self, method: Method, status: StatusCode) {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self.state();
         state.failures.push((method, status));
     }
 
@@ -302,10 +283,7 @@ impl FakeApi {
         name: &str,
         change: impl FnOnce(&mut Value) + Send + 'static,
     ) {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self.state();
         state
             .interleaved
             .push((format!("{collection}/{name}"), Box::new(change)));
@@ -313,10 +291,7 @@ impl FakeApi {
 
     /// Requests to paths starting with `prefix` never get an answer from now on.
     pub fn hang_requests_to(&self, prefix: &str) {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self.state();
         state.hanging.push(prefix.to_owned());
     }
 }
@@ -546,9 +521,7 @@ impl FakeApi {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let hangs = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .state()
             .hanging
             .iter()
             .any(|prefix| path.starts_with(prefix.as_str()));
@@ -566,10 +539,7 @@ impl FakeApi {
             Ok(bytes) => bytes,
             Err(_) => return failure(StatusCode::BAD_REQUEST, "BadRequest"),
         };
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self.state();
         if let Some(at) = state
             .interleaved
             .iter()
