@@ -4,6 +4,7 @@
 
 use crate::build::metadata::{MANAGER, label};
 use crate::leader::{Elector, LeaseSettings};
+use crate::reconcile::children::ChildCaches;
 use crate::reconcile::{self, Context, ReconcileError};
 use crate::resource::FoodDeliveryApp;
 use futures::StreamExt;
@@ -15,6 +16,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use std::collections::HashMap;
@@ -222,23 +224,54 @@ impl SpecChanges {
     }
 }
 
-/// The watch of an owned kind, through [`SpecChanges`].
-fn owned_spec_changes<K>(
+/// The watch of an owned kind, feeding the cache the reconcile reads it from (see `reconcile::children`); the
+/// events leave the cache after it holds them, so the reconcile they trigger finds what triggered it.
+fn cached_watch<K>(
     api: Api<K>,
     config: watcher::Config,
+    caches: &mut ChildCaches,
+) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
+where
+    K: reconcile::apply::Child,
+{
+    let (store, writer) = reflector::store();
+    caches.insert(store);
+    reflector(
+        writer,
+        watcher(api, config)
+            .default_backoff()
+            .modify(|object| reconcile::apply::trim_for_cache(object.meta_mut())),
+    )
+}
+
+/// Every change of an owned kind deserves a reconcile of its app.
+fn all_changes<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    caches: &mut ChildCaches,
 ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K: reconcile::apply::Child,
+{
+    cached_watch(api, config, caches).touched_objects()
+}
+
+/// The changes of an owned kind that [`SpecChanges`] lets through.
+fn spec_changes<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    caches: &mut ChildCaches,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: reconcile::apply::Child,
 {
     let mut changes = SpecChanges::default();
-    watcher(api, config)
-        .default_backoff()
-        .filter_map(move |event| {
-            futures::future::ready(match event {
-                Ok(event) => changes.worth_a_reconcile(event).map(Ok),
-                Err(error) => Some(Err(error)),
-            })
+    cached_watch(api, config, caches).filter_map(move |event| {
+        futures::future::ready(match event {
+            Ok(event) => changes.worth_a_reconcile(event).map(Ok),
+            Err(error) => Some(Err(error)),
         })
+    })
 }
 
 fn owned<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -345,6 +378,52 @@ pub async fn run_with(client: Client, options: RunOptions) -> Result<(), RunErro
     let namespace = options.namespace.as_deref();
     let resource = ApiResource::erase::<FoodDeliveryApp>(&());
     let children = watcher::Config::default().labels(&format!("{}={MANAGER}", label::MANAGED_BY));
+    let mut caches = ChildCaches::default();
+    let deployments = all_changes(
+        owned::<Deployment>(&client, namespace),
+        children.clone(),
+        &mut caches,
+    );
+    let services = all_changes(
+        owned::<Service>(&client, namespace),
+        children.clone(),
+        &mut caches,
+    );
+    let config_maps = all_changes(
+        owned::<ConfigMap>(&client, namespace),
+        children.clone(),
+        &mut caches,
+    );
+    let autoscalers = spec_changes(
+        owned::<HorizontalPodAutoscaler>(&client, namespace),
+        children.clone(),
+        &mut caches,
+    );
+    let budgets = spec_changes(
+        owned::<PodDisruptionBudget>(&client, namespace),
+        children.clone(),
+        &mut caches,
+    );
+    let policies = all_changes(
+        owned::<NetworkPolicy>(&client, namespace),
+        children.clone(),
+        &mut caches,
+    );
+    let ingresses = all_changes(
+        owned::<Ingress>(&client, namespace),
+        children.clone(),
+        &mut caches,
+    );
+    let accounts = all_changes(
+        owned::<ServiceAccount>(&client, namespace),
+        children.clone(),
+        &mut caches,
+    );
+    let claims = all_changes(
+        owned::<PersistentVolumeClaim>(&client, namespace),
+        children,
+        &mut caches,
+    );
     let operator = Arc::new(Operator {
         context: Arc::new(Context {
             client: client.clone(),
@@ -356,6 +435,7 @@ pub async fn run_with(client: Client, options: RunOptions) -> Result<(), RunErro
                 },
             ),
             now: reconcile::wall_clock,
+            caches,
         }),
         failures: Mutex::new(HashMap::new()),
         resource: resource.clone(),
@@ -365,24 +445,15 @@ pub async fn run_with(client: Client, options: RunOptions) -> Result<(), RunErro
         None => Api::all_with(client.clone(), &resource),
     };
     let controller = Controller::new_with(apps, watcher::Config::default(), resource)
-        .owns(owned::<Deployment>(&client, namespace), children.clone())
-        .owns(owned::<Service>(&client, namespace), children.clone())
-        .owns(owned::<ConfigMap>(&client, namespace), children.clone())
-        .owns_stream(owned_spec_changes(
-            owned::<HorizontalPodAutoscaler>(&client, namespace),
-            children.clone(),
-        ))
-        .owns_stream(owned_spec_changes(
-            owned::<PodDisruptionBudget>(&client, namespace),
-            children.clone(),
-        ))
-        .owns(owned::<NetworkPolicy>(&client, namespace), children.clone())
-        .owns(owned::<Ingress>(&client, namespace), children.clone())
-        .owns(
-            owned::<ServiceAccount>(&client, namespace),
-            children.clone(),
-        )
-        .owns(owned::<PersistentVolumeClaim>(&client, namespace), children)
+        .owns_stream(deployments)
+        .owns_stream(services)
+        .owns_stream(config_maps)
+        .owns_stream(autoscalers)
+        .owns_stream(budgets)
+        .owns_stream(policies)
+        .owns_stream(ingresses)
+        .owns_stream(accounts)
+        .owns_stream(claims)
         // Bounded: a thousand apps changing at once must not send a thousand reconciles' requests together; a
         // burst of events for one app (a rollout touching every child) collapses into one reconcile.
         .with_config(
@@ -670,6 +741,7 @@ mod tests {
                     },
                 ),
                 now: reconcile::wall_clock,
+                caches: Default::default(),
             }),
             resource: resource.clone(),
             failures: Mutex::new(HashMap::new()),

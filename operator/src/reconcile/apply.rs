@@ -1,4 +1,4 @@
-//! Server-side apply of one child, and label-based pruning. Server-side apply is the diff engine: a field the
+//! Server-side apply of one child, and pruning. Server-side apply is the diff engine: a field the
 //! operator stops sending is removed by the server (its manager no longer owns it), and what the server did is
 //! read from the operator's own managedFields entry, never guessed. The one shortcut: when that entry already owns
 //! exactly the fields the operator would send and the live object holds the same value at each of them, the apply
@@ -6,9 +6,9 @@
 //! else, a field added or dropped, a value someone changed, a field someone else took, is applied.
 
 use super::field_set;
-use crate::build::metadata::{MANAGER, label};
+use crate::build::metadata::MANAGER;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -41,11 +41,17 @@ impl Applied {
 
 /// The operator's own entry in `managedFields` (its apply of the main resource).
 fn own_entry(metadata: &ObjectMeta) -> Option<&ManagedFieldsEntry> {
-    metadata.managed_fields.iter().flatten().find(|entry| {
-        entry.manager.as_deref() == Some(MANAGER)
-            && entry.operation.as_deref() == Some("Apply")
-            && entry.subresource.is_none()
-    })
+    metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .find(|entry| is_own_entry(entry))
+}
+
+fn is_own_entry(entry: &ManagedFieldsEntry) -> bool {
+    entry.manager.as_deref() == Some(MANAGER)
+        && entry.operation.as_deref() == Some("Apply")
+        && entry.subresource.is_none()
 }
 
 /// A namespaced kind the operator manages.
@@ -102,6 +108,23 @@ pub fn already_applied(
         })
 }
 
+/// [`already_applied`] of typed objects (an object that cannot be serialized is applied, and the apply says why).
+pub fn holds<K: Child>(live: &K, wanted: &K) -> bool {
+    match (serde_json::to_value(wanted), serde_json::to_value(live)) {
+        (Ok(wanted_json), Ok(live_json)) => already_applied(&wanted_json, &live_json, live.meta()),
+        _ => false,
+    }
+}
+
+/// Trims what a watch cache keeps of an object's managedFields to what the reconcile reads: the operator's own
+/// entry, and who owns a Deployment's replicas (see `replicas`). The rest would be memory spent for nothing.
+pub fn trim_for_cache(metadata: &mut ObjectMeta) {
+    if let Some(entries) = metadata.managed_fields.as_mut() {
+        entries
+            .retain_mut(|entry| is_own_entry(entry) || super::replicas::keep_only_replicas(entry));
+    }
+}
+
 /// Applies `wanted` (`live`: the object as listed before, if it exists) unless it is [`already_applied`];
 /// returns what the server did and the object it now holds.
 pub async fn apply<K: Child>(
@@ -110,12 +133,10 @@ pub async fn apply<K: Child>(
     wanted: &K,
     live: Option<&K>,
 ) -> Result<(Applied, K), kube::Error> {
-    if let Some(live) = live {
-        let wanted_json = serde_json::to_value(wanted).map_err(kube::Error::SerdeError)?;
-        let live_json = serde_json::to_value(live).map_err(kube::Error::SerdeError)?;
-        if already_applied(&wanted_json, &live_json, live.meta()) {
-            return Ok((Applied::Unchanged, live.clone()));
-        }
+    if let Some(live) = live
+        && holds(live, wanted)
+    {
+        return Ok((Applied::Unchanged, live.clone()));
     }
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let applied = api
@@ -129,53 +150,19 @@ pub async fn apply<K: Child>(
     Ok((outcome, applied))
 }
 
-/// The selector of the operator's objects of app `app`, for kind `K`. Claims are listed by the operator's mark
-/// alone and filtered by [`belongs_to`]: they do not carry `app.kubernetes.io/instance` (see `label::APP`).
-/// Every other kind is selected by instance, which objects made before `label::APP` existed carry too, so an
-/// upgrade of the operator still finds (and prunes) them.
-pub fn managed_selector<K: Child>(app: &str) -> String {
-    if K::kind(&()) == "PersistentVolumeClaim" {
-        format!("{}={MANAGER}", label::MANAGED_BY)
-    } else {
-        format!("{}={app},{}={MANAGER}", label::INSTANCE, label::MANAGED_BY)
-    }
-}
-
-/// Whether a listed object is app `app`'s.
-pub fn belongs_to(metadata: &ObjectMeta, app: &str) -> bool {
-    metadata.labels.as_ref().is_some_and(|labels| {
-        [label::APP, label::INSTANCE]
-            .iter()
-            .any(|key| labels.get(*key).map(String::as_str) == Some(app))
-    })
-}
-
-/// The objects of kind `K` labelled as app `app`'s.
-pub async fn list_owned<K: Child>(
-    client: &Client,
-    namespace: &str,
-    app: &str,
-) -> Result<Vec<K>, kube::Error> {
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    let listed = api
-        .list(&ListParams::default().labels(&managed_selector::<K>(app)))
-        .await?;
-    Ok(listed
-        .items
-        .into_iter()
-        .filter(|object| belongs_to(object.meta(), app))
-        .collect())
-}
-
-/// Deletes one child in the background (the garbage collector removes what it owns).
+/// Deletes one child in the background (the garbage collector removes what it owns); `false` when it was gone
+/// already (a watch cache can still hold an object deleted a moment ago).
 pub async fn prune<K: Child>(
     client: &Client,
     namespace: &str,
     name: &str,
-) -> Result<(), kube::Error> {
+) -> Result<bool, kube::Error> {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    api.delete(name, &DeleteParams::background()).await?;
-    Ok(())
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+        Err(error) => Err(error),
+    }
 }
 
 #[cfg(test)]

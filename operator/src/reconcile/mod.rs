@@ -2,6 +2,7 @@
 //! I/O; every decision is made by `validate`, `build` and `status`.
 
 pub mod apply;
+pub mod children;
 pub mod field_set;
 pub mod notes;
 pub mod replicas;
@@ -16,7 +17,8 @@ use crate::build::metadata::MANAGER;
 use crate::build::{self, ChildObjects, plan};
 use crate::resource::{FoodDeliveryApp, FoodDeliveryAppStatus};
 use crate::validate;
-use apply::{Applied, Child, apply, list_owned, prune};
+use apply::{Applied, Child, apply, prune};
+use children::{ChildCaches, Children};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -42,6 +44,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// The clock, for condition transition times (tests pin it).
     pub now: fn() -> Time,
+    /// The controller's watch caches of the children (empty: every kind is listed).
+    pub caches: ChildCaches,
 }
 
 /// Why a reconcile failed (it is retried with backoff).
@@ -297,30 +301,25 @@ pub struct Changes {
     pub refused: Vec<String>,
 }
 
-/// The objects of one kind the app had before this reconcile's applies, for judging them and pruning.
-struct Listed<K>(Vec<K>);
-
-impl<K: Child> Listed<K> {
-    async fn of(client: &Client, namespace: &str, app: &str) -> Result<Self, ReconcileError> {
-        list_owned::<K>(client, namespace, app)
-            .await
-            .map(Self)
-            .map_err(|source| ReconcileError::List {
-                kind: K::kind(&()).into_owned(),
-                source,
-            })
-    }
-
-    fn find(&self, name: &str) -> Option<&K> {
-        self.0.iter().find(|listed| listed.name_any() == name)
-    }
+/// The children of one kind found before this reconcile's applies, for judging them and pruning.
+async fn found<K: Child>(
+    ctx: &Context,
+    namespace: &str,
+    app: &str,
+) -> Result<Children<K>, ReconcileError> {
+    Children::of(&ctx.client, &ctx.caches, namespace, app)
+        .await
+        .map_err(|source| ReconcileError::List {
+            kind: K::kind(&()).into_owned(),
+            source,
+        })
 }
 
-/// Applies `objects` (their kind listed in `listed` before); returns the objects the server now holds.
-async fn apply_listed<K: Child>(
-    client: &Client,
+/// Applies `objects` (their kind found in `found` before); returns the objects the server now holds.
+async fn apply_found<K: Child>(
+    ctx: &Context,
     namespace: &str,
-    listed: &Listed<K>,
+    found: &Children<K>,
     objects: &[K],
     changes: &mut Changes,
 ) -> Result<Vec<K>, ReconcileError> {
@@ -328,7 +327,15 @@ async fn apply_listed<K: Child>(
     for object in objects {
         let name = object.name_any();
         let label = format!("{} {name}", K::kind(&()));
-        let (outcome, applied) = match apply(client, namespace, object, listed.find(&name)).await {
+        let attempt = async {
+            let before = found
+                .current(&ctx.client, namespace, &name, |found| {
+                    apply::holds(found, object)
+                })
+                .await?;
+            apply(&ctx.client, namespace, object, before.as_ref()).await
+        };
+        let (outcome, applied) = match attempt.await {
             Ok(applied) => applied,
             Err(source) => match refused_for_good(&source) {
                 // The other children still get applied: one refused object must not hold the app back.
@@ -354,36 +361,47 @@ async fn apply_listed<K: Child>(
     Ok(live)
 }
 
-/// Lists the app's objects of one kind and applies `objects`.
+/// Finds the app's objects of one kind and applies `objects`.
 async fn apply_all<K: Child>(
-    client: &Client,
+    ctx: &Context,
     namespace: &str,
     app: &str,
     objects: &[K],
     changes: &mut Changes,
-) -> Result<(Listed<K>, Vec<K>), ReconcileError> {
-    let listed = Listed::of(client, namespace, app).await?;
-    let live = apply_listed(client, namespace, &listed, objects, changes).await?;
-    Ok((listed, live))
+) -> Result<(Children<K>, Vec<K>), ReconcileError> {
+    let found = found(ctx, namespace, app).await?;
+    let live = apply_found(ctx, namespace, &found, objects, changes).await?;
+    Ok((found, live))
 }
 
 /// Applies the Deployments, `spec.replicas` of the autoscaled ones (`autoscaled`: name -> the HPA's minimum)
 /// handed to the HPA without a drop to one pod (see `replicas`).
 async fn apply_deployments(
-    client: &Client,
+    ctx: &Context,
     namespace: &str,
     app: &str,
     deployments: &[Deployment],
     autoscaled: &BTreeMap<String, i32>,
     changes: &mut Changes,
-) -> Result<(Listed<Deployment>, Vec<Deployment>), ReconcileError> {
-    let listed = Listed::<Deployment>::of(client, namespace, app).await?;
+) -> Result<(Children<Deployment>, Vec<Deployment>), ReconcileError> {
+    let found = found::<Deployment>(ctx, namespace, app).await?;
+    let client = &ctx.client;
     for (name, minimum) in autoscaled {
-        if let Some(count) = replicas::hand_over_before_apply(listed.find(name), *minimum) {
+        let no_handover = |deployment: &Deployment| {
+            replicas::hand_over_before_apply(Some(deployment), *minimum).is_none()
+        };
+        let current = found
+            .current(client, namespace, name, no_handover)
+            .await
+            .map_err(|source| ReconcileError::Apply {
+                object: format!("Deployment {name} (replicas for the autoscaler)"),
+                source,
+            })?;
+        if let Some(count) = replicas::hand_over_before_apply(current.as_ref(), *minimum) {
             hand_over_replicas(client, namespace, name, count).await?;
         }
     }
-    let mut live = apply_listed(client, namespace, &listed, deployments, changes).await?;
+    let mut live = apply_found(ctx, namespace, &found, deployments, changes).await?;
     for deployment in &mut live {
         let name = deployment.name_any();
         let count = autoscaled
@@ -395,7 +413,7 @@ async fn apply_deployments(
             *deployment = updated;
         }
     }
-    Ok((listed, live))
+    Ok((found, live))
 }
 
 /// The handover manager's apply of `count`; `None` when the server refused it because someone else set
@@ -430,34 +448,36 @@ async fn hand_over_replicas(
 async fn prune_all<K: Child>(
     client: &Client,
     namespace: &str,
-    listed: Listed<K>,
+    found: Children<K>,
     keep: &[K],
     changes: &mut Changes,
 ) -> Result<(), ReconcileError> {
     let keep: BTreeSet<String> = keep.iter().map(ResourceExt::name_any).collect();
-    prune_except(client, namespace, listed, &keep, changes).await
+    prune_except(client, namespace, found, &keep, changes).await
 }
 
 async fn prune_except<K: Child>(
     client: &Client,
     namespace: &str,
-    listed: Listed<K>,
+    found: Children<K>,
     keep: &BTreeSet<String>,
     changes: &mut Changes,
 ) -> Result<(), ReconcileError> {
-    for object in listed.0 {
+    for object in found.objects {
         let name = object.name_any();
         if keep.contains(&name) {
             continue;
         }
         let label = format!("{} {name}", K::kind(&()));
-        prune::<K>(client, namespace, &name)
+        let deleted = prune::<K>(client, namespace, &name)
             .await
             .map_err(|source| ReconcileError::Prune {
                 object: label.clone(),
                 source,
             })?;
-        changes.pruned.push(label);
+        if deleted {
+            changes.pruned.push(label);
+        }
     }
     Ok(())
 }
@@ -465,7 +485,7 @@ async fn prune_except<K: Child>(
 /// Applies every child in dependency order (ConfigMaps before the Deployments that read them), prunes what the
 /// spec no longer has, and returns the live Deployments.
 async fn converge(
-    client: &Client,
+    ctx: &Context,
     namespace: &str,
     app: &str,
     objects: ChildObjects,
@@ -485,28 +505,29 @@ async fn converge(
         ingresses,
     } = objects;
     let ns = namespace;
-    apply_all(client, ns, app, &[service_account], changes).await?;
-    let (listed_config_maps, _) = apply_all(client, ns, app, &config_maps, changes).await?;
-    let (listed_claims, _) = apply_all(client, ns, app, &volume_claims, changes).await?;
-    let (listed_services, _) = apply_all(client, ns, app, &services, changes).await?;
-    let (listed_deployments, live) =
-        apply_deployments(client, ns, app, &deployments, autoscaled, changes).await?;
-    let (listed_autoscalers, _) = apply_all(client, ns, app, &autoscalers, changes).await?;
-    let (listed_budgets, _) = apply_all(client, ns, app, &disruption_budgets, changes).await?;
-    let (listed_policies, _) = apply_all(client, ns, app, &network_policies, changes).await?;
-    let (listed_ingresses, _) = apply_all(client, ns, app, &ingresses, changes).await?;
+    apply_all(ctx, ns, app, &[service_account], changes).await?;
+    let (found_config_maps, _) = apply_all(ctx, ns, app, &config_maps, changes).await?;
+    let (found_claims, _) = apply_all(ctx, ns, app, &volume_claims, changes).await?;
+    let (found_services, _) = apply_all(ctx, ns, app, &services, changes).await?;
+    let (found_deployments, live) =
+        apply_deployments(ctx, ns, app, &deployments, autoscaled, changes).await?;
+    let (found_autoscalers, _) = apply_all(ctx, ns, app, &autoscalers, changes).await?;
+    let (found_budgets, _) = apply_all(ctx, ns, app, &disruption_budgets, changes).await?;
+    let (found_policies, _) = apply_all(ctx, ns, app, &network_policies, changes).await?;
+    let (found_ingresses, _) = apply_all(ctx, ns, app, &ingresses, changes).await?;
+    let client = &ctx.client;
     // Consumers of an object go before it: the Ingress before the Service, the Deployment before its ConfigMap.
-    prune_all(client, ns, listed_ingresses, &ingresses, changes).await?;
-    prune_all(client, ns, listed_policies, &network_policies, changes).await?;
-    prune_all(client, ns, listed_budgets, &disruption_budgets, changes).await?;
-    prune_all(client, ns, listed_autoscalers, &autoscalers, changes).await?;
-    prune_all(client, ns, listed_deployments, &deployments, changes).await?;
-    prune_all(client, ns, listed_services, &services, changes).await?;
+    prune_all(client, ns, found_ingresses, &ingresses, changes).await?;
+    prune_all(client, ns, found_policies, &network_policies, changes).await?;
+    prune_all(client, ns, found_budgets, &disruption_budgets, changes).await?;
+    prune_all(client, ns, found_autoscalers, &autoscalers, changes).await?;
+    prune_all(client, ns, found_deployments, &deployments, changes).await?;
+    prune_all(client, ns, found_services, &services, changes).await?;
     // Earlier revisions' ConfigMaps stay while their ReplicaSets may still run or be rolled back to.
-    let kept = build::configmap::kept_config_maps(&listed_config_maps.0, &config_maps);
-    prune_except(client, ns, listed_config_maps, &kept, changes).await?;
+    let kept = build::configmap::kept_config_maps(&found_config_maps.objects, &config_maps);
+    prune_except(client, ns, found_config_maps, &kept, changes).await?;
     if prune_volumes {
-        prune_all(client, ns, listed_claims, &volume_claims, changes).await?;
+        prune_all(client, ns, found_claims, &volume_claims, changes).await?;
     }
     Ok(live)
 }
@@ -625,7 +646,7 @@ pub async fn reconcile(
         .collect();
     let mut changes = Changes::default();
     let live = converge(
-        &ctx.client,
+        &ctx,
         &namespace,
         &name,
         objects,

@@ -15,6 +15,10 @@
 
 use crate::build::metadata::MANAGER;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
+
+/// Where `spec.replicas` is in a managedFields entry's FieldsV1.
+const REPLICAS_FIELD: &str = "/f:spec/f:replicas";
 
 /// The field manager that holds `spec.replicas` between the operator and the HPA.
 pub const HANDOVER_MANAGER: &str = "food-delivery-operator-replicas-handover";
@@ -37,8 +41,21 @@ fn owns_replicas(live: &Deployment, owner: impl Fn(&str, &str) -> bool) -> bool 
         ) && entry
             .fields_v1
             .as_ref()
-            .is_some_and(|fields| fields.0.pointer("/f:spec/f:replicas").is_some())
+            .is_some_and(|fields| fields.0.pointer(REPLICAS_FIELD).is_some())
     })
+}
+
+/// Reduces a managedFields entry of some manager to its ownership of `spec.replicas`, the one part of it the
+/// handover reads (a watch cache keeps no more); `false` when it owns no such field, so nothing of it is needed.
+pub fn keep_only_replicas(entry: &mut ManagedFieldsEntry) -> bool {
+    let owns = entry
+        .fields_v1
+        .as_ref()
+        .is_some_and(|fields| fields.0.pointer(REPLICAS_FIELD).is_some());
+    if owns {
+        entry.fields_v1 = Some(FieldsV1(serde_json::json!({"f:spec": {"f:replicas": {}}})));
+    }
+    owns
 }
 
 fn count(live: &Deployment) -> Option<i32> {
@@ -65,7 +82,6 @@ pub fn set_after_apply(applied: &Deployment, minimum: i32) -> Option<i32> {
 mod tests {
     use super::*;
     use k8s_openapi::api::apps::v1::DeploymentSpec;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
     use serde_json::json;
 
     fn deployment(replicas: i32, manager: &str, fields: serde_json::Value) -> Deployment {

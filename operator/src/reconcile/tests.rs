@@ -2,6 +2,7 @@
 //! pruning, stalls, failures and status transitions.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use super::children::ChildCaches;
 use super::fake_api::{FakeApi, Seen};
 use super::{Context, reconcile};
 use crate::resource::FoodDeliveryApp;
@@ -41,6 +42,7 @@ impl Harness {
                 client,
                 recorder,
                 now: fixed_clock,
+                caches: Default::default(),
             }),
         }
     }
@@ -60,6 +62,19 @@ impl Harness {
 
     fn app(&self, name: &str) -> FoodDeliveryApp {
         serde_json::from_value(self.fake.get(APPS, name).unwrap()).unwrap()
+    }
+
+    /// From now on the reconcile reads its children from watch caches holding what the fake holds at this
+    /// moment; they do not follow later changes (a cache lagging the server, at its worst).
+    async fn cache_now(&mut self) {
+        let client = self.context.client.clone();
+        let caches = ChildCaches::snapshot(&client, &["food"]).await.unwrap();
+        self.context = Arc::new(Context {
+            client,
+            recorder: self.context.recorder.clone(),
+            now: fixed_clock,
+            caches,
+        });
     }
 
     /// Runs one reconcile of the stored app and returns the requests that wrote something.
@@ -904,5 +919,70 @@ async fn a_recreated_credential_rolls_both_of_its_readers_and_an_unusable_one_st
     assert_eq!(
         (stalled.as_str(), reason.as_str()),
         ("True", "SecretMissing")
+    );
+}
+
+#[tokio::test]
+async fn with_watch_caches_a_steady_reconcile_reads_nothing_but_the_secrets_it_refers_to() {
+    let mut harness = Harness::start();
+    harness.create(PRODUCTION, |_| {});
+    harness.reconcile("good-morning").await.0.unwrap();
+    harness.roll_out(true);
+    harness.reconcile("good-morning").await.0.unwrap();
+    harness.cache_now().await;
+    let seen: Vec<String> = harness
+        .reconcile_seeing_all("good-morning")
+        .await
+        .iter()
+        .map(Seen::short)
+        .collect();
+    assert_eq!(
+        seen,
+        ["GET secrets/food-db", "GET secrets/good-morning-internal"],
+        "no LIST, no GET of a child, no write"
+    );
+}
+
+/// The caches are taken once and never follow: every reconcile after the first below sees children older than
+/// the server's. What it writes and reports must still be what the server did.
+#[tokio::test]
+async fn a_lagging_cache_reports_no_change_the_server_did_not_make_and_prunes_what_is_gone_quietly()
+{
+    let mut harness = Harness::start();
+    harness.create(PRODUCTION, |_| {});
+    harness.reconcile("good-morning").await.0.unwrap();
+    harness.roll_out(true);
+    harness.reconcile("good-morning").await.0.unwrap();
+    harness.cache_now().await;
+    harness.fake.edit(APPS, "good-morning", |app| {
+        app["spec"]["config"]["GREETING"] = json!("hello");
+        app["spec"]["components"]["stamp"] = json!({"enabled": false});
+        app["metadata"]["generation"] = json!(2);
+    });
+    let (result, writes) = harness.reconcile("good-morning").await;
+    result.unwrap();
+    let writes = summaries(&writes);
+    assert!(
+        writes.contains(&"PATCH deployments/good-morning-order".to_owned())
+            && writes.contains(&"DELETE deployments/good-morning-stamp".to_owned()),
+        "{writes:#?}"
+    );
+    let events_before = event_reasons(&harness);
+    assert!(
+        events_before.contains(&"Updated".to_owned()),
+        "{events_before:?}"
+    );
+    // The cache still holds the old Deployments, the old ConfigMaps and stamp's objects.
+    let (result, writes) = harness.reconcile("good-morning").await;
+    result.unwrap();
+    assert!(
+        writes.is_empty(),
+        "the server already holds all of it: {:?}",
+        summaries(&writes)
+    );
+    assert_eq!(
+        event_reasons(&harness),
+        events_before,
+        "no Updated, Healed, Created or Pruned for what the previous reconcile did"
     );
 }
