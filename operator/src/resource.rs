@@ -192,11 +192,12 @@ pub struct SqliteSpec {
     pub storage: StorageSpec,
 }
 
-/// A volume request. Its class cannot change once the volume exists: the API server refuses the claim, and the app
-/// reports Stalled (ApplyRefused) until the class is set back.
-// No CEL transition rule here: this type is used in eight places, and kube's schema generation did not put the
-// rule on each of them identically across feature sets (the log volume's rules, used once, are in the CRD).
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+/// A volume request. Its class cannot change once the volume exists (a claim's class is immutable): the CRD refuses
+/// the change, and an API server too old for transition rules refuses the claim (Stalled, ApplyRefused).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(
+    validation = Rule::new("has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)").message("storage.storageClassName cannot change once the volume exists (a claim's class is immutable)"),
+)]
 #[serde(rename_all = "camelCase")]
 pub struct StorageSpec {
     /// Requested size, e.g. 1Gi. Default: 1Gi.

@@ -532,6 +532,34 @@ mod tests {
     }
 
     #[test]
+    fn a_data_volumes_class_cannot_change_once_it_exists_for_the_app_or_one_component() {
+        let app = |path: &str, class: Option<&str>| -> FoodDeliveryApp {
+            let storage = match class {
+                Some(class) => json!({"size": "1Gi", "storageClassName": class}),
+                None => json!({"size": "1Gi"}),
+            };
+            let object = with(minimal(), path, json!({"sqlite": {"storage": storage}}));
+            validate_value(&object).unwrap()
+        };
+        for path in ["spec.database", "spec.components.kitchen.database"] {
+            let before = app(path, Some("fast"));
+            assert!(
+                kube::core::cel::validate_cel_update(&app(path, Some("fast")), &before).is_ok(),
+                "{path}: the same class"
+            );
+            for after in [Some("slow"), None] {
+                let errors = kube::core::cel::validate_cel_update(&app(path, after), &before)
+                    .unwrap_err()
+                    .to_string();
+                assert!(
+                    errors.contains("storage.storageClassName cannot change"),
+                    "{path} -> {after:?}: {errors}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn sqlite_rules_accept_what_they_should() {
         let accepted = [
             with(minimal(), "spec.components.order", json!({"replicas": 1})),

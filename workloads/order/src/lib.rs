@@ -17,6 +17,9 @@ use food_delivery_kit::host::HostError;
 use food_delivery_kit::{ConfigError, Environment, KitConfig, ServiceHost, ServiceSpec};
 use std::sync::Arc;
 
+/// How often READY orders an earlier version left without OrderDispatched are looked for.
+const DISPATCH_LEFT_READY_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What the service is to the kit.
 pub const SPEC: ServiceSpec = ServiceSpec {
     name: "order",
@@ -99,6 +102,15 @@ pub async fn start(
     let settling = (store.clone(), outbox.clone());
     host.spawn_worker(move |shutdown| {
         policies::give_up_unpaid_orders(settling.0, settling.1, deadline, shutdown)
+    });
+    let dispatching = (store.clone(), outbox.clone());
+    host.spawn_worker(move |shutdown| {
+        policies::dispatch_orders_left_ready(
+            dispatching.0,
+            dispatching.1,
+            DISPATCH_LEFT_READY_EVERY,
+            shutdown,
+        )
     });
     let api = api::routes(api::OrderApi {
         store,

@@ -66,20 +66,7 @@ impl FollowOrders {
         else {
             return Ok(());
         };
-        let dispatched = OrderDispatched {
-            order_id: order.order_id.clone(),
-            customer_id: order.customer_id.clone(),
-        };
-        let event = Event::new(
-            ORDER_DISPATCHED,
-            crate::SPEC.name,
-            &order.order_id,
-            &dispatched,
-        )
-        .map_err(|error| HandlerError::Retry(error.to_string()))?;
-        self.outbox
-            .append(transaction, ORDERS_TOPIC, &event)
-            .await?;
+        hand_to_delivery(transaction, &self.outbox, &order).await?;
         Ok(())
     }
 
@@ -167,6 +154,74 @@ async fn move_order(
         )));
     }
     Ok(Some(order))
+}
+
+/// Hands the READY `order` to delivery: OrderDispatched and the time it was written, in `transaction`. `false` (and
+/// nothing written) when it was handed over already.
+async fn hand_to_delivery(
+    transaction: &mut StoreTransaction,
+    outbox: &Outbox,
+    order: &Order,
+) -> Result<bool, HandlerError> {
+    if !store::mark_dispatched(transaction, &order.order_id, now_millis()).await? {
+        return Ok(false);
+    }
+    let dispatched = OrderDispatched {
+        order_id: order.order_id.clone(),
+        customer_id: order.customer_id.clone(),
+    };
+    let event = Event::new(
+        ORDER_DISPATCHED,
+        crate::SPEC.name,
+        &order.order_id,
+        &dispatched,
+    )
+    .map_err(|error| HandlerError::Retry(error.to_string()))?;
+    outbox.append(transaction, ORDERS_TOPIC, &event).await?;
+    Ok(true)
+}
+
+/// Hands to delivery the READY orders an earlier version left without OrderDispatched (it let delivery follow the
+/// kitchen's CookingFinished, which delivery no longer reads): without this they would stay READY for ever, paid
+/// and never delivered. Runs for as long as the service does, because pods of the earlier version can still move
+/// orders to READY during a rolling update; every replica may run it at once (`mark_dispatched` is conditional).
+pub async fn dispatch_orders_left_ready(
+    store: Store,
+    outbox: Outbox,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let left = match store::undispatched_ready(store.pool()).await {
+            Ok(left) => left,
+            Err(error) => {
+                tracing::warn!(%error, "cannot look for READY orders not handed to delivery");
+                continue;
+            }
+        };
+        for order in left {
+            let handed = async {
+                let mut transaction = store.begin().await?;
+                let handed = hand_to_delivery(&mut transaction, &outbox, &order).await?;
+                transaction.commit().await?;
+                Ok::<bool, HandlerError>(handed)
+            };
+            match handed.await {
+                Ok(true) => {
+                    tracing::info!(order_id = order.order_id, "READY order handed to delivery");
+                    outbox.wake_relay();
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "cannot hand a READY order to delivery; retrying")
+                }
+            }
+        }
+    }
 }
 
 /// Gives up orders whose payment did not complete within `deadline` (the answer was lost to a timeout, a crash or a

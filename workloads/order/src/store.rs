@@ -19,7 +19,18 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: PENDING_INDEX,
         postgres: PENDING_INDEX,
     },
+    Migration {
+        version: 102,
+        description: "when a READY order was handed to delivery, so orders an earlier version left READY are handed over",
+        sqlite: DISPATCHED_AT,
+        postgres: DISPATCHED_AT,
+    },
 ];
+
+/// Earlier versions moved an order to READY without OrderDispatched (delivery then followed the kitchen's
+/// CookingFinished): those orders have no time here, and `undispatched_ready` finds them. Old pods that still run
+/// during a rollout name their columns, so the new one does not disturb them.
+const DISPATCHED_AT: &str = "ALTER TABLE orders ADD COLUMN dispatched_at BIGINT;";
 
 const PENDING_INDEX: &str = "CREATE INDEX orders_by_status ON orders (status, placed_at);";
 
@@ -130,6 +141,37 @@ pub async fn save_status(
         .execute(&mut **transaction)
         .await?;
     Ok(updated.rows_affected() == 1)
+}
+
+/// Records that the READY order `order_id` was handed to delivery at `at`; `false` when it already was, or is not
+/// READY any more (so two replicas handing over the same order write one OrderDispatched).
+pub async fn mark_dispatched(
+    transaction: &mut StoreTransaction,
+    order_id: &str,
+    at: i64,
+) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query(
+        "UPDATE orders SET dispatched_at = $1 WHERE order_id = $2 AND status = $3 AND dispatched_at IS NULL",
+    )
+    .bind(at)
+    .bind(order_id)
+    .bind(OrderStatus::Ready.as_str())
+    .execute(&mut **transaction)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// READY orders never handed to delivery (left by an earlier version), oldest first.
+pub async fn undispatched_ready(pool: &sqlx::AnyPool) -> Result<Vec<Order>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM orders WHERE status = $1 AND dispatched_at IS NULL ORDER BY placed_at LIMIT 100"
+    ))
+    .bind(OrderStatus::Ready.as_str())
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(order_from_row)
+    .collect()
 }
 
 /// Places an order that is still waiting for its payment: records the payment and the new status only if it is

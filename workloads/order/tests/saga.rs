@@ -709,3 +709,27 @@ async fn bad_requests_get_a_problem_naming_the_field_and_leave_nothing() {
     food_delivery_testkit::assert_valid_openapi(&document);
     platform.stop().await;
 }
+
+/// An order an earlier version moved to READY without OrderDispatched (delivery then followed CookingFinished): after
+/// the upgrade nothing else would hand it to delivery, and it would stay READY, paid and never delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ready_order_left_by_an_earlier_version_is_still_delivered() {
+    let platform = Platform::start(Backend::Sqlite, true, true).await;
+    let order_store = platform.order.host.store().unwrap();
+    sqlx::query(
+        "INSERT INTO orders (order_id, customer_id, lines, amount, payment_id, status, reason, placed_at, updated_at)
+         VALUES ('left-ready', 'c-old', '[{\"menuId\":\"bibimbap\",\"name\":\"Bibimbap\",\"unitPrice\":1200,\"qty\":1}]', 1200, 'pay-old', 'READY', NULL, 1, 1)",
+    )
+    .execute(order_store.pool())
+    .await
+    .unwrap();
+    eventually(WAIT, "the order left READY to be delivered", || async {
+        (platform.status("left-ready").await == "DELIVERED").then_some(())
+    })
+    .await;
+    let (status, delivery) = platform
+        .delivery
+        .call("GET", "/deliveries/left-ready", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{delivery}");
+}
