@@ -98,6 +98,37 @@ mod tests {
     use crate::build::tests::{identity, plan_of};
 
     #[test]
+    fn a_long_payment_timeout_lengthens_every_deadline_around_the_payment_call() {
+        let settings_of = |plans: &[crate::build::plan::ComponentPlan], name: &str| {
+            let component = plans.iter().find(|plan| plan.name == name).unwrap();
+            build_config_map(&identity(), component).data.unwrap()
+        };
+        let short = plan_of("components: {order: {circuitBreaker: {timeoutMs: 610}}}");
+        for name in ["order", "gateway"] {
+            let data = settings_of(&short, name);
+            assert!(
+                !data.contains_key("HTTP_REQUEST_TIMEOUT_MS"),
+                "{name}: the default fits"
+            );
+            assert!(!data.contains_key("GATEWAY_ROUTE_TIMEOUTS_MS"), "{name}");
+        }
+        let medium = plan_of("components: {order: {circuitBreaker: {timeoutMs: 10000}}}");
+        assert_eq!(
+            settings_of(&medium, "gateway")["GATEWAY_ROUTE_TIMEOUTS_MS"],
+            "orders=14000"
+        );
+        assert!(!settings_of(&medium, "order").contains_key("HTTP_REQUEST_TIMEOUT_MS"));
+        let long = plan_of("components: {order: {circuitBreaker: {timeoutMs: 600000}}}");
+        assert_eq!(
+            settings_of(&long, "order")["HTTP_REQUEST_TIMEOUT_MS"],
+            "602000"
+        );
+        let gateway = settings_of(&long, "gateway");
+        assert_eq!(gateway["GATEWAY_ROUTE_TIMEOUTS_MS"], "orders=604000");
+        assert_eq!(gateway["HTTP_REQUEST_TIMEOUT_MS"], "604000");
+    }
+
+    #[test]
     fn peers_kafka_and_overrides_are_in_the_settings_and_the_hash_follows_them() {
         let plans = plan_of(
             "components: {order: {config: {LOG_LEVEL: debug}, circuitBreaker: {timeoutMs: 610}}}\nconfig: {LOG_LEVEL: warn, FEATURE: x}",

@@ -5,7 +5,7 @@ use crate::resource::{
     AutoscalingSpec, CircuitBreakerSpec, Component, DatabaseSpec, ExposeSpec, FoodDeliveryAppSpec,
     ResourcesSpec, SecretKeyRef, VolumeRetention,
 };
-use food_delivery_contract::env;
+use food_delivery_contract::{deadlines, env};
 use std::collections::BTreeMap;
 
 /// Default CPU request.
@@ -168,6 +168,15 @@ pub fn service_url(app: &str, component: &str) -> String {
     )
 }
 
+/// The deadline of order's payment call when the spec sets it (else the service's default, which every other
+/// deadline's default fits).
+fn payment_timeout_ms(spec: &FoodDeliveryAppSpec) -> Option<u64> {
+    let breaker = spec.components.order.as_ref()?.circuit_breaker.as_ref()?;
+    breaker
+        .timeout_ms
+        .and_then(|timeout| u64::try_from(timeout).ok())
+}
+
 fn circuit_breaker_settings(breaker: &CircuitBreakerSpec) -> Vec<(&'static str, String)> {
     [
         (env::PAYMENT_TIMEOUT_MS, breaker.timeout_ms),
@@ -240,6 +249,16 @@ fn settings_of(
             if !origins.is_empty() {
                 set(env::GATEWAY_CORS_ALLOWED_ORIGINS, origins);
             }
+            // The route to orders outlasts order's answer to `POST /orders`, which outlasts the payment call.
+            if let Some(payment_ms) = payment_timeout_ms(spec) {
+                let needed = deadlines::gateway_orders_minimum_ms(payment_ms);
+                if needed > deadlines::GATEWAY_ROUTE_TIMEOUT_MS {
+                    set(env::GATEWAY_ROUTE_TIMEOUTS_MS, format!("orders={needed}"));
+                }
+                if needed > deadlines::REQUEST_TIMEOUT_MS {
+                    set(env::HTTP_REQUEST_TIMEOUT_MS, needed.to_string());
+                }
+            }
         }
         "order" => {
             set(env::PAYMENT_URL, service_url(app, "payment"));
@@ -251,6 +270,13 @@ fn settings_of(
             {
                 for (key, value) in circuit_breaker_settings(breaker) {
                     set(key, value);
+                }
+            }
+            // Order refuses to start with a request deadline the payment call does not fit in.
+            if let Some(payment_ms) = payment_timeout_ms(spec) {
+                let needed = deadlines::order_request_minimum_ms(payment_ms);
+                if needed > deadlines::REQUEST_TIMEOUT_MS {
+                    set(env::HTTP_REQUEST_TIMEOUT_MS, needed.to_string());
                 }
             }
         }

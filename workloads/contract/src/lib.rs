@@ -80,6 +80,12 @@ pub mod env {
     pub const PAYMENT_URL: &str = "PAYMENT_URL";
     /// Deadline of the payment call.
     pub const PAYMENT_TIMEOUT_MS: &str = "PAYMENT_TIMEOUT_MS";
+    /// The longest a request to a service may take before it is answered 503.
+    pub const HTTP_REQUEST_TIMEOUT_MS: &str = "HTTP_REQUEST_TIMEOUT_MS";
+    /// The gateway's per-route deadlines: `resource=ms,...`.
+    pub const GATEWAY_ROUTE_TIMEOUTS_MS: &str = "GATEWAY_ROUTE_TIMEOUTS_MS";
+    /// The gateway's deadline of a route without its own.
+    pub const GATEWAY_TIMEOUT_MS: &str = "GATEWAY_TIMEOUT_MS";
     /// Calls in flight to payment at most.
     pub const PAYMENT_MAX_CONCURRENT: &str = "PAYMENT_MAX_CONCURRENT";
     /// Breaker: failure rate that opens it.
@@ -136,4 +142,26 @@ pub const RELAY_STOP_MARGIN_SECONDS: i64 = 2;
 /// The operator's grace period must cover it, or the kubelet kills a service mid-flush.
 pub const fn shutdown_worst_case_seconds() -> i64 {
     DRAIN_DELAY_SECONDS + 3 * SHUTDOWN_TIMEOUT_SECONDS + RELAY_STOP_MARGIN_SECONDS
+}
+
+/// Deadlines, and how the ones around the payment call follow its own: `POST /orders` waits for payment, and every
+/// deadline it passes through (order's request deadline, the gateway's route to orders and its request deadline)
+/// must outlast that call, or the call is cut while payment may still act, and the breaker never sees a slow payment.
+pub mod deadlines {
+    /// A service's request deadline (`HTTP_REQUEST_TIMEOUT_MS`) when nothing sets it.
+    pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
+    /// The gateway's deadline of a route without its own (`GATEWAY_TIMEOUT_MS`).
+    pub const GATEWAY_ROUTE_TIMEOUT_MS: u64 = 5_000;
+    /// What each hop around the payment call needs beyond the call itself: its own database work and the answer.
+    pub const HOP_MARGIN_MS: u64 = 2_000;
+
+    /// The shortest request deadline order can run with when the payment call may take `payment_timeout_ms`.
+    pub fn order_request_minimum_ms(payment_timeout_ms: u64) -> u64 {
+        payment_timeout_ms.saturating_add(HOP_MARGIN_MS)
+    }
+
+    /// The shortest deadline of the gateway's route to orders (and of the gateway's requests) for that call.
+    pub fn gateway_orders_minimum_ms(payment_timeout_ms: u64) -> u64 {
+        order_request_minimum_ms(payment_timeout_ms).saturating_add(HOP_MARGIN_MS)
+    }
 }

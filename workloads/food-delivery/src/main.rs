@@ -113,7 +113,10 @@ fn serve(service: Service) -> ExitCode {
             eprintln!("food-delivery: {error}");
             ExitCode::from(CONFIGURATION_ERROR)
         }
-        Err(ServeError::Host(error @ food_delivery_kit::host::HostError::Missing(_))) => {
+        Err(ServeError::Host(
+            error @ (food_delivery_kit::host::HostError::Missing(_)
+            | food_delivery_kit::host::HostError::Config(_)),
+        )) => {
             eprintln!("food-delivery: configuration error: {error}");
             ExitCode::from(CONFIGURATION_ERROR)
         }

@@ -34,9 +34,9 @@ pub struct RouteSpec {
 }
 
 /// Settings that hold the routes and their timeout overrides.
-pub const ROUTES_VARIABLE: &str = "GATEWAY_ROUTES";
+pub const ROUTES_VARIABLE: &str = food_delivery_contract::env::GATEWAY_ROUTES;
 /// Per-route timeout overrides.
-pub const TIMEOUTS_VARIABLE: &str = "GATEWAY_ROUTE_TIMEOUTS_MS";
+pub const TIMEOUTS_VARIABLE: &str = food_delivery_contract::env::GATEWAY_ROUTE_TIMEOUTS_MS;
 
 fn valid_resource(resource: &str) -> bool {
     !resource.is_empty()

@@ -57,8 +57,10 @@ impl Settings {
     /// Reads `GATEWAY_ROUTES` (`resource=url,...`, required), `GATEWAY_ROUTE_TIMEOUTS_MS` (`resource=ms,...`),
     /// `GATEWAY_TIMEOUT_MS` (5000) and the rest as [`Settings::with_routes`] does.
     pub fn from_env(environment: &Environment) -> Result<Self, ConfigError> {
-        let default_timeout =
-            environment.millis_or("GATEWAY_TIMEOUT_MS", Duration::from_secs(5))?;
+        let default_timeout = environment.millis_or(
+            food_delivery_contract::env::GATEWAY_TIMEOUT_MS,
+            Duration::from_millis(food_delivery_contract::deadlines::GATEWAY_ROUTE_TIMEOUT_MS),
+        )?;
         let routes = domain::parse_routes(
             &environment.required(domain::ROUTES_VARIABLE)?,
             &environment

@@ -300,7 +300,11 @@ impl KitConfig {
                 64 * 1024,
             )?,
             http_request_timeout: environment
-                .number_in_or("HTTP_REQUEST_TIMEOUT_MS", 100..=600_000, 30_000)
+                .number_in_or(
+                    food_delivery_contract::env::HTTP_REQUEST_TIMEOUT_MS,
+                    100..=900_000,
+                    food_delivery_contract::deadlines::REQUEST_TIMEOUT_MS,
+                )
                 .map(Duration::from_millis)?,
             database_url,
             database_schema: environment

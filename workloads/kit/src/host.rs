@@ -75,6 +75,9 @@ pub enum HostError {
     /// The service needs something the configuration does not provide.
     #[error("{0}")]
     Missing(String),
+    /// Settings that are valid one by one but do not fit together.
+    #[error(transparent)]
+    Config(#[from] crate::ConfigError),
 }
 
 /// A running service's shared parts.

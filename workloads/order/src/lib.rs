@@ -72,6 +72,29 @@ impl Settings {
     }
 }
 
+/// `POST /orders` waits for the payment call: a request deadline shorter than that call (and its margin) would cut
+/// the call while payment may still act, answer 503 where payment was only slow, and keep the breaker from ever
+/// seeing a slow payment.
+fn check_request_outlasts_payment(
+    config: &KitConfig,
+    settings: &Settings,
+) -> Result<(), ConfigError> {
+    let payment_ms = u64::try_from(settings.payment.timeout.as_millis()).unwrap_or(u64::MAX);
+    let needed = food_delivery_contract::deadlines::order_request_minimum_ms(payment_ms);
+    let deadline_ms = u64::try_from(config.http_request_timeout.as_millis()).unwrap_or(u64::MAX);
+    if deadline_ms < needed {
+        return Err(ConfigError::new(
+            food_delivery_contract::env::HTTP_REQUEST_TIMEOUT_MS,
+            format!(
+                "is {deadline_ms} ms, shorter than {} ({payment_ms} ms) plus {} ms: set it to at least {needed}",
+                food_delivery_contract::env::PAYMENT_TIMEOUT_MS,
+                food_delivery_contract::deadlines::HOP_MARGIN_MS,
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Starts the service's parts (store, bus, relay, the consumer) and returns the host with the API. `bus` replaces
 /// Kafka (the all-in-one mode passes the in-process bus).
 pub async fn start(
@@ -79,6 +102,7 @@ pub async fn start(
     settings: Settings,
     bus: Option<EventBus>,
 ) -> Result<(ServiceHost, Router), HostError> {
+    check_request_outlasts_payment(&config, &settings)?;
     let payment = ServiceClient::new("payment", settings.payment)
         .map_err(|error| HostError::Missing(format!("cannot build the payment client: {error}")))?
         .with_credential(settings.credential);
@@ -119,4 +143,43 @@ pub async fn start(
         payment_deadline: deadline,
     });
     Ok((host, api))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(pairs: &[(&str, &str)]) -> Result<(), ConfigError> {
+        let environment = Environment::from_pairs(
+            [("PAYMENT_URL", "http://payment:8080")]
+                .iter()
+                .chain(pairs)
+                .copied(),
+        );
+        let config = KitConfig::from_env(&environment).unwrap();
+        let settings = Settings::from_env(&environment).unwrap();
+        check_request_outlasts_payment(&config, &settings)
+    }
+
+    #[test]
+    fn order_refuses_a_request_deadline_the_payment_call_does_not_fit_in() {
+        assert!(check(&[]).is_ok(), "the defaults fit");
+        assert!(check(&[("PAYMENT_TIMEOUT_MS", "28000")]).is_ok());
+        let error = check(&[("PAYMENT_TIMEOUT_MS", "45000")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("HTTP_REQUEST_TIMEOUT_MS")
+                && error.contains("PAYMENT_TIMEOUT_MS")
+                && error.contains("47000"),
+            "{error}"
+        );
+        assert!(
+            check(&[
+                ("PAYMENT_TIMEOUT_MS", "45000"),
+                ("HTTP_REQUEST_TIMEOUT_MS", "47000")
+            ])
+            .is_ok()
+        );
+    }
 }
