@@ -50,6 +50,7 @@ impl Platform {
                     approval_limit: 1_000_000,
                     latency,
                     credential: InternalCredential::of(INTERNAL_TOKEN),
+                    hold_expiry: Duration::from_secs(3600),
                 };
                 food_delivery_payment::start(config, settings, Some(bus))
             },

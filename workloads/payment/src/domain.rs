@@ -90,7 +90,14 @@ pub struct Payment {
     /// Why it was refunded or voided, if it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refund_reason: Option<String>,
+    /// When the hold was voided because no order claimed it in time (see [`Payment::expire`]), if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expired_at: Option<i64>,
 }
+
+/// Why a hold nobody claimed was voided.
+pub const HOLD_EXPIRED_REASON: &str =
+    "hold expired: no order was placed for it in time; nothing was charged";
 
 /// The outcome of asking for authorization.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +134,7 @@ pub fn authorize(
         refunded_at: None,
         voided_at: None,
         refund_reason: None,
+        expired_at: None,
     })
 }
 
@@ -161,6 +169,7 @@ pub fn void_before_authorization(
         refunded_at: None,
         voided_at: Some(now),
         refund_reason: Some(reason.to_owned()),
+        expired_at: None,
     }
 }
 
@@ -179,11 +188,30 @@ impl Payment {
         self.status == PaymentStatus::Voided && self.amount == 0
     }
 
-    /// The captured payment, or `None` when the hold is not open any more (already captured, or voided).
+    /// The captured payment, or `None` when the hold is not open any more (already captured, or voided because
+    /// its order ended). A hold that only expired is captured still: its order was placed (order's own
+    /// compare-and-set makes placing and giving up exclusive), and the OrderPlaced merely arrived late, after a
+    /// long broker outage, say.
     pub fn capture(&self, now: i64) -> Option<Payment> {
-        (self.status == PaymentStatus::Authorized).then(|| Payment {
+        let open = self.status == PaymentStatus::Authorized
+            || (self.status == PaymentStatus::Voided && self.expired_at.is_some());
+        open.then(|| Payment {
             status: PaymentStatus::Approved,
             captured_at: Some(now),
+            voided_at: None,
+            refund_reason: None,
+            ..self.clone()
+        })
+    }
+
+    /// The hold voided because no order claimed it within its deadline (the order service lost it, or never
+    /// came back), or `None` when it is not an open hold.
+    pub fn expire(&self, now: i64) -> Option<Payment> {
+        (self.status == PaymentStatus::Authorized).then(|| Payment {
+            status: PaymentStatus::Voided,
+            voided_at: Some(now),
+            expired_at: Some(now),
+            refund_reason: Some(HOLD_EXPIRED_REASON.to_owned()),
             ..self.clone()
         })
     }

@@ -32,6 +32,9 @@ pub struct Settings {
     pub latency: Duration,
     /// `INTERNAL_TOKEN`: authorizations are accepted only from callers that send it (when set).
     pub credential: InternalCredential,
+    /// `PAYMENT_HOLD_EXPIRY_MS`: a hold no order claimed (captured or released) within this is voided (default
+    /// one hour, far beyond the order service's own deadline for a waiting order).
+    pub hold_expiry: Duration,
 }
 
 impl Settings {
@@ -47,6 +50,13 @@ impl Settings {
                 .number_in_or("PAYMENT_LATENCY_MS", 0..=60_000, 0)
                 .map(Duration::from_millis)?,
             credential: InternalCredential::from_env(environment)?,
+            hold_expiry: environment
+                .number_in_or(
+                    "PAYMENT_HOLD_EXPIRY_MS",
+                    1_000..=7 * 24 * 3_600_000,
+                    3_600_000,
+                )
+                .map(Duration::from_millis)?,
         })
     }
 }
@@ -67,8 +77,13 @@ pub async fn start(
             outbox: outbox.clone(),
         },
     )?;
+    let store = host.store()?;
+    let (expiring, expiry) = ((store.clone(), outbox.clone()), settings.hold_expiry);
+    host.spawn_worker(move |shutdown| {
+        policies::expire_unclaimed_holds(expiring.0, expiring.1, expiry, shutdown)
+    });
     let api = api::routes(api::PaymentApi {
-        store: host.store()?,
+        store,
         outbox,
         settings,
     });

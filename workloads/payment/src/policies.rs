@@ -9,9 +9,11 @@ use crate::events::{
     PAYMENT_REFUNDED, PAYMENT_VOIDED, PAYMENTS_TOPIC, PaymentChanged,
 };
 use crate::store;
-use food_delivery_kit::StoreTransaction;
 use food_delivery_kit::events::{Event, EventHandler, HandlerError, Outbox, PoisonReason};
 use food_delivery_kit::store::now_millis;
+use food_delivery_kit::{Store, StoreTransaction};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Captures the hold of a placed order and releases the payment of an order that ended.
 #[derive(Debug, Clone)]
@@ -128,5 +130,66 @@ impl SettleWithOrders {
             .append(transaction, PAYMENTS_TOPIC, &event)
             .await?;
         Ok(())
+    }
+}
+
+/// Voids the holds no order claimed within `expiry` (PaymentVoided, so stamps and my page follow): the backstop
+/// for a hold whose order's end never reaches payment (the order's store lost, the order component removed, an
+/// authorization for an order that never existed). Order gives up a waiting order long before this (its
+/// `PAYMENT_PENDING_DEADLINE_MS`), so in a working platform this finds nothing. Conditional on the hold still being
+/// open, so a capture or release that comes first wins, and every replica may run it at once.
+pub async fn expire_unclaimed_holds(
+    store: Store,
+    outbox: Outbox,
+    expiry: Duration,
+    shutdown: CancellationToken,
+) {
+    let settle = SettleWithOrders { outbox };
+    let expiry_millis = i64::try_from(expiry.as_millis()).unwrap_or(i64::MAX);
+    let every = (expiry / 10).clamp(Duration::from_millis(100), Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let now = now_millis();
+        let open =
+            match store::holds_authorized_before(store.pool(), now.saturating_sub(expiry_millis))
+                .await
+            {
+                Ok(open) => open,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot look for expired holds");
+                    continue;
+                }
+            };
+        for hold in open {
+            let Some(expired) = hold.expire(now) else {
+                continue;
+            };
+            let voided = async {
+                let mut transaction = store.begin().await?;
+                settle
+                    .save_and_announce(&mut transaction, &expired, hold.status, PAYMENT_VOIDED)
+                    .await?;
+                transaction.commit().await?;
+                Ok::<(), HandlerError>(())
+            };
+            match voided.await {
+                Ok(()) => {
+                    tracing::warn!(
+                        order_id = hold.order_id,
+                        payment_id = hold.payment_id,
+                        "hold expired: no order claimed it"
+                    );
+                    settle.outbox.wake_relay();
+                }
+                // Captured or released meanwhile: theirs stands.
+                Err(HandlerError::Retry(reason)) => {
+                    tracing::debug!(%reason, "hold settled meanwhile")
+                }
+                Err(error) => tracing::warn!(%error, "cannot void an expired hold; retrying"),
+            }
+        }
     }
 }

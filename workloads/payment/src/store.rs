@@ -18,7 +18,17 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: HOLD_COLUMNS,
         postgres: HOLD_COLUMNS,
     },
+    Migration {
+        version: 102,
+        description: "holds no order claimed expire",
+        sqlite: EXPIRY,
+        postgres: EXPIRY,
+    },
 ];
+
+/// When a hold expired, and the index the expiry worker finds open holds by.
+const EXPIRY: &str = "ALTER TABLE payments ADD COLUMN expired_at BIGINT;
+CREATE INDEX payments_by_status ON payments (status, authorized_at);";
 
 const HOLD_COLUMNS: &str = "ALTER TABLE payments ADD COLUMN captured_at BIGINT;
 ALTER TABLE payments ADD COLUMN voided_at BIGINT;";
@@ -35,7 +45,7 @@ const PAYMENTS_TABLE: &str = "CREATE TABLE payments (
     refund_reason TEXT
 );";
 
-const COLUMNS: &str = "payment_id, order_id, customer_id, amount, qty, status, authorized_at, captured_at, refunded_at, voided_at, refund_reason";
+const COLUMNS: &str = "payment_id, order_id, customer_id, amount, qty, status, authorized_at, captured_at, refunded_at, voided_at, refund_reason, expired_at";
 
 fn payment_from_row(row: &sqlx::any::AnyRow) -> Result<Payment, sqlx::Error> {
     let status: String = row.try_get("status")?;
@@ -53,6 +63,7 @@ fn payment_from_row(row: &sqlx::any::AnyRow) -> Result<Payment, sqlx::Error> {
         refunded_at: row.try_get("refunded_at")?,
         voided_at: row.try_get("voided_at")?,
         refund_reason: row.try_get("refund_reason")?,
+        expired_at: row.try_get("expired_at")?,
     })
 }
 
@@ -62,7 +73,7 @@ pub async fn insert_if_first_for_order(
     payment: &Payment,
 ) -> Result<bool, sqlx::Error> {
     let inserted = sqlx::query(&format!(
-        "INSERT INTO payments ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (order_id) DO NOTHING"
+        "INSERT INTO payments ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (order_id) DO NOTHING"
     ))
     .bind(&payment.payment_id)
     .bind(&payment.order_id)
@@ -75,6 +86,7 @@ pub async fn insert_if_first_for_order(
     .bind(payment.refunded_at)
     .bind(payment.voided_at)
     .bind(&payment.refund_reason)
+    .bind(payment.expired_at)
     .execute(&mut **transaction)
     .await?;
     Ok(inserted.rows_affected() == 1)
@@ -89,19 +101,37 @@ pub async fn save_move(
     read_status: PaymentStatus,
 ) -> Result<bool, sqlx::Error> {
     let saved = sqlx::query(
-        "UPDATE payments SET status = $1, captured_at = $2, refunded_at = $3, voided_at = $4, refund_reason = $5 \
-         WHERE payment_id = $6 AND status = $7",
+        "UPDATE payments SET status = $1, captured_at = $2, refunded_at = $3, voided_at = $4, refund_reason = $5, \
+         expired_at = $6 WHERE payment_id = $7 AND status = $8",
     )
     .bind(payment.status.as_str())
     .bind(payment.captured_at)
     .bind(payment.refunded_at)
     .bind(payment.voided_at)
     .bind(&payment.refund_reason)
+    .bind(payment.expired_at)
     .bind(&payment.payment_id)
     .bind(read_status.as_str())
     .execute(&mut **transaction)
     .await?;
     Ok(saved.rows_affected() == 1)
+}
+
+/// Holds still open that were authorized before `before` (ms since the epoch), oldest first.
+pub async fn holds_authorized_before(
+    pool: &sqlx::AnyPool,
+    before: i64,
+) -> Result<Vec<Payment>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM payments WHERE status = $1 AND authorized_at < $2 ORDER BY authorized_at LIMIT 100"
+    ))
+    .bind(PaymentStatus::Authorized.as_str())
+    .bind(before)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(payment_from_row)
+    .collect()
 }
 
 /// The payment with this id.

@@ -23,10 +23,19 @@ impl std::ops::Deref for PaymentService {
 
 impl PaymentService {
     async fn start(backend: Backend, approval_limit: i64) -> Self {
+        Self::start_with_hold_expiry(backend, approval_limit, Duration::from_secs(3600)).await
+    }
+
+    async fn start_with_hold_expiry(
+        backend: Backend,
+        approval_limit: i64,
+        hold_expiry: Duration,
+    ) -> Self {
         let settings = Settings {
             approval_limit,
             latency: Duration::ZERO,
             credential: InternalCredential::default(),
+            hold_expiry,
         };
         Self(
             InProcessService::start_with(backend, |config, bus| start(config, settings, Some(bus)))
@@ -282,7 +291,63 @@ async fn a_hold_whose_order_is_never_placed_is_voided_and_a_late_one_refused(bac
     service.stop().await;
 }
 
+/// No order ever claims the hold (the order service lost it, or never came back): payment voids it by itself. An
+/// OrderPlaced that arrives after the expiry (delayed by a broker outage) still captures it: the order exists.
+async fn a_hold_no_order_claims_expires_and_a_late_placement_still_captures_it(backend: Backend) {
+    let service =
+        PaymentService::start_with_hold_expiry(backend, 1_000_000, Duration::from_secs(1)).await;
+    for order_id in ["order-orphan", "order-slow"] {
+        let (status, hold) = service.authorize(order_id, 700).await;
+        assert_eq!(status, StatusCode::CREATED, "{hold}");
+    }
+    for order_id in ["order-orphan", "order-slow"] {
+        eventually(Duration::from_secs(10), "the hold to expire", || async {
+            let (_, payments) = service
+                .call("GET", &format!("/payments?orderId={order_id}"), None)
+                .await;
+            (payments[0]["status"] == "VOIDED" && payments[0]["expiredAt"].is_number())
+                .then_some(())
+        })
+        .await;
+    }
+    service
+        .publish_order_event(ORDER_PLACED, "order-slow", json!({"orderId": "order-slow"}))
+        .await;
+    eventually(Duration::from_secs(10), "the late capture", || async {
+        let (_, payments) = service
+            .call("GET", "/payments?orderId=order-slow", None)
+            .await;
+        (payments[0]["status"] == "APPROVED").then_some(())
+    })
+    .await;
+    // The end of an order whose hold expired changes nothing more.
+    service
+        .publish_order_event(
+            ORDER_REJECTED,
+            "order-orphan",
+            json!({"orderId": "order-orphan", "customerId": "customer-1", "reason": "given up"}),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut events: Vec<(String, String)> = service
+        .payment_events()
+        .into_iter()
+        .map(|(event_type, order_id, _)| (event_type, order_id))
+        .collect();
+    events.sort();
+    assert_eq!(
+        events,
+        [
+            (PAYMENT_APPROVED.to_owned(), "order-slow".to_owned()),
+            (PAYMENT_VOIDED.to_owned(), "order-orphan".to_owned()),
+            (PAYMENT_VOIDED.to_owned(), "order-slow".to_owned()),
+        ]
+    );
+    service.stop().await;
+}
+
 food_delivery_testkit::on_both_backends!(
+    a_hold_no_order_claims_expires_and_a_late_placement_still_captures_it,
     authorization_is_idempotent_per_order,
     a_declined_payment_leaves_nothing_behind,
     a_cancelled_or_rejected_order_is_refunded_exactly_once,
@@ -296,6 +361,7 @@ async fn with_a_credential_only_a_caller_that_sends_it_may_authorize_and_anyone_
         approval_limit: 1_000_000,
         latency: Duration::ZERO,
         credential: InternalCredential::of(token),
+        hold_expiry: Duration::from_secs(3600),
     };
     let service = PaymentService(
         InProcessService::start_with(Backend::Sqlite, |config, bus| {
