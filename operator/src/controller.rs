@@ -201,76 +201,94 @@ pub struct SpecChanges {
 }
 
 impl SpecChanges {
-    /// The object to trigger the owner's reconcile with, if this event deserves one.
-    pub fn worth_a_reconcile<K: Resource>(&mut self, event: watcher::Event<K>) -> Option<K> {
+    /// Whether this event deserves a reconcile of the object's owner (an initial listing's objects are recorded;
+    /// whether they trigger is decided when the listing is complete).
+    pub fn worth_a_reconcile<K: Resource>(&mut self, event: &watcher::Event<K>) -> bool {
         match event {
             watcher::Event::Apply(object) | watcher::Event::InitApply(object) => {
                 let (Some(uid), Some(generation)) =
                     (object.meta().uid.clone(), object.meta().generation)
                 else {
-                    return Some(object);
+                    return true;
                 };
                 let previous = self.generations.insert(uid, generation);
-                (previous != Some(generation)).then_some(object)
+                previous != Some(generation)
             }
             watcher::Event::Delete(object) => {
                 if let Some(uid) = &object.meta().uid {
                     self.generations.remove(uid);
                 }
-                Some(object)
+                true
             }
-            watcher::Event::Init | watcher::Event::InitDone => None,
+            watcher::Event::Init | watcher::Event::InitDone => false,
         }
     }
 }
 
-/// The watch of an owned kind, feeding the cache the reconcile reads it from (see `reconcile::children`); the
-/// events leave the cache after it holds them, so the reconcile they trigger finds what triggered it.
+/// Every change of most owned kinds deserves a reconcile of their app.
+fn every_change<K>(_: &watcher::Event<K>) -> bool {
+    true
+}
+
+/// Only what [`SpecChanges`] lets through.
+fn spec_changes_only<K: Resource>() -> impl FnMut(&watcher::Event<K>) -> bool + Send + 'static {
+    let mut changes = SpecChanges::default();
+    move |event| changes.worth_a_reconcile(event)
+}
+
+/// The watch of an owned kind: it feeds the cache the reconcile reads the kind from (see `reconcile::children`) and
+/// yields the objects whose change deserves a reconcile of their app (`worth`). A change reaches the cache before it
+/// triggers anything, so the reconcile finds what triggered it. A (re)listing is different: its objects enter the
+/// cache all at once when it completes, so they trigger only then, every one of them (what changed while the watch
+/// was down is not known). The cache counts as live only while its watch works.
 fn cached_watch<K>(
     api: Api<K>,
     config: watcher::Config,
     caches: &mut ChildCaches,
-) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
+    mut worth: impl FnMut(&watcher::Event<K>) -> bool + Send + 'static,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
     K: reconcile::apply::Child,
 {
     let (store, writer) = reflector::store();
-    caches.insert(store);
+    let live = Arc::new(AtomicBool::new(false));
+    caches.insert(store.clone(), live.clone());
     reflector(
         writer,
         watcher(api, config)
             .default_backoff()
             .modify(|object| reconcile::apply::trim_for_cache(object.meta_mut())),
     )
-}
-
-/// Every change of an owned kind deserves a reconcile of its app.
-fn all_changes<K>(
-    api: Api<K>,
-    config: watcher::Config,
-    caches: &mut ChildCaches,
-) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
-where
-    K: reconcile::apply::Child,
-{
-    cached_watch(api, config, caches).touched_objects()
-}
-
-/// The changes of an owned kind that [`SpecChanges`] lets through.
-fn spec_changes<K>(
-    api: Api<K>,
-    config: watcher::Config,
-    caches: &mut ChildCaches,
-) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
-where
-    K: reconcile::apply::Child,
-{
-    let mut changes = SpecChanges::default();
-    cached_watch(api, config, caches).filter_map(move |event| {
-        futures::future::ready(match event {
-            Ok(event) => changes.worth_a_reconcile(event).map(Ok),
-            Err(error) => Some(Err(error)),
-        })
+    .flat_map(move |event| {
+        let triggers: Vec<Result<K, watcher::Error>> = match event {
+            Err(error) => {
+                live.store(false, Ordering::SeqCst);
+                vec![Err(error)]
+            }
+            Ok(event) => {
+                let worth_it = worth(&event);
+                match event {
+                    watcher::Event::Apply(object) | watcher::Event::Delete(object) => {
+                        live.store(true, Ordering::SeqCst);
+                        if worth_it {
+                            vec![Ok(object)]
+                        } else {
+                            Vec::new()
+                        }
+                    }
+                    watcher::Event::InitDone => {
+                        live.store(true, Ordering::SeqCst);
+                        store
+                            .state()
+                            .iter()
+                            .map(|object| Ok(object.as_ref().clone()))
+                            .collect()
+                    }
+                    watcher::Event::Init | watcher::Event::InitApply(_) => Vec::new(),
+                }
+            }
+        };
+        futures::stream::iter(triggers)
     })
 }
 
@@ -379,50 +397,59 @@ pub async fn run_with(client: Client, options: RunOptions) -> Result<(), RunErro
     let resource = ApiResource::erase::<FoodDeliveryApp>(&());
     let children = watcher::Config::default().labels(&format!("{}={MANAGER}", label::MANAGED_BY));
     let mut caches = ChildCaches::default();
-    let deployments = all_changes(
+    let deployments = cached_watch(
         owned::<Deployment>(&client, namespace),
         children.clone(),
         &mut caches,
+        every_change,
     );
-    let services = all_changes(
+    let services = cached_watch(
         owned::<Service>(&client, namespace),
         children.clone(),
         &mut caches,
+        every_change,
     );
-    let config_maps = all_changes(
+    let config_maps = cached_watch(
         owned::<ConfigMap>(&client, namespace),
         children.clone(),
         &mut caches,
+        every_change,
     );
-    let autoscalers = spec_changes(
+    let autoscalers = cached_watch(
         owned::<HorizontalPodAutoscaler>(&client, namespace),
         children.clone(),
         &mut caches,
+        spec_changes_only(),
     );
-    let budgets = spec_changes(
+    let budgets = cached_watch(
         owned::<PodDisruptionBudget>(&client, namespace),
         children.clone(),
         &mut caches,
+        spec_changes_only(),
     );
-    let policies = all_changes(
+    let policies = cached_watch(
         owned::<NetworkPolicy>(&client, namespace),
         children.clone(),
         &mut caches,
+        every_change,
     );
-    let ingresses = all_changes(
+    let ingresses = cached_watch(
         owned::<Ingress>(&client, namespace),
         children.clone(),
         &mut caches,
+        every_change,
     );
-    let accounts = all_changes(
+    let accounts = cached_watch(
         owned::<ServiceAccount>(&client, namespace),
         children.clone(),
         &mut caches,
+        every_change,
     );
-    let claims = all_changes(
+    let claims = cached_watch(
         owned::<PersistentVolumeClaim>(&client, namespace),
         children,
         &mut caches,
+        every_change,
     );
     let operator = Arc::new(Operator {
         context: Arc::new(Context {
@@ -562,7 +589,7 @@ mod tests {
             ..HorizontalPodAutoscaler::default()
         };
         let mut changes = SpecChanges::default();
-        let mut triggers = |event| changes.worth_a_reconcile(event).is_some();
+        let mut triggers = |event| changes.worth_a_reconcile(&event);
         assert!(
             triggers(watcher::Event::InitApply(hpa(1, 2))),
             "first sight"
@@ -579,11 +606,52 @@ mod tests {
         );
         let config_map = ConfigMap::default();
         assert!(
-            changes
-                .worth_a_reconcile(watcher::Event::Apply(config_map))
-                .is_some(),
+            changes.worth_a_reconcile(&watcher::Event::Apply(config_map)),
             "no generation: every change counts"
         );
+    }
+
+    /// A listing's objects trigger their apps only once the whole listing is in the cache, so the reconcile they
+    /// trigger reads them from it.
+    #[tokio::test]
+    async fn a_listing_triggers_its_objects_once_the_cache_holds_them() {
+        use crate::reconcile::children::Children;
+        let (client, fake) = FakeApi::start();
+        let config_maps = "/api/v1/namespaces/food/configmaps";
+        for name in ["shop-a", "shop-b"] {
+            fake.insert(
+                config_maps,
+                json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": name, "namespace": "food", "labels": {
+                        label::MANAGED_BY: MANAGER, label::INSTANCE: "shop", label::APP: "shop"}}}),
+            );
+        }
+        let mut caches = ChildCaches::default();
+        let watch = cached_watch(
+            Api::<ConfigMap>::namespaced(client.clone(), "food"),
+            watcher::Config::default(),
+            &mut caches,
+            every_change,
+        );
+        futures::pin_mut!(watch);
+        let first = tokio::time::timeout(Duration::from_secs(10), watch.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(first.name_any().starts_with("shop-"));
+        // Gone from the server: only the cache can still name them.
+        fake.remove(config_maps, "shop-a");
+        fake.remove(config_maps, "shop-b");
+        let mut cached: Vec<String> = Children::<ConfigMap>::of(&client, &caches, "food", "shop")
+            .await
+            .unwrap()
+            .objects
+            .iter()
+            .map(ResourceExt::name_any)
+            .collect();
+        cached.sort();
+        assert_eq!(cached, ["shop-a", "shop-b"]);
     }
 
     #[test]

@@ -150,17 +150,26 @@ pub async fn apply<K: Child>(
     Ok((outcome, applied))
 }
 
-/// Deletes one child in the background (the garbage collector removes what it owns); `false` when it was gone
-/// already (a watch cache can still hold an object deleted a moment ago).
+/// Deletes `found`, one child, in the background (the garbage collector removes what it owns), only if it is still
+/// the object found (same uid and resourceVersion): a watch cache can lag, and what it holds may since have been
+/// deleted, re-created by someone else, or taken over (its labels changed). `false` when it was not deleted for
+/// that reason; the watch event that follows triggers another look.
 pub async fn prune<K: Child>(
     client: &Client,
     namespace: &str,
-    name: &str,
+    found: &K,
 ) -> Result<bool, kube::Error> {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    match api.delete(name, &DeleteParams::background()).await {
+    let params = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: found.meta().uid.clone(),
+            resource_version: found.meta().resource_version.clone(),
+        }),
+        ..DeleteParams::background()
+    };
+    match api.delete(&found.name_any(), &params).await {
         Ok(_) => Ok(true),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+        Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => Ok(false),
         Err(error) => Err(error),
     }
 }

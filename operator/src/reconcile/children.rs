@@ -18,15 +18,30 @@ use kube::{Client, ResourceExt};
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The controller's watch caches of the children, one per kind. A kind without one is listed from the API.
 #[derive(Clone, Default)]
 pub struct ChildCaches(HashMap<TypeId, Arc<dyn Any + Send + Sync>>);
 
+/// One kind's cache and whether its watch is working.
+struct Cache<K: Child> {
+    store: Store<K>,
+    live: Arc<AtomicBool>,
+}
+
 impl ChildCaches {
-    /// Reads kind `K` from `store` from now on.
-    pub fn insert<K: Child>(&mut self, store: Store<K>) {
-        self.0.insert(TypeId::of::<K>(), Arc::new(store));
+    /// Reads kind `K` from `store` from now on, while `live` says its watch works (the watch sets it: false on an
+    /// error, true again on the next event). A cache whose watch keeps failing would otherwise stay frozen and
+    /// trusted: a deleted child never put back, drift never healed.
+    pub fn insert<K: Child>(&mut self, store: Store<K>, live: Arc<AtomicBool>) {
+        self.0
+            .insert(TypeId::of::<K>(), Arc::new(Cache { store, live }));
+    }
+
+    #[cfg(any(test, feature = "fake-api"))]
+    fn insert_live<K: Child>(&mut self, store: Store<K>) {
+        self.insert(store, Arc::new(AtomicBool::new(true)));
     }
 
     /// Caches of every kind holding what the API server holds in `namespaces` now, trimmed as the controller's
@@ -41,24 +56,24 @@ impl ChildCaches {
         use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
         use k8s_openapi::api::policy::v1::PodDisruptionBudget;
         let mut caches = Self::default();
-        caches.insert(snapshot_of::<ServiceAccount>(client, namespaces).await?);
-        caches.insert(snapshot_of::<ConfigMap>(client, namespaces).await?);
-        caches.insert(snapshot_of::<PersistentVolumeClaim>(client, namespaces).await?);
-        caches.insert(snapshot_of::<Service>(client, namespaces).await?);
-        caches.insert(snapshot_of::<Deployment>(client, namespaces).await?);
-        caches.insert(snapshot_of::<HorizontalPodAutoscaler>(client, namespaces).await?);
-        caches.insert(snapshot_of::<PodDisruptionBudget>(client, namespaces).await?);
-        caches.insert(snapshot_of::<NetworkPolicy>(client, namespaces).await?);
-        caches.insert(snapshot_of::<Ingress>(client, namespaces).await?);
+        caches.insert_live(snapshot_of::<ServiceAccount>(client, namespaces).await?);
+        caches.insert_live(snapshot_of::<ConfigMap>(client, namespaces).await?);
+        caches.insert_live(snapshot_of::<PersistentVolumeClaim>(client, namespaces).await?);
+        caches.insert_live(snapshot_of::<Service>(client, namespaces).await?);
+        caches.insert_live(snapshot_of::<Deployment>(client, namespaces).await?);
+        caches.insert_live(snapshot_of::<HorizontalPodAutoscaler>(client, namespaces).await?);
+        caches.insert_live(snapshot_of::<PodDisruptionBudget>(client, namespaces).await?);
+        caches.insert_live(snapshot_of::<NetworkPolicy>(client, namespaces).await?);
+        caches.insert_live(snapshot_of::<Ingress>(client, namespaces).await?);
         Ok(caches)
     }
 
     /// The cache of kind `K`, once its first complete list has arrived (an empty cache before that would look
     /// like a namespace without children, and the reconcile would create what exists and prune nothing).
     fn ready<K: Child>(&self) -> Option<&Store<K>> {
-        let store = self.0.get(&TypeId::of::<K>())?.downcast_ref::<Store<K>>()?;
-        store.wait_until_ready().now_or_never()?.ok()?;
-        Some(store)
+        let cache = self.0.get(&TypeId::of::<K>())?.downcast_ref::<Cache<K>>()?;
+        cache.store.wait_until_ready().now_or_never()?.ok()?;
+        cache.live.load(Ordering::SeqCst).then_some(&cache.store)
     }
 }
 
@@ -113,7 +128,7 @@ fn belongs_to(metadata: &ObjectMeta, app: &str) -> bool {
 fn selected<K: Child>(object: &K, namespace: &str, app: &str) -> bool {
     let label_is =
         |key: &str, value: &str| object.labels().get(key).is_some_and(|found| found == value);
-    object.namespace().as_deref() == Some(namespace)
+    object.meta().namespace.as_deref() == Some(namespace)
         && label_is(label::MANAGED_BY, MANAGER)
         && (is_claim::<K>() || label_is(label::INSTANCE, app))
         && belongs_to(object.meta(), app)
@@ -165,25 +180,34 @@ impl<K: Child> Children<K> {
         self.objects.iter().find(|object| object.name_any() == name)
     }
 
-    /// The child named `name` as the server holds it now, when `settled` (a decision made from what was found)
-    /// does not hold for what was found: a listed object is that already; a cached one is read again.
+    /// The child named `name`: settled from the cache when `settled` holds for the cached object (nothing to do,
+    /// and a lag is corrected by the event that follows), else as the server holds it now (a listed object is
+    /// that already; a cached one is read again).
     pub async fn current(
         &self,
         client: &Client,
         namespace: &str,
         name: &str,
         settled: impl Fn(&K) -> bool,
-    ) -> Result<Option<K>, kube::Error> {
+    ) -> Result<Current<K>, kube::Error> {
         match self.find(name) {
-            Some(found) if !self.from_cache || settled(found) => Ok(Some(found.clone())),
-            None if !self.from_cache => Ok(None),
-            _ => {
-                Api::<K>::namespaced(client.clone(), namespace)
-                    .get_opt(name)
-                    .await
-            }
+            Some(found) if self.from_cache && settled(found) => Ok(Current::Settled(found.clone())),
+            Some(found) if !self.from_cache => Ok(Current::Live(Some(found.clone()))),
+            None if !self.from_cache => Ok(Current::Live(None)),
+            _ => Api::<K>::namespaced(client.clone(), namespace)
+                .get_opt(name)
+                .await
+                .map(Current::Live),
         }
     }
+}
+
+/// What [`Children::current`] found.
+pub enum Current<K> {
+    /// The cached object, for which the decision holds: nothing to do.
+    Settled(K),
+    /// The object as the server holds it (`None`: it does not exist).
+    Live(Option<K>),
 }
 
 #[cfg(test)]
@@ -237,6 +261,42 @@ mod tests {
         assert!(
             !selected(&config_map_with_app_only, "food", "shop"),
             "other kinds are selected by instance, as the LIST does"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cache_whose_watch_fails_is_not_trusted_and_the_children_are_listed() {
+        use crate::reconcile::fake_api::FakeApi;
+        use kube::runtime::watcher::Event;
+        let (client, fake) = FakeApi::start();
+        fake.insert(
+            "/api/v1/namespaces/food/configmaps",
+            serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "shop-settings", "namespace": "food", "labels": {
+                    label::MANAGED_BY: MANAGER, label::INSTANCE: "shop", label::APP: "shop"}}}),
+        );
+        // A complete but old listing: it missed the ConfigMap.
+        let (store, mut writer) = kube::runtime::reflector::store::<ConfigMap>();
+        writer.apply_watcher_event(&Event::Init);
+        writer.apply_watcher_event(&Event::InitDone);
+        let live = Arc::new(AtomicBool::new(true));
+        let mut caches = ChildCaches::default();
+        caches.insert(store, live.clone());
+        let found = || async {
+            Children::<ConfigMap>::of(&client, &caches, "food", "shop")
+                .await
+                .unwrap()
+                .objects
+                .iter()
+                .map(ResourceExt::name_any)
+                .collect::<Vec<_>>()
+        };
+        assert!(found().await.is_empty(), "trusted while its watch works");
+        live.store(false, Ordering::SeqCst);
+        assert_eq!(
+            found().await,
+            ["shop-settings"],
+            "listed once the watch fails"
         );
     }
 }

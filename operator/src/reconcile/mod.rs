@@ -18,7 +18,7 @@ use crate::build::{self, ChildObjects, plan};
 use crate::resource::{FoodDeliveryApp, FoodDeliveryAppStatus};
 use crate::validate;
 use apply::{Applied, Child, apply, prune};
-use children::{ChildCaches, Children};
+use children::{ChildCaches, Children, Current};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -328,12 +328,17 @@ async fn apply_found<K: Child>(
         let name = object.name_any();
         let label = format!("{} {name}", K::kind(&()));
         let attempt = async {
-            let before = found
+            let current = found
                 .current(&ctx.client, namespace, &name, |found| {
                     apply::holds(found, object)
                 })
                 .await?;
-            apply(&ctx.client, namespace, object, before.as_ref()).await
+            match current {
+                Current::Settled(cached) => Ok((Applied::Unchanged, cached)),
+                Current::Live(before) => {
+                    apply(&ctx.client, namespace, object, before.as_ref()).await
+                }
+            }
         };
         let (outcome, applied) = match attempt.await {
             Ok(applied) => applied,
@@ -387,17 +392,23 @@ async fn apply_deployments(
     let found = found::<Deployment>(ctx, namespace, app).await?;
     let client = &ctx.client;
     for (name, minimum) in autoscaled {
-        let no_handover = |deployment: &Deployment| {
-            replicas::hand_over_before_apply(Some(deployment), *minimum).is_none()
+        let wanted = deployments.iter().find(|wanted| wanted.name_any() == *name);
+        // Trusted from the cache only when the operator's apply is skipped too: a cache that missed the operator
+        // taking the count back (autoscaling turned off and on again) would otherwise let the apply drop it.
+        let settled = |deployment: &Deployment| {
+            wanted.is_some_and(|wanted| apply::holds(deployment, wanted))
+                && replicas::hand_over_before_apply(Some(deployment), *minimum).is_none()
         };
         let current = found
-            .current(client, namespace, name, no_handover)
+            .current(client, namespace, name, settled)
             .await
             .map_err(|source| ReconcileError::Apply {
                 object: format!("Deployment {name} (replicas for the autoscaler)"),
                 source,
             })?;
-        if let Some(count) = replicas::hand_over_before_apply(current.as_ref(), *minimum) {
+        if let Current::Live(live) = current
+            && let Some(count) = replicas::hand_over_before_apply(live.as_ref(), *minimum)
+        {
             hand_over_replicas(client, namespace, name, count).await?;
         }
     }
@@ -465,11 +476,12 @@ async fn prune_except<K: Child>(
 ) -> Result<(), ReconcileError> {
     for object in found.objects {
         let name = object.name_any();
-        if keep.contains(&name) {
+        // Being deleted already (a claim held by its protection finalizer, say): asking again would report it again.
+        if keep.contains(&name) || object.meta().deletion_timestamp.is_some() {
             continue;
         }
         let label = format!("{} {name}", K::kind(&()));
-        let deleted = prune::<K>(client, namespace, &name)
+        let deleted = prune::<K>(client, namespace, &object)
             .await
             .map_err(|source| ReconcileError::Prune {
                 object: label.clone(),

@@ -986,3 +986,73 @@ async fn a_lagging_cache_reports_no_change_the_server_did_not_make_and_prunes_wh
         "no Updated, Healed, Created or Pruned for what the previous reconcile did"
     );
 }
+
+/// The cache was taken while kitchen was autoscaled. Autoscaling is turned off (the operator takes the count back)
+/// and on again before the cache sees the first change: the count must still be handed over, not dropped.
+#[tokio::test]
+async fn a_cache_that_missed_the_operator_taking_the_count_back_does_not_drop_the_pods() {
+    let mut harness = Harness::start();
+    harness.create(PRODUCTION, |app| {
+        app["spec"]["defaults"]
+            .as_object_mut()
+            .unwrap()
+            .remove("autoscaling");
+        app["spec"]["components"]["kitchen"] =
+            json!({"autoscaling": {"minReplicas": 2, "maxReplicas": 6}});
+    });
+    harness.reconcile("good-morning").await.0.unwrap();
+    harness.cache_now().await;
+    harness.fake.edit(APPS, "good-morning", |app| {
+        app["spec"]["components"]["kitchen"] = json!({"replicas": 4});
+        app["metadata"]["generation"] = json!(2);
+    });
+    harness.reconcile("good-morning").await.0.unwrap();
+    assert_eq!(replicas_of(&harness, "good-morning-kitchen"), 4);
+    harness.fake.edit(APPS, "good-morning", |app| {
+        // Something else changes with it, so the cached Deployment is not what the operator would send.
+        app["spec"]["components"]["kitchen"] = json!({
+            "autoscaling": {"minReplicas": 2, "maxReplicas": 6},
+            "config": {"KITCHEN_COOK_TIME_MS": "1500"},
+        });
+        app["metadata"]["generation"] = json!(3);
+    });
+    harness.reconcile("good-morning").await.0.unwrap();
+    assert_eq!(
+        replicas_of(&harness, "good-morning-kitchen"),
+        4,
+        "handed to the autoscaler at the running count"
+    );
+}
+
+/// A lagging cache still holds stamp's Service, which someone took over meanwhile (they removed the operator's
+/// mark to keep it): disabling stamp must not delete it.
+#[tokio::test]
+async fn a_prune_from_a_lagging_cache_deletes_only_the_object_it_found() {
+    let mut harness = Harness::start();
+    harness.create(PRODUCTION, |_| {});
+    harness.reconcile("good-morning").await.0.unwrap();
+    harness.cache_now().await;
+    harness
+        .fake
+        .edit(SERVICES, "good-morning-stamp", |service| {
+            service["metadata"]["labels"]
+                .as_object_mut()
+                .unwrap()
+                .remove("app.kubernetes.io/managed-by");
+        });
+    harness.fake.edit(APPS, "good-morning", |app| {
+        app["spec"]["components"]["stamp"] = json!({"enabled": false});
+        app["metadata"]["generation"] = json!(2);
+    });
+    let (result, writes) = harness.reconcile("good-morning").await;
+    result.unwrap();
+    let writes = summaries(&writes);
+    assert!(
+        writes.contains(&"DELETE deployments/good-morning-stamp".to_owned()),
+        "{writes:#?}"
+    );
+    assert!(
+        harness.fake.get(SERVICES, "good-morning-stamp").is_some(),
+        "the Service someone took over stays"
+    );
+}

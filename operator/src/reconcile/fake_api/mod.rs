@@ -714,6 +714,25 @@ impl FakeApi {
                 response
             }
             (Method::DELETE, Some(name)) => {
+                // Preconditions, as the server checks them: the object must still be the one the client saw.
+                let preconditions = serde_json::from_slice::<Value>(body)
+                    .ok()
+                    .map(|options| options["preconditions"].clone())
+                    .filter(Value::is_object);
+                let current = state
+                    .objects
+                    .get(&collection)
+                    .and_then(|objects| objects.get(&name));
+                if let (Some(preconditions), Some(current)) = (preconditions, current) {
+                    let differs = ["uid", "resourceVersion"].iter().any(|field| {
+                        preconditions.get(*field).is_some_and(|wanted| {
+                            !wanted.is_null() && Some(wanted) != current["metadata"].get(*field)
+                        })
+                    });
+                    if differs {
+                        return failure(StatusCode::CONFLICT, "Conflict");
+                    }
+                }
                 match delete_with_dependents(state, &collection, &name) {
                     Some(object) => answer(StatusCode::OK, &object),
                     None => failure(StatusCode::NOT_FOUND, "NotFound"),
