@@ -32,6 +32,11 @@ pub struct Settings {
     pub auto_cook: bool,
     /// `KITCHEN_COOK_TIME_MS`: how long auto mode cooks (default 2000).
     pub cook_time: Duration,
+    /// `KITCHEN_MENU_ANNOUNCE_MS`: how often every dish is announced again as it stands (default one hour; also
+    /// at every start). The order service prices orders from its copy of the menu, learned from these events only:
+    /// a copy lost or restored after the topic's retention dropped the old events, or an event it had to skip,
+    /// would otherwise stay wrong for ever.
+    pub menu_announce_every: Duration,
 }
 
 /// The menu a fresh kitchen starts with.
@@ -79,16 +84,24 @@ impl Settings {
             cook_time: environment
                 .number_in_or("KITCHEN_COOK_TIME_MS", 0..=3_600_000, 2000)
                 .map(Duration::from_millis)?,
+            menu_announce_every: environment
+                .number_in_or(
+                    "KITCHEN_MENU_ANNOUNCE_MS",
+                    1_000..=7 * 24 * 3_600_000,
+                    3_600_000,
+                )
+                .map(Duration::from_millis)?,
         })
     }
 }
 
-/// Adds the starter dishes the store does not have yet, each with its event.
+/// Adds the starter dishes the store does not have yet, each with its event; returns the ids of those added.
 async fn seed_menu(
     store: &Store,
     outbox: &food_delivery_kit::events::Outbox,
     menu: &[MenuItem],
-) -> Result<(), sqlx::Error> {
+) -> Result<Vec<String>, sqlx::Error> {
+    let mut added = Vec::new();
     for item in menu {
         let mut transaction = store.begin().await?;
         if store::add_menu_item_if_missing(&mut transaction, item).await? {
@@ -97,11 +110,12 @@ async fn seed_menu(
             outbox
                 .append(&mut transaction, events::KITCHEN_TOPIC, &event)
                 .await?;
+            added.push(item.menu_id.clone());
         }
         transaction.commit().await?;
     }
     outbox.wake_relay();
-    Ok(())
+    Ok(added)
 }
 
 /// Starts the service's parts (store, bus, relay, the order consumer, auto mode) and returns the host with the API.
@@ -114,9 +128,16 @@ pub async fn start(
     let mut host = ServiceHost::start(SPEC, config, bus).await?;
     let store = host.store()?;
     let outbox = host.outbox();
-    seed_menu(&store, &outbox, &settings.starter_menu)
+    let seeded = seed_menu(&store, &outbox, &settings.starter_menu)
         .await
         .map_err(|error| HostError::Store(error.into()))?;
+    let (announcing, every) = (
+        (store.clone(), outbox.clone()),
+        settings.menu_announce_every,
+    );
+    host.spawn_worker(move |shutdown| {
+        policies::announce_menu(announcing.0, announcing.1, seeded, every, shutdown)
+    });
     host.spawn_consumer(
         SPEC.name,
         &[events::ORDERS_TOPIC],

@@ -4,8 +4,8 @@
 use crate::domain::{self, CookAction, StockDecision, Ticket, TicketStatus};
 use crate::events::{
     COOKING_FINISHED, COOKING_STARTED, KITCHEN_REJECTED, KITCHEN_TOPIC, KitchenRejectedData,
-    ORDER_CANCELLED, ORDER_DISPATCHED, ORDER_PLACED, ORDER_REJECTED, OrderPlacedView,
-    TICKET_ACCEPTED, TICKET_CANCELLED, TicketChanged,
+    MENU_ITEM_UPDATED, ORDER_CANCELLED, ORDER_DISPATCHED, ORDER_PLACED, ORDER_REJECTED,
+    OrderPlacedView, TICKET_ACCEPTED, TICKET_CANCELLED, TicketChanged,
 };
 use crate::store;
 use food_delivery_kit::events::{Event, EventHandler, HandlerError, Outbox, PoisonReason};
@@ -257,4 +257,50 @@ pub async fn cook_unattended(
             }
         }
     }
+}
+
+/// Announces every dish as it stands (MENU_ITEM_UPDATED), at start and then `every`, so the order service's copy
+/// of the menu heals whatever it lost; `just_seeded` were announced by the seeding a moment ago. Each dish is
+/// locked while its event is appended, so a concurrent change's event never ends up before an older announcement.
+pub async fn announce_menu(
+    store: Store,
+    outbox: Outbox,
+    just_seeded: Vec<String>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut skip = just_seeded;
+    loop {
+        match announce_every_dish(&store, &outbox, &skip).await {
+            Ok(()) => skip.clear(),
+            Err(error) => tracing::warn!(%error, "cannot announce the menu; trying again later"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+async fn announce_every_dish(
+    store: &Store,
+    outbox: &Outbox,
+    skip: &[String],
+) -> Result<(), HandlerError> {
+    for dish in store::menu(store.pool()).await? {
+        if skip.contains(&dish.menu_id) {
+            continue;
+        }
+        let mut transaction = store.begin().await?;
+        if let Some(item) = store::lock_menu_item(&mut transaction, &dish.menu_id).await? {
+            let event = Event::new(MENU_ITEM_UPDATED, crate::SPEC.name, &item.menu_id, &item)
+                .map_err(|error| HandlerError::Retry(error.to_string()))?;
+            outbox
+                .append(&mut transaction, KITCHEN_TOPIC, &event)
+                .await?;
+        }
+        transaction.commit().await?;
+    }
+    outbox.wake_relay();
+    Ok(())
 }

@@ -81,6 +81,23 @@ pub async fn add_menu_item_if_missing(
     Ok(inserted.rows_affected() == 1)
 }
 
+/// The menu item `menu_id`, locked until `transaction` ends (a no-op write: a row lock on PostgreSQL, the write
+/// lock on SQLite), so an event announcing it is appended in the same order as a concurrent change's.
+pub async fn lock_menu_item(
+    transaction: Executor<'_>,
+    menu_id: &str,
+) -> Result<Option<MenuItem>, sqlx::Error> {
+    sqlx::query(
+        "UPDATE menu_items SET menu_id = menu_id WHERE menu_id = $1 RETURNING menu_id, name, price, stock",
+    )
+    .bind(menu_id)
+    .fetch_optional(transaction)
+    .await?
+    .as_ref()
+    .map(menu_item_from_row)
+    .transpose()
+}
+
 /// Stock of every menu item.
 pub async fn stock(connection: Executor<'_>) -> Result<BTreeMap<String, i64>, sqlx::Error> {
     let rows: Vec<(String, i64)> = sqlx::query_as("SELECT menu_id, stock FROM menu_items")

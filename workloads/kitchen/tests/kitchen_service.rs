@@ -20,6 +20,7 @@ fn settings(auto_cook: bool) -> Settings {
         starter_menu: default_menu(),
         auto_cook,
         cook_time: Duration::from_millis(200),
+        menu_announce_every: Duration::from_secs(3600),
     }
 }
 
@@ -124,16 +125,29 @@ async fn the_starter_menu_is_seeded_once_and_changes_are_published(backend: Back
         "the order service learns prices from these"
     );
 
-    // A restart on the same store keeps the change and seeds nothing again.
+    // A restart on the same store keeps the change, seeds nothing again, and announces every dish as it stands
+    // (the order service's copy of the menu heals from these, whatever it lost).
     let Kitchen(service) = kitchen;
     service.host.stop().await;
     let restarted = Kitchen::start_on(service.database, false).await;
     assert_eq!(restarted.stock_of("bibimbap").await, 5);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let announced = eventually(WAIT, "the menu announced again", || async {
+        let events = restarted.kitchen_events();
+        (events.len() == 4).then_some(events)
+    })
+    .await;
     assert!(
-        restarted.kitchen_events().is_empty(),
-        "nothing to seed on restart"
+        announced
+            .iter()
+            .all(|(event_type, _, _)| event_type == MENU_ITEM_UPDATED)
     );
+    let bibimbap = announced
+        .iter()
+        .find(|(_, menu_id, _)| menu_id == "bibimbap")
+        .unwrap();
+    assert_eq!(bibimbap.2["price"], 1300, "as it stands, not as seeded");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(restarted.kitchen_events().len(), 4, "once per start");
     restarted.0.stop().await;
 }
 

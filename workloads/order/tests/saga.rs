@@ -64,6 +64,7 @@ impl Platform {
                     starter_menu: food_delivery_kitchen::default_menu(),
                     auto_cook: auto,
                     cook_time: Duration::from_millis(100),
+                    menu_announce_every: Duration::from_secs(3600),
                 };
                 food_delivery_kitchen::start(config, settings, Some(bus))
             },
