@@ -235,8 +235,17 @@ async fn proxy(
     if let Some(host) = parts.headers.get(header::HOST) {
         headers.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
     }
-    let call = send(gateway, route, parts.method, &path_and_query, headers, body);
-    match tokio::time::timeout(route.timeout, call).await {
+    let deadline = tokio::time::Instant::now() + route.timeout;
+    let call = send(
+        gateway,
+        route,
+        parts.method,
+        &path_and_query,
+        headers,
+        body,
+        deadline,
+    );
+    match tokio::time::timeout_at(deadline, call).await {
         Ok(Ok(response)) => {
             route.breaker.record_success();
             let outcome = if response.status().is_server_error() {
@@ -303,6 +312,31 @@ async fn proxy(
     }
 }
 
+/// An upstream's body passed on as it arrives (the client gets the first bytes at once, and the gateway holds one
+/// chunk, not the whole answer), cut at the route's deadline: an upstream that sent its headers and then stalls
+/// must not hold the connection past it. The status is sent by then, so a body that breaks or runs out of time
+/// ends the connection early, and the client sees a truncated answer rather than a well-formed wrong one.
+fn until_deadline(
+    body: impl futures::Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
+    deadline: tokio::time::Instant,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    futures::stream::unfold(Some(Box::pin(body)), move |body| async move {
+        let mut body = body?;
+        match tokio::time::timeout_at(deadline, futures::StreamExt::next(&mut body)).await {
+            Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(body))),
+            Ok(None) => None,
+            Ok(Some(Err(error))) => Some((Err(std::io::Error::other(error)), None)),
+            Err(_) => Some((
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the upstream's answer did not finish within the route's deadline",
+                )),
+                None,
+            )),
+        }
+    })
+}
+
 /// Attempts per request when the upstream connection fails (all within the route's deadline).
 const UPSTREAM_ATTEMPTS: u32 = 4;
 /// Pause before the next attempt, times the attempt number.
@@ -322,6 +356,7 @@ async fn send(
     path_and_query: &str,
     headers: HeaderMap,
     body: Bytes,
+    deadline: tokio::time::Instant,
 ) -> Result<Response, UpstreamFailure> {
     match &route.upstream {
         Upstream::Http(base) => {
@@ -363,11 +398,8 @@ async fn send(
             };
             let status = answer.status();
             let headers = end_to_end(answer.headers());
-            let body = answer
-                .bytes()
-                .await
-                .map_err(|error| UpstreamFailure::Broken(error.to_string()))?;
-            let mut response = Response::new(Body::from(body));
+            let body = until_deadline(answer.bytes_stream(), deadline);
+            let mut response = Response::new(Body::from_stream(body));
             *response.status_mut() = status;
             *response.headers_mut() = headers;
             Ok(response)

@@ -20,6 +20,20 @@ async fn echo(request: Request) -> axum::response::Response {
     if path.ends_with("/slow") {
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
+    if path.ends_with("/trickle") {
+        // The first half at once, the rest two seconds later.
+        let chunks = futures::stream::unfold(0, |sent| async move {
+            match sent {
+                0 => Some((Ok::<_, std::io::Error>("first half;"), 1)),
+                1 => {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    Some((Ok("second half"), 2))
+                }
+                _ => None,
+            }
+        });
+        return (StatusCode::OK, axum::body::Body::from_stream(chunks)).into_response();
+    }
     if path.ends_with("/bad") {
         return (
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -445,6 +459,73 @@ async fn a_request_whose_upstream_vanished_is_retried_if_idempotent_and_otherwis
             .unwrap()
             .contains("may or may not"),
         "{problem}"
+    );
+    gateway.stop().await;
+}
+
+/// The gateway passes an answer on as it arrives: the client reads the first half while the upstream is still
+/// working on the rest; and an upstream that stalls after its headers is cut at the route's deadline.
+#[tokio::test]
+async fn an_answer_is_streamed_through_and_cut_at_the_route_deadline() {
+    let upstream = start_upstream().await;
+    let gateway = RunningGateway::start(vec![
+        (
+            "GATEWAY_ROUTES",
+            format!("orders=http://127.0.0.1:{upstream},mypage=http://127.0.0.1:{upstream}"),
+        ),
+        ("GATEWAY_ROUTE_TIMEOUTS_MS", "mypage=1000".to_owned()),
+    ])
+    .await;
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let mut answer = client
+        .get(format!("{}/api/orders/trickle", gateway.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    let first = answer.chunk().await.unwrap().unwrap();
+    assert_eq!(&first[..], b"first half;");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "the first half waited for the whole answer: {:?}",
+        started.elapsed()
+    );
+    let mut rest = Vec::new();
+    while let Some(chunk) = answer.chunk().await.unwrap() {
+        rest.extend_from_slice(&chunk);
+    }
+    assert_eq!(rest, b"second half");
+
+    let started = Instant::now();
+    let mut answer = client
+        .get(format!("{}/api/mypage/trickle", gateway.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.chunk().await.unwrap().unwrap().as_ref(),
+        b"first half;"
+    );
+    let mut ended = None;
+    loop {
+        match answer.chunk().await {
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(error) => {
+                ended = Some(error);
+                break;
+            }
+        }
+    }
+    assert!(
+        ended.is_some(),
+        "a stalled answer must not end as if it were whole"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1800),
+        "cut at the 1 s deadline, not when the upstream finished: {:?}",
+        started.elapsed()
     );
     gateway.stop().await;
 }
