@@ -96,8 +96,8 @@ pub mod env {
     pub const PAYMENT_BREAKER_OPEN_SECONDS: &str = "PAYMENT_BREAKER_OPEN_SECONDS";
 }
 
-/// The types of the events on the orders topic, which four services consume: written once here, so a consumer
-/// that forgets a new one fails to compile rather than parking it as poison.
+/// The type of every event the services exchange (the producer and each consumer name it from here, so a rename is
+/// one edit; CloudEvents `type`, versioned). Order's events first: four services consume them.
 pub mod event_types {
     /// An order was paid and registered (subject: the order id).
     pub const ORDER_PLACED: &str = "food.order.placed.v1";
@@ -109,6 +109,56 @@ pub mod event_types {
     /// delivery. The order service decides it in the same transaction that refuses later cancels, so a cancel
     /// and a delivery can never both win.
     pub const ORDER_DISPATCHED: &str = "food.order.dispatched.v1";
+    /// Cooking finished: ready for pickup.
+    pub const COOKING_FINISHED: &str = "food.kitchen.cooking-finished.v1";
+    /// Cooking started.
+    pub const COOKING_STARTED: &str = "food.kitchen.cooking-started.v1";
+    /// A customer was deleted.
+    pub const CUSTOMER_DELETED: &str = "food.customer.deleted.v1";
+    /// A customer registered.
+    pub const CUSTOMER_REGISTERED: &str = "food.customer.registered.v1";
+    /// A customer changed their name or e-mail.
+    pub const CUSTOMER_UPDATED: &str = "food.customer.updated.v1";
+    /// The food was handed to the customer.
+    pub const DELIVERED: &str = "food.delivery.delivered.v1";
+    /// The order was cancelled before the food was handed over.
+    pub const DELIVERY_CANCELLED: &str = "food.delivery.cancelled.v1";
+    /// A rider picked the food up (subject: the order id).
+    pub const DELIVERY_STARTED: &str = "food.delivery.started.v1";
+    /// Some dish is out of stock; nothing was reserved.
+    pub const KITCHEN_REJECTED: &str = "food.kitchen.rejected.v1";
+    /// A menu item was created or changed (subject: the menu id). The order service keeps its menu from these.
+    pub const MENU_ITEM_UPDATED: &str = "food.kitchen.menu-item-updated.v1";
+    /// A payment was captured: the customer paid for a placed order (stamps follow this, not the hold).
+    pub const PAYMENT_APPROVED: &str = "food.payment.approved.v1";
+    /// A captured payment was refunded.
+    pub const PAYMENT_REFUNDED: &str = "food.payment.refunded.v1";
+    /// A hold was voided: its order was never placed, nothing was charged.
+    pub const PAYMENT_VOIDED: &str = "food.payment.voided.v1";
+    /// Stamps taken back.
+    pub const STAMPS_DEDUCTED: &str = "food.stamp.deducted.v1";
+    /// Stamps earned (subject: the order id).
+    pub const STAMPS_EARNED: &str = "food.stamp.earned.v1";
+    /// Every dish of an order is in stock and reserved (subject: the order id).
+    pub const TICKET_ACCEPTED: &str = "food.kitchen.ticket-accepted.v1";
+    /// The order was cancelled; the stock is back.
+    pub const TICKET_CANCELLED: &str = "food.kitchen.ticket-cancelled.v1";
+}
+
+/// The topics, one per aggregate, before the configured prefix (`food.orders`).
+pub mod topics {
+    /// Orders: placed, cancelled, rejected, dispatched (key: the order id).
+    pub const ORDERS_TOPIC: &str = "orders";
+    /// The kitchen: menu changes and tickets (key: the order id, or the dish for menu changes).
+    pub const KITCHEN_TOPIC: &str = "kitchen";
+    /// Deliveries (key: the order id).
+    pub const DELIVERIES_TOPIC: &str = "deliveries";
+    /// Payments: approved (captured), refunded, voided (key: the order id).
+    pub const PAYMENTS_TOPIC: &str = "payments";
+    /// Customers: registered, updated, deleted (key: the customer id).
+    pub const CUSTOMERS_TOPIC: &str = "customers";
+    /// Loyalty stamps earned and deducted (key: the customer id).
+    pub const STAMPS_TOPIC: &str = "stamps";
 }
 
 /// The limits of an order, enforced at every edge that sees one (order's API, payment's API, the kitchen's menu),

@@ -1,18 +1,12 @@
 //! Events the customer service publishes (subject: the customer id).
 
 use crate::domain::FieldChange;
+pub use food_delivery_contract::event_types::{
+    CUSTOMER_DELETED, CUSTOMER_REGISTERED, CUSTOMER_UPDATED,
+};
+pub use food_delivery_contract::topics::CUSTOMERS_TOPIC;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-/// Topic this service publishes to.
-pub const CUSTOMERS_TOPIC: &str = "customers";
-
-/// A customer registered.
-pub const CUSTOMER_REGISTERED: &str = "food.customer.registered.v1";
-/// A customer changed their name or e-mail.
-pub const CUSTOMER_UPDATED: &str = "food.customer.updated.v1";
-/// A customer was deleted.
-pub const CUSTOMER_DELETED: &str = "food.customer.deleted.v1";
 
 /// Data of [`CUSTOMER_REGISTERED`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

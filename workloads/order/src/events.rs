@@ -1,43 +1,24 @@
 //! Events the order service publishes and its own view of the ones it consumes.
 
 use crate::domain::OrderLine;
-use serde::{Deserialize, Serialize};
-
-/// Topic this service publishes to.
-pub const ORDERS_TOPIC: &str = "orders";
-/// Topics this service consumes.
-pub const KITCHEN_TOPIC: &str = "kitchen";
-/// See [`KITCHEN_TOPIC`].
-pub const DELIVERIES_TOPIC: &str = "deliveries";
-/// See [`KITCHEN_TOPIC`].
-pub const PAYMENTS_TOPIC: &str = "payments";
-
 pub use food_delivery_contract::event_types::{
-    ORDER_CANCELLED, ORDER_DISPATCHED, ORDER_PLACED, ORDER_REJECTED,
+    COOKING_FINISHED, COOKING_STARTED, DELIVERED, DELIVERY_CANCELLED, DELIVERY_STARTED,
+    KITCHEN_REJECTED, MENU_ITEM_UPDATED, ORDER_CANCELLED, ORDER_DISPATCHED, ORDER_PLACED,
+    ORDER_REJECTED, PAYMENT_APPROVED, PAYMENT_REFUNDED, PAYMENT_VOIDED, TICKET_ACCEPTED,
+    TICKET_CANCELLED,
 };
-
-/// The kitchen's and delivery's events that move an order.
-pub const MENU_ITEM_UPDATED: &str = "food.kitchen.menu-item-updated.v1";
-/// See [`MENU_ITEM_UPDATED`].
-pub const TICKET_ACCEPTED: &str = "food.kitchen.ticket-accepted.v1";
-/// See [`MENU_ITEM_UPDATED`].
-pub const KITCHEN_REJECTED: &str = "food.kitchen.rejected.v1";
-/// See [`MENU_ITEM_UPDATED`].
-pub const COOKING_STARTED: &str = "food.kitchen.cooking-started.v1";
-/// See [`MENU_ITEM_UPDATED`].
-pub const COOKING_FINISHED: &str = "food.kitchen.cooking-finished.v1";
-/// See [`MENU_ITEM_UPDATED`].
-pub const DELIVERY_STARTED: &str = "food.delivery.started.v1";
-/// See [`MENU_ITEM_UPDATED`].
-pub const DELIVERED: &str = "food.delivery.delivered.v1";
+pub use food_delivery_contract::topics::{
+    DELIVERIES_TOPIC, KITCHEN_TOPIC, ORDERS_TOPIC, PAYMENTS_TOPIC,
+};
+use serde::{Deserialize, Serialize};
 
 /// Known event types that do not change an order.
 pub const IGNORED: &[&str] = &[
-    "food.kitchen.ticket-cancelled.v1",
-    "food.delivery.cancelled.v1",
-    "food.payment.approved.v1",
-    "food.payment.refunded.v1",
-    "food.payment.voided.v1",
+    TICKET_CANCELLED,
+    DELIVERY_CANCELLED,
+    PAYMENT_APPROVED,
+    PAYMENT_REFUNDED,
+    PAYMENT_VOIDED,
 ];
 
 /// Data of [`ORDER_DISPATCHED`].

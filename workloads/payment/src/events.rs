@@ -1,23 +1,13 @@
 //! Events the payment service publishes and the ones it consumes (its own view of them: only what it needs).
 
+pub use food_delivery_contract::event_types::{
+    ORDER_CANCELLED, ORDER_DISPATCHED, ORDER_PLACED, ORDER_REJECTED, PAYMENT_APPROVED,
+    PAYMENT_REFUNDED, PAYMENT_VOIDED,
+};
+pub use food_delivery_contract::topics::{ORDERS_TOPIC, PAYMENTS_TOPIC};
 use serde::{Deserialize, Serialize};
 
-/// Topic this service publishes to.
-pub const PAYMENTS_TOPIC: &str = "payments";
-/// Topic this service consumes.
-pub const ORDERS_TOPIC: &str = "orders";
-
-/// A payment was captured: the customer paid for a placed order (stamps follow this, not the hold).
-pub const PAYMENT_APPROVED: &str = "food.payment.approved.v1";
-/// A captured payment was refunded.
-pub const PAYMENT_REFUNDED: &str = "food.payment.refunded.v1";
-/// A hold was voided: its order was never placed, nothing was charged.
-pub const PAYMENT_VOIDED: &str = "food.payment.voided.v1";
-
-/// Orders' events: placed (capture the hold), cancelled or rejected (refund), dispatched (nothing to do).
-pub use food_delivery_contract::event_types::{
-    ORDER_CANCELLED, ORDER_DISPATCHED, ORDER_PLACED, ORDER_REJECTED,
-};
+// Orders' events: placed (capture the hold), cancelled or rejected (refund), dispatched (nothing to do).
 
 /// Data of [`PAYMENT_APPROVED`], [`PAYMENT_REFUNDED`] and [`PAYMENT_VOIDED`]. Subject: the order id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

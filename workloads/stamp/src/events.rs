@@ -1,23 +1,10 @@
 //! Events the stamp service publishes and its view of the payment events it consumes.
 
+pub use food_delivery_contract::event_types::{
+    PAYMENT_APPROVED, PAYMENT_REFUNDED, PAYMENT_VOIDED, STAMPS_DEDUCTED, STAMPS_EARNED,
+};
+pub use food_delivery_contract::topics::{PAYMENTS_TOPIC, STAMPS_TOPIC};
 use serde::{Deserialize, Serialize};
-
-/// Topic this service publishes to.
-pub const STAMPS_TOPIC: &str = "stamps";
-/// Topic this service consumes.
-pub const PAYMENTS_TOPIC: &str = "payments";
-
-/// Stamps earned (subject: the order id).
-pub const STAMPS_EARNED: &str = "food.stamp.earned.v1";
-/// Stamps taken back.
-pub const STAMPS_DEDUCTED: &str = "food.stamp.deducted.v1";
-
-/// A payment was approved: earn.
-pub const PAYMENT_APPROVED: &str = "food.payment.approved.v1";
-/// A payment was refunded: deduct.
-pub const PAYMENT_REFUNDED: &str = "food.payment.refunded.v1";
-/// A hold was voided (never captured, so it earned nothing).
-pub const PAYMENT_VOIDED: &str = "food.payment.voided.v1";
 
 /// What the stamp service reads from a payment event.
 #[derive(Debug, Clone, Deserialize)]
