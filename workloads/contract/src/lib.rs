@@ -109,6 +109,12 @@ pub mod event_types {
     /// delivery. The order service decides it in the same transaction that refuses later cancels, so a cancel
     /// and a delivery can never both win.
     pub const ORDER_DISPATCHED: &str = "food.order.dispatched.v1";
+    /// The kitchen may cook it (the answer to [`COOKING_REQUESTED`]): from here it can no longer be cancelled. The
+    /// order service decides it in the same transaction that refuses later cancels, so nothing is cooked after a
+    /// cancel was acknowledged, whatever order the events arrive in.
+    pub const ORDER_CLEARED: &str = "food.order.cleared.v1";
+    /// A cook (or the auto mode) wants to start an accepted ticket: the kitchen waits for [`ORDER_CLEARED`].
+    pub const COOKING_REQUESTED: &str = "food.kitchen.cooking-requested.v1";
     /// Cooking finished: ready for pickup.
     pub const COOKING_FINISHED: &str = "food.kitchen.cooking-finished.v1";
     /// Cooking started.

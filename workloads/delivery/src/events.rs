@@ -1,8 +1,8 @@
 //! Events the delivery service publishes and the ones it consumes.
 
 pub use food_delivery_contract::event_types::{
-    DELIVERED, DELIVERY_CANCELLED, DELIVERY_STARTED, ORDER_CANCELLED, ORDER_DISPATCHED,
-    ORDER_PLACED, ORDER_REJECTED,
+    DELIVERED, DELIVERY_CANCELLED, DELIVERY_STARTED, ORDER_CANCELLED, ORDER_CLEARED,
+    ORDER_DISPATCHED, ORDER_PLACED, ORDER_REJECTED,
 };
 pub use food_delivery_contract::topics::{DELIVERIES_TOPIC, ORDERS_TOPIC};
 use serde::{Deserialize, Serialize};
@@ -19,4 +19,4 @@ pub struct DeliveryChanged {
 }
 
 /// The orders' event types this service knows but has nothing to do for.
-pub const IGNORED: &[&str] = &[ORDER_PLACED, ORDER_REJECTED];
+pub const IGNORED: &[&str] = &[ORDER_PLACED, ORDER_REJECTED, ORDER_CLEARED];

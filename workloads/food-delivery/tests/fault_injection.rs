@@ -79,6 +79,7 @@ impl Fleet {
                 ("DATABASE_MAX_CONNECTIONS", "4".to_owned()),
                 ("LOG_LEVEL", "info".to_owned()),
                 ("KITCHEN_AUTO_COOK", "true".to_owned()),
+                ("KITCHEN_AUTO_START_AFTER_MS", "300".to_owned()),
                 ("KITCHEN_COOK_TIME_MS", "300".to_owned()),
                 ("DELIVERY_AUTO_RIDE", "true".to_owned()),
                 ("DELIVERY_RIDE_TIME_MS", "300".to_owned()),
@@ -369,6 +370,7 @@ impl Up {
             .args(["up", "--port", &self.port.to_string(), "--data-dir"])
             .arg(&self.data_dir)
             .envs([
+                ("KITCHEN_AUTO_START_AFTER_MS", "300"),
                 ("KITCHEN_COOK_TIME_MS", "300"),
                 ("DELIVERY_RIDE_TIME_MS", "300"),
                 ("PAYMENT_PENDING_DEADLINE_MS", PAYMENT_DEADLINE_MS),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use support::scenarios::{Outcome, Platform, check_invariants, saga_flows};
 use support::{Cluster, PLATFORM, ServiceProcess, WAIT};
 
-/// Cooking slow enough to cancel before the rider comes.
+/// The kitchen asks to cook after the default 2 s, the window in which the test cancels.
 const TIMINGS: [(&str, &str); 2] = [
     ("KITCHEN_COOK_TIME_MS", "1500"),
     ("DELIVERY_RIDE_TIME_MS", "300"),

@@ -91,7 +91,7 @@ impl Drop for Up {
     }
 }
 
-/// Long enough to cancel before the rider comes, short enough to keep the test quick.
+/// The kitchen asks to cook after the default 2 s (the window to cancel); short enough to keep the test quick.
 const TIMINGS: [(&str, &str); 3] = [
     ("KITCHEN_COOK_TIME_MS", "1500"),
     ("DELIVERY_RIDE_TIME_MS", "300"),
@@ -243,7 +243,7 @@ async fn the_readme_walkthrough_works_as_written() {
     let walkthrough = &walkthrough[..walkthrough.find("```").unwrap()];
     let directory = tempfile::tempdir().unwrap();
     let port = free_port();
-    // The README's own timings (2 s cooking) leave time to cancel.
+    // The README's own timings (2 s before the kitchen asks to cook) leave time to cancel.
     let _up = Up::start(
         &directory.path().join("data"),
         port,

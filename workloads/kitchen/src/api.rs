@@ -1,6 +1,6 @@
 //! HTTP: the menu (read and change) and the cooks' buttons. Validation of input lives here.
 
-use crate::domain::{CookAction, MenuItem, Ticket};
+use crate::domain::{MenuItem, Ticket};
 use crate::events::{KITCHEN_TOPIC, MENU_ITEM_UPDATED};
 use crate::policies::{self, CookError};
 use crate::store;
@@ -171,13 +171,14 @@ fn cook_problem(error: CookError) -> Problem {
     }
 }
 
-/// A cook starts an accepted ticket.
+/// A cook asks to start an accepted ticket: it starts cooking once the order service clears it (the order was not
+/// cancelled first), a moment later.
 #[utoipa::path(
     post,
     path = "/tickets/{order_id}/start",
     params(("order_id" = String, Path, description = "The order")),
     responses(
-        (status = 200, description = "Cooking", body = Ticket),
+        (status = 202, description = "Asked: cooking starts once the order is cleared", body = Ticket),
         (status = 404, description = "No ticket for that order", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not accepted (already cooking, ready or cancelled)", body = Problem, content_type = "application/problem+json"),
     )
@@ -185,10 +186,10 @@ fn cook_problem(error: CookError) -> Problem {
 async fn start_cooking(
     State(api): State<KitchenApi>,
     Path(order_id): Path<String>,
-) -> Result<axum::Json<Ticket>, Problem> {
-    policies::cook(&api.store, &api.outbox, &order_id, CookAction::Start)
+) -> Result<(axum::http::StatusCode, axum::Json<Ticket>), Problem> {
+    policies::request_start(&api.store, &api.outbox, &order_id)
         .await
-        .map(axum::Json)
+        .map(|ticket| (axum::http::StatusCode::ACCEPTED, axum::Json(ticket)))
         .map_err(cook_problem)
 }
 
@@ -207,7 +208,7 @@ async fn finish_cooking(
     State(api): State<KitchenApi>,
     Path(order_id): Path<String>,
 ) -> Result<axum::Json<Ticket>, Problem> {
-    policies::cook(&api.store, &api.outbox, &order_id, CookAction::Finish)
+    policies::finish(&api.store, &api.outbox, &order_id)
         .await
         .map(axum::Json)
         .map_err(cook_problem)

@@ -82,6 +82,9 @@ pub struct Ticket {
     pub lines: Vec<TicketLine>,
     /// When the stock was reserved (ms since the epoch).
     pub accepted_at: i64,
+    /// When a cook (or the auto mode) last asked to start: cooking starts once the order service clears it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_requested_at: Option<i64>,
     /// When cooking started.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub started_at: Option<i64>,

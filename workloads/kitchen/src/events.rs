@@ -2,13 +2,14 @@
 
 use crate::domain::{MissingItem, TicketLine};
 pub use food_delivery_contract::event_types::{
-    COOKING_FINISHED, COOKING_STARTED, KITCHEN_REJECTED, MENU_ITEM_UPDATED, ORDER_CANCELLED,
-    ORDER_DISPATCHED, ORDER_PLACED, ORDER_REJECTED, TICKET_ACCEPTED, TICKET_CANCELLED,
+    COOKING_FINISHED, COOKING_REQUESTED, COOKING_STARTED, KITCHEN_REJECTED, MENU_ITEM_UPDATED,
+    ORDER_CANCELLED, ORDER_CLEARED, ORDER_DISPATCHED, ORDER_PLACED, ORDER_REJECTED,
+    TICKET_ACCEPTED, TICKET_CANCELLED,
 };
 pub use food_delivery_contract::topics::{KITCHEN_TOPIC, ORDERS_TOPIC};
 use serde::{Deserialize, Serialize};
 
-// Orders' events this service reacts to (placed, cancelled) or knows and ignores: a rejection the kitchen caused
+// Orders' events this service reacts to (placed, cancelled, cleared to cook) or knows and ignores: a rejection the kitchen caused
 // (it holds nothing for it), a dispatch of food it already cooked.
 
 /// Data of the ticket events.

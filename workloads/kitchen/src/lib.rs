@@ -37,6 +37,9 @@ pub struct Settings {
     /// a copy lost or restored after the topic's retention dropped the old events, or an event it had to skip,
     /// would otherwise stay wrong for ever.
     pub menu_announce_every: Duration,
+    /// `KITCHEN_AUTO_START_AFTER_MS`: in auto mode, how long an accepted ticket waits before the kitchen asks to
+    /// cook it (default 2000): the customer's window to cancel, which closes when the order is cleared to cook.
+    pub auto_start_after: Duration,
 }
 
 /// The menu a fresh kitchen starts with.
@@ -83,6 +86,9 @@ impl Settings {
             auto_cook: environment.flag_or("KITCHEN_AUTO_COOK", false)?,
             cook_time: environment
                 .number_in_or("KITCHEN_COOK_TIME_MS", 0..=3_600_000, 2000)
+                .map(Duration::from_millis)?,
+            auto_start_after: environment
+                .number_in_or("KITCHEN_AUTO_START_AFTER_MS", 0..=3_600_000, 2000)
                 .map(Duration::from_millis)?,
             menu_announce_every: environment
                 .number_in_or(
@@ -146,9 +152,10 @@ pub async fn start(
         },
     )?;
     if settings.auto_cook {
-        let (store, outbox, cook_time) = (store.clone(), outbox.clone(), settings.cook_time);
+        let (store, outbox) = (store.clone(), outbox.clone());
+        let (start_after, cook_time) = (settings.auto_start_after, settings.cook_time);
         host.spawn_worker(move |shutdown| {
-            policies::cook_unattended(store, outbox, cook_time, shutdown)
+            policies::cook_unattended(store, outbox, start_after, cook_time, shutdown)
         });
     }
     let api = api::routes(api::KitchenApi { store, outbox });

@@ -3,9 +3,10 @@
 
 use crate::domain::{self, CookAction, StockDecision, Ticket, TicketStatus};
 use crate::events::{
-    COOKING_FINISHED, COOKING_STARTED, KITCHEN_REJECTED, KITCHEN_TOPIC, KitchenRejectedData,
-    MENU_ITEM_UPDATED, ORDER_CANCELLED, ORDER_DISPATCHED, ORDER_PLACED, ORDER_REJECTED,
-    OrderPlacedView, TICKET_ACCEPTED, TICKET_CANCELLED, TicketChanged,
+    COOKING_FINISHED, COOKING_REQUESTED, COOKING_STARTED, KITCHEN_REJECTED, KITCHEN_TOPIC,
+    KitchenRejectedData, MENU_ITEM_UPDATED, ORDER_CANCELLED, ORDER_CLEARED, ORDER_DISPATCHED,
+    ORDER_PLACED, ORDER_REJECTED, OrderPlacedView, TICKET_ACCEPTED, TICKET_CANCELLED,
+    TicketChanged,
 };
 use crate::store;
 use food_delivery_kit::events::{Event, EventHandler, HandlerError, Outbox, PoisonReason};
@@ -45,6 +46,7 @@ impl EventHandler for KitchenOrders {
                 self.reserve(transaction, &event.subject, placed).await
             }
             ORDER_CANCELLED => self.cancel(transaction, &event.subject).await,
+            ORDER_CLEARED => self.start_cleared(transaction, &event.subject).await,
             ORDER_REJECTED | ORDER_DISPATCHED => Ok(()),
             other => Err(PoisonReason::UnknownType(other.to_owned()).into()),
         }
@@ -52,6 +54,27 @@ impl EventHandler for KitchenOrders {
 }
 
 impl KitchenOrders {
+    /// The order service cleared the kitchen to cook (it will refuse a cancel from now on): an accepted ticket starts
+    /// cooking. Anything else (cooking already, from an earlier version's direct start) stays as it is.
+    async fn start_cleared(
+        &self,
+        transaction: &mut StoreTransaction,
+        order_id: &str,
+    ) -> Result<(), HandlerError> {
+        let Some(ticket) = store::ticket(&mut **transaction, order_id).await? else {
+            tracing::warn!(order_id, "cleared to cook an order without a ticket");
+            return Ok(());
+        };
+        if ticket.status != TicketStatus::Accepted {
+            return Ok(());
+        }
+        match step(transaction, &self.outbox, ticket, CookAction::Start).await {
+            Ok(_) => Ok(()),
+            Err(CookError::Store(error)) => Err(error.into()),
+            Err(other) => Err(HandlerError::Retry(other.to_string())),
+        }
+    }
+
     async fn reserve(
         &self,
         transaction: &mut StoreTransaction,
@@ -70,6 +93,7 @@ impl KitchenOrders {
             status: TicketStatus::Accepted,
             lines: placed.items,
             accepted_at: now_millis(),
+            start_requested_at: None,
             started_at: None,
             finished_at: None,
             cancelled_at: None,
@@ -127,6 +151,7 @@ impl KitchenOrders {
             status: TicketStatus::Cancelled,
             lines: Vec::new(),
             accepted_at: now,
+            start_requested_at: None,
             started_at: None,
             finished_at: None,
             cancelled_at: Some(now),
@@ -176,17 +201,55 @@ pub enum CookError {
     Store(#[from] sqlx::Error),
 }
 
-/// Starts or finishes cooking an order's ticket, with its event, in one transaction.
-pub async fn cook(
+/// Asks to start cooking an accepted ticket (COOKING_REQUESTED): the kitchen cooks once the order service clears it
+/// (ORDER_CLEARED), which it does only if the order was not cancelled first. So a cancel the customer was told
+/// about is never followed by cooking, whatever order the events arrive in.
+pub async fn request_start(
     store: &Store,
     outbox: &Outbox,
     order_id: &str,
-    action: CookAction,
 ) -> Result<Ticket, CookError> {
     let mut transaction = store.begin().await?;
     let mut ticket = store::ticket(&mut *transaction, order_id)
         .await?
         .ok_or_else(|| CookError::NoTicket(order_id.to_owned()))?;
+    let read_status = ticket.status;
+    domain::apply_cook_action(read_status, CookAction::Start).map_err(CookError::NotAllowed)?;
+    ticket.start_requested_at = Some(now_millis());
+    if !store::update_ticket(&mut transaction, &ticket, read_status).await? {
+        return Err(CookError::NotAllowed(format!(
+            "the ticket of order {order_id} changed meanwhile (cancelled, or another cook); look again"
+        )));
+    }
+    let event = ticket_event(COOKING_REQUESTED, &ticket)
+        .map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
+    outbox
+        .append(&mut transaction, KITCHEN_TOPIC, &event)
+        .await?;
+    transaction.commit().await?;
+    outbox.wake_relay();
+    Ok(ticket)
+}
+
+/// Finishes cooking an order's ticket, with its event, in one transaction.
+pub async fn finish(store: &Store, outbox: &Outbox, order_id: &str) -> Result<Ticket, CookError> {
+    let mut transaction = store.begin().await?;
+    let ticket = store::ticket(&mut *transaction, order_id)
+        .await?
+        .ok_or_else(|| CookError::NoTicket(order_id.to_owned()))?;
+    let ticket = step(&mut transaction, outbox, ticket, CookAction::Finish).await?;
+    transaction.commit().await?;
+    outbox.wake_relay();
+    Ok(ticket)
+}
+
+/// Moves `ticket` by `action` with its event, in `transaction`, conditional on the status it was read in.
+async fn step(
+    transaction: &mut StoreTransaction,
+    outbox: &Outbox,
+    mut ticket: Ticket,
+    action: CookAction,
+) -> Result<Ticket, CookError> {
     let read_status = ticket.status;
     ticket.status =
         domain::apply_cook_action(read_status, action).map_err(CookError::NotAllowed)?;
@@ -200,37 +263,47 @@ pub async fn cook(
             COOKING_FINISHED
         }
     };
-    if !store::update_ticket(&mut transaction, &ticket, read_status).await? {
+    if !store::update_ticket(transaction, &ticket, read_status).await? {
         return Err(CookError::NotAllowed(format!(
-            "the ticket of order {order_id} changed meanwhile (cancelled, or another cook); look again"
+            "the ticket of order {} changed meanwhile (cancelled, or another cook); look again",
+            ticket.order_id
         )));
     }
     let event =
         ticket_event(event_type, &ticket).map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
-    outbox
-        .append(&mut transaction, KITCHEN_TOPIC, &event)
-        .await?;
-    transaction.commit().await?;
-    outbox.wake_relay();
+    outbox.append(transaction, KITCHEN_TOPIC, &event).await?;
     Ok(ticket)
 }
 
-/// Auto mode: starts accepted tickets and finishes them after `cook_time`, so demos and load tests run the whole
+/// How long a request to start waits for the order service's answer before auto mode asks again (a request an
+/// earlier version of the order service ignored during a rolling update).
+const REQUEST_AGAIN_AFTER_MS: i64 = 10_000;
+
+/// Auto mode: asks to start tickets accepted `start_after` ago (the customer's window to cancel; they cook once the
+/// order service clears them) and finishes them after `cook_time`, so demos and load tests run the whole
 /// flow unattended. Driven by the stored state, so it picks up where it was after a restart.
 pub async fn cook_unattended(
     store: Store,
     outbox: Outbox,
+    start_after: Duration,
     cook_time: Duration,
     shutdown: CancellationToken,
 ) {
     let cook_millis = i64::try_from(cook_time.as_millis()).unwrap_or(i64::MAX);
+    let start_after_millis = i64::try_from(start_after.as_millis()).unwrap_or(i64::MAX);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
         let due = async {
-            let to_start = store::tickets_in(store.pool(), TicketStatus::Accepted, None).await?;
+            let now = now_millis();
+            let to_start = store::tickets_to_request(
+                store.pool(),
+                now - start_after_millis,
+                now - REQUEST_AGAIN_AFTER_MS,
+            )
+            .await?;
             let to_finish = store::tickets_in(
                 store.pool(),
                 TicketStatus::Cooking,
@@ -246,13 +319,14 @@ pub async fn cook_unattended(
                 continue;
             }
         };
-        let steps = to_start
-            .iter()
-            .map(|id| (id, CookAction::Start))
-            .chain(to_finish.iter().map(|id| (id, CookAction::Finish)));
-        for (order_id, action) in steps {
-            // A cancellation or a cook's button may have come first; that is not an error.
-            if let Err(error) = cook(&store, &outbox, order_id, action).await {
+        // A cancellation or a cook's button may have come first; that is not an error.
+        for order_id in &to_start {
+            if let Err(error) = request_start(&store, &outbox, order_id).await {
+                tracing::debug!(%error, order_id, "auto cook skipped a ticket");
+            }
+        }
+        for order_id in &to_finish {
+            if let Err(error) = finish(&store, &outbox, order_id).await {
                 tracing::debug!(%error, order_id, "auto cook skipped a ticket");
             }
         }

@@ -6,12 +6,23 @@ use sqlx::Row;
 use std::collections::BTreeMap;
 
 /// The schema (the kit's tables come first).
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 100,
-    description: "menu and tickets",
-    sqlite: SCHEMA,
-    postgres: SCHEMA,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 100,
+        description: "menu and tickets",
+        sqlite: SCHEMA,
+        postgres: SCHEMA,
+    },
+    Migration {
+        version: 101,
+        description: "cooking starts once the order service clears it",
+        sqlite: START_REQUESTED,
+        postgres: START_REQUESTED,
+    },
+];
+
+/// When a cook last asked to start a ticket (see `policies::request_start`).
+const START_REQUESTED: &str = "ALTER TABLE tickets ADD COLUMN start_requested_at BIGINT;";
 
 const SCHEMA: &str = "CREATE TABLE menu_items (
     menu_id TEXT PRIMARY KEY,
@@ -146,14 +157,14 @@ fn ticket_from_row(row: &sqlx::any::AnyRow) -> Result<Ticket, sqlx::Error> {
         lines: serde_json::from_str::<Vec<TicketLine>>(&lines)
             .map_err(|error| sqlx::Error::Decode(Box::new(error)))?,
         accepted_at: row.try_get("accepted_at")?,
+        start_requested_at: row.try_get("start_requested_at")?,
         started_at: row.try_get("started_at")?,
         finished_at: row.try_get("finished_at")?,
         cancelled_at: row.try_get("cancelled_at")?,
     })
 }
 
-const TICKET_COLUMNS: &str =
-    "order_id, status, lines, accepted_at, started_at, finished_at, cancelled_at";
+const TICKET_COLUMNS: &str = "order_id, status, lines, accepted_at, started_at, finished_at, cancelled_at, start_requested_at";
 
 /// The ticket of an order.
 pub async fn ticket<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
@@ -190,6 +201,26 @@ pub async fn tickets_in(
     }
 }
 
+/// Order ids of tickets accepted before `accepted_before` that nobody asked to start since `requested_before`
+/// (never, or a request that may not have reached the order service: an earlier version ignored it), oldest first
+/// (for auto mode).
+pub async fn tickets_to_request(
+    pool: &sqlx::AnyPool,
+    accepted_before: i64,
+    requested_before: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT order_id FROM tickets WHERE status = $1 AND accepted_at <= $2
+         AND (start_requested_at IS NULL OR start_requested_at < $3)
+         ORDER BY accepted_at LIMIT 100",
+    )
+    .bind(TicketStatus::Accepted.as_str())
+    .bind(accepted_before)
+    .bind(requested_before)
+    .fetch_all(pool)
+    .await
+}
+
 /// Records a new ticket unless the order already has one (a tombstone included); returns whether it was recorded.
 /// On PostgreSQL a concurrent insert for the same order waits for the other to commit, then finds it.
 pub async fn insert_ticket(
@@ -199,7 +230,7 @@ pub async fn insert_ticket(
     let lines = serde_json::to_string(&ticket.lines)
         .map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
     let inserted = sqlx::query(&format!(
-        "INSERT INTO tickets ({TICKET_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (order_id) DO NOTHING"
+        "INSERT INTO tickets ({TICKET_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (order_id) DO NOTHING"
     ))
     .bind(&ticket.order_id)
     .bind(ticket.status.as_str())
@@ -208,6 +239,7 @@ pub async fn insert_ticket(
     .bind(ticket.started_at)
     .bind(ticket.finished_at)
     .bind(ticket.cancelled_at)
+    .bind(ticket.start_requested_at)
     .execute(&mut **transaction)
     .await?;
     Ok(inserted.rows_affected() == 1)
@@ -222,14 +254,15 @@ pub async fn update_ticket(
     read_status: TicketStatus,
 ) -> Result<bool, sqlx::Error> {
     let updated = sqlx::query(
-        "UPDATE tickets SET status = $2, started_at = $3, finished_at = $4, cancelled_at = $5
-         WHERE order_id = $1 AND status = $6",
+        "UPDATE tickets SET status = $2, started_at = $3, finished_at = $4, cancelled_at = $5, start_requested_at = $6
+         WHERE order_id = $1 AND status = $7",
     )
     .bind(&ticket.order_id)
     .bind(ticket.status.as_str())
     .bind(ticket.started_at)
     .bind(ticket.finished_at)
     .bind(ticket.cancelled_at)
+    .bind(ticket.start_requested_at)
     .bind(read_status.as_str())
     .execute(&mut **transaction)
     .await?;

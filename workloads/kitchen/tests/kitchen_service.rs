@@ -3,8 +3,8 @@
 
 use axum::http::StatusCode;
 use food_delivery_kitchen::events::{
-    COOKING_FINISHED, COOKING_STARTED, KITCHEN_REJECTED, MENU_ITEM_UPDATED, ORDER_CANCELLED,
-    ORDER_PLACED, TICKET_ACCEPTED, TICKET_CANCELLED,
+    COOKING_FINISHED, COOKING_REQUESTED, COOKING_STARTED, KITCHEN_REJECTED, MENU_ITEM_UPDATED,
+    ORDER_CANCELLED, ORDER_CLEARED, ORDER_PLACED, TICKET_ACCEPTED, TICKET_CANCELLED,
 };
 use food_delivery_kitchen::{Settings, default_menu, start};
 use food_delivery_testkit::{Backend, InProcessService, TestDatabase, eventually};
@@ -21,6 +21,7 @@ fn settings(auto_cook: bool) -> Settings {
         auto_cook,
         cook_time: Duration::from_millis(200),
         menu_announce_every: Duration::from_secs(3600),
+        auto_start_after: Duration::ZERO,
     }
 }
 
@@ -61,6 +62,17 @@ impl Kitchen {
             .filter(|(_, subject, _)| subject == order_id)
             .map(|(event_type, _, _)| event_type)
             .collect()
+    }
+
+    /// Plays the order service clearing the kitchen to cook `order_id`.
+    async fn clear(&self, order_id: &str) {
+        self.publish(
+            "food.orders",
+            ORDER_CLEARED,
+            order_id,
+            json!({"orderId": order_id, "customerId": "customer-1"}),
+        )
+        .await;
     }
 
     async fn place(&self, order_id: &str, items: Value) {
@@ -178,10 +190,22 @@ async fn a_placed_order_is_accepted_with_its_stock_and_cooked(backend: Backend) 
         StatusCode::CONFLICT,
         "not cooking yet"
     );
+    let (status, ticket) = kitchen.call("POST", "/tickets/order-1/start", None).await;
     assert_eq!(
-        kitchen.call("POST", "/tickets/order-1/start", None).await.0,
-        StatusCode::OK
+        (status, ticket["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("ACCEPTED")),
+        "asked to start; nothing cooks before the order service clears it"
     );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        kitchen.ticket_status("order-1").await.as_deref(),
+        Some("ACCEPTED")
+    );
+    kitchen.clear("order-1").await;
+    eventually(WAIT, "cooking", || async {
+        (kitchen.ticket_status("order-1").await.as_deref() == Some("COOKING")).then_some(())
+    })
+    .await;
     assert_eq!(
         kitchen.call("POST", "/tickets/order-1/start", None).await.0,
         StatusCode::CONFLICT,
@@ -193,8 +217,14 @@ async fn a_placed_order_is_accepted_with_its_stock_and_cooked(backend: Backend) 
         (StatusCode::OK, Some("READY"))
     );
     eventually(WAIT, "the cooking events", || async {
-        (kitchen.events_of("order-1") == [TICKET_ACCEPTED, COOKING_STARTED, COOKING_FINISHED])
-            .then_some(())
+        (kitchen.events_of("order-1")
+            == [
+                TICKET_ACCEPTED,
+                COOKING_REQUESTED,
+                COOKING_STARTED,
+                COOKING_FINISHED,
+            ])
+        .then_some(())
     })
     .await;
     kitchen.0.stop().await;
@@ -353,16 +383,79 @@ async fn auto_mode_cooks_without_anyone_pressing_buttons() {
     kitchen
         .place("order-auto", json!([{"menuId": "bibimbap", "qty": 1}]))
         .await;
+    eventually(WAIT, "the request to cook", || async {
+        kitchen
+            .events_of("order-auto")
+            .contains(&COOKING_REQUESTED.to_owned())
+            .then_some(())
+    })
+    .await;
+    kitchen.clear("order-auto").await;
     eventually(WAIT, "the auto cook", || async {
         (kitchen.ticket_status("order-auto").await.as_deref() == Some("READY")).then_some(())
     })
     .await;
     // The relay publishes after the commit the status shows, so the events may trail it a little.
     eventually(WAIT, "the cooking events", || async {
-        (kitchen.events_of("order-auto") == [TICKET_ACCEPTED, COOKING_STARTED, COOKING_FINISHED])
+        (kitchen.events_of("order-auto")
+            == [
+                TICKET_ACCEPTED,
+                COOKING_REQUESTED,
+                COOKING_STARTED,
+                COOKING_FINISHED,
+            ])
+        .then_some(())
+    })
+    .await;
+    kitchen.0.stop().await;
+}
+
+/// The kitchen asked to cook, and the customer's cancel won at the order service (which then never clears it):
+/// whatever the cooks or the auto mode do, nothing is cooked, and the stock comes back once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_cancelled_before_it_was_cleared_is_never_cooked() {
+    let kitchen = Kitchen::start(Backend::Sqlite, true).await;
+    kitchen
+        .place("order-gone", json!([{"menuId": "bibimbap", "qty": 2}]))
+        .await;
+    eventually(WAIT, "the request to cook", || async {
+        kitchen
+            .events_of("order-gone")
+            .contains(&COOKING_REQUESTED.to_owned())
             .then_some(())
     })
     .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        kitchen.ticket_status("order-gone").await.as_deref(),
+        Some("ACCEPTED"),
+        "the auto mode does not cook what is not cleared"
+    );
+    kitchen
+        .publish(
+            "food.orders",
+            ORDER_CANCELLED,
+            "order-gone",
+            json!({"orderId": "order-gone"}),
+        )
+        .await;
+    eventually(WAIT, "the cancellation", || async {
+        (kitchen.ticket_status("order-gone").await.as_deref() == Some("CANCELLED")).then_some(())
+    })
+    .await;
+    assert_eq!(kitchen.stock_of("bibimbap").await, 100);
+    assert_eq!(
+        kitchen
+            .call("POST", "/tickets/order-gone/start", None)
+            .await
+            .0,
+        StatusCode::CONFLICT
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        kitchen.events_of("order-gone"),
+        [TICKET_ACCEPTED, COOKING_REQUESTED, TICKET_CANCELLED]
+    );
     kitchen.0.stop().await;
 }
 

@@ -62,7 +62,8 @@ pub fn reported_status(event_type: &str) -> Option<OrderStatus> {
     Some(match event_type {
         events::ORDER_PLACED => OrderStatus::Placed,
         events::TICKET_ACCEPTED => OrderStatus::Accepted,
-        events::COOKING_STARTED => OrderStatus::Cooking,
+        // The order service moves the order to COOKING when it clears the kitchen; the kitchen starts right after.
+        events::ORDER_CLEARED | events::COOKING_STARTED => OrderStatus::Cooking,
         events::COOKING_FINISHED => OrderStatus::Ready,
         events::DELIVERY_STARTED => OrderStatus::Delivering,
         events::DELIVERED => OrderStatus::Delivered,
@@ -79,6 +80,8 @@ pub fn event_name(event_type: &str) -> &str {
         events::ORDER_CANCELLED => "OrderCancelled",
         events::ORDER_REJECTED => "OrderRejected",
         events::ORDER_DISPATCHED => "OrderDispatched",
+        events::ORDER_CLEARED => "OrderCleared",
+        events::COOKING_REQUESTED => "CookingRequested",
         events::PAYMENT_APPROVED => "PaymentApproved",
         events::PAYMENT_REFUNDED => "PaymentRefunded",
         events::PAYMENT_VOIDED => "PaymentVoided",

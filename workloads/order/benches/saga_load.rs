@@ -145,6 +145,7 @@ fn main() {
         let (kitchen_config, kitchen_environment) = config(directory.path(), "kitchen", &bootstrap, &prefix, &[
             ("KITCHEN_MENU", menu),
             ("KITCHEN_AUTO_COOK", "true".to_owned()),
+            ("KITCHEN_AUTO_START_AFTER_MS", "0".to_owned()),
             ("KITCHEN_COOK_TIME_MS", number("LOAD_COOK_MS", 50).to_string()),
         ]);
         let kitchen_settings = food_delivery_kitchen::Settings::from_env(&kitchen_environment).unwrap();

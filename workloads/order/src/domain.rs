@@ -94,6 +94,8 @@ pub fn abandoned_reason(deadline_seconds: u64) -> String {
 pub enum CancelRefusal {
     /// It already ended (cancelled orders are not refused: a retried cancel gets the cancelled order).
     Ended(OrderStatus),
+    /// The kitchen was cleared to cook it (the order is COOKING).
+    CookingStarted,
     /// Its food was handed to delivery (the order is READY or further).
     DeliveryStarted,
 }
@@ -106,6 +108,10 @@ impl std::fmt::Display for CancelRefusal {
                 "the order is {} and can no longer be cancelled",
                 status.as_str()
             ),
+            Self::CookingStarted => write!(
+                formatter,
+                "the kitchen has started cooking; the order can no longer be cancelled"
+            ),
             Self::DeliveryStarted => write!(
                 formatter,
                 "the food is cooked and handed to delivery; the order can no longer be cancelled"
@@ -117,11 +123,11 @@ impl std::fmt::Display for CancelRefusal {
 /// What cancelling does to an order in `current`: `Ok(true)` cancels it, `Ok(false)` means it already is.
 pub fn cancel(current: OrderStatus) -> Result<bool, CancelRefusal> {
     match current {
-        OrderStatus::PaymentPending
-        | OrderStatus::Placed
-        | OrderStatus::Accepted
-        | OrderStatus::Cooking => Ok(true),
+        OrderStatus::PaymentPending | OrderStatus::Placed | OrderStatus::Accepted => Ok(true),
         OrderStatus::Cancelled => Ok(false),
+        // COOKING is when this service clears the kitchen to cook (OrderCleared, in the same transaction): a
+        // cancel after it would race the stove, one before it means the kitchen never starts.
+        OrderStatus::Cooking => Err(CancelRefusal::CookingStarted),
         // READY is when this service hands the food to delivery (OrderDispatched, in the same transaction): a
         // cancel after it would race the rider, one before it means no delivery is ever opened.
         OrderStatus::Ready | OrderStatus::Delivering => Err(CancelRefusal::DeliveryStarted),
@@ -273,10 +279,11 @@ mod tests {
     }
 
     #[test]
-    fn cancellation_is_allowed_until_the_food_is_handed_to_delivery_and_repeats_harmlessly() {
-        for status in [Placed, Accepted, Cooking] {
+    fn cancellation_is_allowed_until_the_kitchen_is_cleared_to_cook_and_repeats_harmlessly() {
+        for status in [PaymentPending, Placed, Accepted] {
             assert_eq!(cancel(status), Ok(true));
         }
+        assert_eq!(cancel(Cooking), Err(CancelRefusal::CookingStarted));
         assert_eq!(cancel(Cancelled), Ok(false));
         assert_eq!(cancel(Ready), Err(CancelRefusal::DeliveryStarted));
         assert_eq!(cancel(Delivering), Err(CancelRefusal::DeliveryStarted));

@@ -4,9 +4,9 @@
 
 use crate::domain::{self, MenuEntry, Order, OrderStatus};
 use crate::events::{
-    COOKING_FINISHED, COOKING_STARTED, DELIVERED, DELIVERY_STARTED, IGNORED, KITCHEN_REJECTED,
-    KitchenRejectedView, MENU_ITEM_UPDATED, MenuItemView, ORDER_DISPATCHED, ORDER_REJECTED,
-    ORDERS_TOPIC, OrderDispatched, OrderEnded, TICKET_ACCEPTED,
+    COOKING_FINISHED, COOKING_REQUESTED, COOKING_STARTED, DELIVERED, DELIVERY_STARTED, IGNORED,
+    KITCHEN_REJECTED, KitchenRejectedView, MENU_ITEM_UPDATED, MenuItemView, ORDER_CLEARED,
+    ORDER_DISPATCHED, ORDER_REJECTED, ORDERS_TOPIC, OrderDispatched, OrderEnded, TICKET_ACCEPTED,
 };
 use crate::store;
 use food_delivery_kit::events::{Event, EventHandler, HandlerError, Outbox, PoisonReason};
@@ -40,6 +40,7 @@ impl EventHandler for FollowOrders {
             }
             KITCHEN_REJECTED => return self.reject(transaction, event).await,
             TICKET_ACCEPTED => OrderStatus::Accepted,
+            COOKING_REQUESTED => return self.clear_for_cooking(transaction, event).await,
             COOKING_STARTED => OrderStatus::Cooking,
             COOKING_FINISHED => return self.dispatch(transaction, event).await,
             DELIVERY_STARTED => OrderStatus::Delivering,
@@ -54,6 +55,31 @@ impl EventHandler for FollowOrders {
 }
 
 impl FollowOrders {
+    /// The kitchen asks to cook: unless the order was cancelled first, it becomes COOKING and the kitchen is cleared
+    /// (OrderCleared) in one transaction. The compare-and-set in `move_order` orders this against a cancel, as for
+    /// the hand-over to delivery. A repeated request finds the order moved on and changes nothing.
+    async fn clear_for_cooking(
+        &self,
+        transaction: &mut StoreTransaction,
+        event: &Event,
+    ) -> Result<(), HandlerError> {
+        let Some(order) =
+            move_order(transaction, &event.subject, OrderStatus::Cooking, None).await?
+        else {
+            return Ok(());
+        };
+        let cleared = OrderDispatched {
+            order_id: order.order_id.clone(),
+            customer_id: order.customer_id.clone(),
+        };
+        let event = Event::new(ORDER_CLEARED, crate::SPEC.name, &order.order_id, &cleared)
+            .map_err(|error| HandlerError::Retry(error.to_string()))?;
+        self.outbox
+            .append(transaction, ORDERS_TOPIC, &event)
+            .await?;
+        Ok(())
+    }
+
     /// The food is cooked: unless the order was cancelled first, it becomes READY and is handed to delivery
     /// (OrderDispatched) in one transaction. The compare-and-set in `move_order` orders this against a cancel:
     /// whichever commits first wins, and the other finds the order changed.

@@ -65,6 +65,7 @@ impl Platform {
                     auto_cook: auto,
                     cook_time: Duration::from_millis(100),
                     menu_announce_every: Duration::from_secs(3600),
+                    auto_start_after: Duration::ZERO,
                 };
                 food_delivery_kitchen::start(config, settings, Some(bus))
             },
@@ -228,6 +229,7 @@ async fn the_happy_path_reaches_delivered(backend: Backend) {
         platform.events("food.kitchen", order_id),
         [
             "food.kitchen.ticket-accepted.v1",
+            "food.kitchen.cooking-requested.v1",
             "food.kitchen.cooking-started.v1",
             "food.kitchen.cooking-finished.v1"
         ]
@@ -303,14 +305,36 @@ async fn cancelling_before_cooking_refunds_and_restocks_and_after_pickup_is_refu
         .await;
     let late = late["orderId"].as_str().unwrap().to_owned();
     platform.wait_for_status(&late, "ACCEPTED").await;
-    platform
+    let (status, _) = platform
         .kitchen
         .call("POST", &format!("/tickets/{late}/start"), None)
         .await;
-    platform
-        .kitchen
-        .call("POST", &format!("/tickets/{late}/finish"), None)
+    assert_eq!(
+        status,
+        StatusCode::ACCEPTED,
+        "asked; the order service clears it"
+    );
+    // Cleared to cook: a cancel now would race the stove, so it is refused from here on.
+    platform.wait_for_status(&late, "COOKING").await;
+    let (status, problem) = platform
+        .order
+        .call("POST", &format!("/orders/{late}/cancel"), None)
         .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("cooking"),
+        "{problem}"
+    );
+    eventually(WAIT, "the ticket to cook", || async {
+        (platform
+            .kitchen
+            .call("POST", &format!("/tickets/{late}/finish"), None)
+            .await
+            .0
+            == StatusCode::OK)
+            .then_some(())
+    })
+    .await;
     // Cooked means handed to delivery: a cancel now would race the rider, so it is refused already.
     platform.wait_for_status(&late, "READY").await;
     let (status, problem) = platform

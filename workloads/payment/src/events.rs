@@ -1,8 +1,8 @@
 //! Events the payment service publishes and the ones it consumes (its own view of them: only what it needs).
 
 pub use food_delivery_contract::event_types::{
-    ORDER_CANCELLED, ORDER_DISPATCHED, ORDER_PLACED, ORDER_REJECTED, PAYMENT_APPROVED,
-    PAYMENT_REFUNDED, PAYMENT_VOIDED,
+    ORDER_CANCELLED, ORDER_CLEARED, ORDER_DISPATCHED, ORDER_PLACED, ORDER_REJECTED,
+    PAYMENT_APPROVED, PAYMENT_REFUNDED, PAYMENT_VOIDED,
 };
 pub use food_delivery_contract::topics::{ORDERS_TOPIC, PAYMENTS_TOPIC};
 use serde::{Deserialize, Serialize};

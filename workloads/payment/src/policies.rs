@@ -5,8 +5,8 @@
 
 use crate::domain::{self, Payment, Release};
 use crate::events::{
-    ORDER_CANCELLED, ORDER_DISPATCHED, ORDER_PLACED, ORDER_REJECTED, OrderEnded, PAYMENT_APPROVED,
-    PAYMENT_REFUNDED, PAYMENT_VOIDED, PAYMENTS_TOPIC, PaymentChanged,
+    ORDER_CANCELLED, ORDER_CLEARED, ORDER_DISPATCHED, ORDER_PLACED, ORDER_REJECTED, OrderEnded,
+    PAYMENT_APPROVED, PAYMENT_REFUNDED, PAYMENT_VOIDED, PAYMENTS_TOPIC, PaymentChanged,
 };
 use crate::store;
 use food_delivery_kit::events::{Event, EventHandler, HandlerError, Outbox, PoisonReason};
@@ -32,7 +32,7 @@ impl EventHandler for SettleWithOrders {
             ORDER_PLACED => return self.capture(transaction, &event.subject).await,
             ORDER_CANCELLED => "order cancelled",
             ORDER_REJECTED => "order rejected",
-            ORDER_DISPATCHED => return Ok(()),
+            ORDER_DISPATCHED | ORDER_CLEARED => return Ok(()),
             other => return Err(PoisonReason::UnknownType(other.to_owned()).into()),
         };
         let ended: OrderEnded = event.decode_data()?;

@@ -729,6 +729,20 @@ async fn check(clients: &Clients, stored: &[StoredPayment]) -> Report {
                     .or_default() += line["qty"].as_i64().unwrap();
             }
         }
+        if status == "CANCELLED" {
+            // A cancel is accepted only before the order service clears the kitchen to cook, and the kitchen cooks
+            // nothing it was not cleared for.
+            report.check(
+                "nothing is cooked after a cancel",
+                code == 404 || ticket["startedAt"].is_null(),
+                || {
+                    format!(
+                        "{order_id}: ticket {ticket_status}, started {}",
+                        ticket["startedAt"]
+                    )
+                },
+            );
+        }
         if matches!(status, "CANCELLED" | "REJECTED") {
             report.check(
                 "a cancelled or rejected order holds no stock",

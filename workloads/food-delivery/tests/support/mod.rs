@@ -135,6 +135,7 @@ impl Cluster {
                 ("SHUTDOWN_DRAIN_DELAY_MS", "0".to_owned()),
                 ("LOG_LEVEL", "info".to_owned()),
                 ("KITCHEN_AUTO_COOK", auto.to_string()),
+                ("KITCHEN_AUTO_START_AFTER_MS", "200".to_owned()),
                 ("KITCHEN_COOK_TIME_MS", "200".to_owned()),
                 ("DELIVERY_AUTO_RIDE", auto.to_string()),
                 ("DELIVERY_RIDE_TIME_MS", "200".to_owned()),
