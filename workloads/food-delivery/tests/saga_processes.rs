@@ -25,11 +25,12 @@ async fn the_happy_path_reaches_delivered_through_every_step(backend: Backend) {
     assert_eq!(status, 201, "{order}");
     let order_id = order["orderId"].as_str().unwrap().to_owned();
     cluster.wait_for_status(&order_id, "DELIVERED").await;
-    let kitchen = cluster.events("kitchen", 7).await;
+    let kitchen = cluster.events("kitchen", 8).await;
     assert_eq!(
         types_for(&kitchen, &order_id),
         [
             "food.kitchen.ticket-accepted.v1",
+            "food.kitchen.cooking-requested.v1",
             "food.kitchen.cooking-started.v1",
             "food.kitchen.cooking-finished.v1"
         ]
@@ -136,7 +137,8 @@ async fn kitchen_and_delivery_catch_up_after_being_stopped_nothing_lost_nothing_
     for order_id in &placed[2..] {
         cluster.wait_for_status(order_id, "DELIVERED").await;
     }
-    let kitchen = cluster.events("kitchen", 4 + 5 + 2 + 3 * 2).await;
+    // The restarted kitchen announces its menu again (4), each cooked order is asked for, started and finished.
+    let kitchen = cluster.events("kitchen", 4 + 4 + 5 + 2 + 3 * 3).await;
     for order_id in &placed[..2] {
         let steps = types_for(&kitchen, order_id);
         assert_eq!(
@@ -156,8 +158,8 @@ async fn kitchen_and_delivery_catch_up_after_being_stopped_nothing_lost_nothing_
     for order_id in &placed[2..] {
         assert_eq!(
             types_for(&kitchen, order_id).len(),
-            3,
-            "accepted, started, finished: once each"
+            4,
+            "accepted, asked to cook, started, finished: once each"
         );
     }
     assert_eq!(
@@ -208,12 +210,12 @@ async fn killing_the_kitchen_mid_stream_loses_nothing_and_applies_nothing_twice(
         100 - 12,
         "each order took its stock exactly once"
     );
-    let kitchen = cluster.events("kitchen", 4 + 12 * 3).await;
+    let kitchen = cluster.events("kitchen", 4 + 12 * 4).await;
     for order_id in &placed {
         assert_eq!(
             types_for(&kitchen, order_id).len(),
-            3,
-            "{order_id}: accepted, started, finished once each"
+            4,
+            "{order_id}: accepted, asked to cook, started, finished once each"
         );
     }
     cluster.stop().await;
@@ -262,17 +264,31 @@ async fn cancelling_before_cooking_refunds_and_restocks_and_after_pickup_is_refu
     let (_, late) = cluster.place("customer-5", "bibimbap", 1).await;
     let late = late["orderId"].as_str().unwrap().to_owned();
     cluster.wait_for_status(&late, "ACCEPTED").await;
-    for step in ["start", "finish"] {
+    let (status, _) = cluster
+        .call(
+            "kitchen",
+            reqwest::Method::POST,
+            &format!("/tickets/{late}/start"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        status, 202,
+        "asked; cooking starts once the order service clears it"
+    );
+    cluster.wait_for_status(&late, "COOKING").await;
+    eventually(WAIT, "the ticket to cook", || async {
         let (status, _) = cluster
             .call(
                 "kitchen",
                 reqwest::Method::POST,
-                &format!("/tickets/{late}/{step}"),
+                &format!("/tickets/{late}/finish"),
                 None,
             )
             .await;
-        assert_eq!(status, 200);
-    }
+        (status == 200).then_some(())
+    })
+    .await;
     eventually(WAIT, "the rider to pick it up", || async {
         let (status, _) = cluster
             .call(

@@ -22,7 +22,8 @@ pub const MIGRATIONS: &[Migration] = &[
 ];
 
 /// When a cook last asked to start a ticket (see `policies::request_start`).
-const START_REQUESTED: &str = "ALTER TABLE tickets ADD COLUMN start_requested_at BIGINT;";
+const START_REQUESTED: &str = "ALTER TABLE tickets ADD COLUMN start_requested_at BIGINT;
+CREATE INDEX tickets_by_status_accepted ON tickets (status, accepted_at);";
 
 const SCHEMA: &str = "CREATE TABLE menu_items (
     menu_id TEXT PRIMARY KEY,

@@ -47,7 +47,7 @@ pub fn routes(api: OrderApi) -> Router {
 #[openapi(
     info(
         title = "food-delivery order",
-        description = "Places an order once its payment is authorized; follows it through kitchen and delivery; cancels it until delivery starts."
+        description = "Places an order once its payment is authorized; follows it through kitchen and delivery; cancels it until the kitchen is cleared to cook."
     ),
     paths(place_order, order_by_id, orders_of_customer, cancel_order),
     components(schemas(PlaceOrder, RequestedItem, Order, Problem))
@@ -470,7 +470,7 @@ async fn orders_of_customer(
     responses(
         (status = 200, description = "Cancelled (also for a repeated cancel)", body = Order),
         (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Delivery started, or the order was delivered or rejected", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The kitchen was cleared to cook it, delivery started, or the order was delivered or rejected", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn cancel_order(

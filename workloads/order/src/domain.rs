@@ -110,7 +110,7 @@ impl std::fmt::Display for CancelRefusal {
             ),
             Self::CookingStarted => write!(
                 formatter,
-                "the kitchen has started cooking; the order can no longer be cancelled"
+                "the kitchen is cooking it; the order can no longer be cancelled"
             ),
             Self::DeliveryStarted => write!(
                 formatter,

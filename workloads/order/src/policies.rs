@@ -57,16 +57,21 @@ impl EventHandler for FollowOrders {
 impl FollowOrders {
     /// The kitchen asks to cook: unless the order was cancelled first, it becomes COOKING and the kitchen is cleared
     /// (OrderCleared) in one transaction. The compare-and-set in `move_order` orders this against a cancel, as for
-    /// the hand-over to delivery. A repeated request finds the order moved on and changes nothing.
+    /// the hand-over to delivery. A request for an order cleared already is answered again: the kitchen asks again
+    /// only when it never heard the answer (parked by an earlier version during a rolling update, say), and without
+    /// it the order would stay COOKING for ever, no longer cancellable and never cooked.
     async fn clear_for_cooking(
         &self,
         transaction: &mut StoreTransaction,
         event: &Event,
     ) -> Result<(), HandlerError> {
-        let Some(order) =
-            move_order(transaction, &event.subject, OrderStatus::Cooking, None).await?
-        else {
-            return Ok(());
+        let moved = move_order(transaction, &event.subject, OrderStatus::Cooking, None).await?;
+        let order = match moved {
+            Some(order) => order,
+            None => match store::order(&mut **transaction, &event.subject).await? {
+                Some(order) if order.status == OrderStatus::Cooking => order,
+                _ => return Ok(()),
+            },
         };
         let cleared = OrderDispatched {
             order_id: order.order_id.clone(),

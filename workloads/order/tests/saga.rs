@@ -759,3 +759,52 @@ async fn a_ready_order_left_by_an_earlier_version_is_still_delivered() {
         .await;
     assert_eq!(status, StatusCode::OK, "{delivery}");
 }
+
+/// The kitchen asks again to cook an order the order service cleared already (its answer never reached the kitchen:
+/// parked by an earlier version during a rolling update). The answer is given again, or the order would stay COOKING
+/// for ever, no longer cancellable and never cooked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_request_to_cook_is_answered_again() {
+    let platform = Platform::start(Backend::Sqlite, false, true).await;
+    let (_, order) = platform
+        .place(
+            "customer-1",
+            json!([{"menuId": "bibimbap", "qty": 1}]),
+            None,
+        )
+        .await;
+    let order_id = order["orderId"].as_str().unwrap().to_owned();
+    platform.wait_for_status(&order_id, "ACCEPTED").await;
+    let (status, _) = platform
+        .kitchen
+        .call("POST", &format!("/tickets/{order_id}/start"), None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    platform.wait_for_status(&order_id, "COOKING").await;
+    let cleared = |platform: &Platform| {
+        platform
+            .events("food.orders", &order_id)
+            .iter()
+            .filter(|event_type| *event_type == "food.order.cleared.v1")
+            .count()
+    };
+    eventually(WAIT, "the first clearance", || async {
+        (cleared(&platform) == 1).then_some(())
+    })
+    .await;
+    platform
+        .order
+        .publish(
+            "food.kitchen",
+            "food.kitchen.cooking-requested.v1",
+            &order_id,
+            json!({"orderId": order_id, "status": "ACCEPTED", "lines": []}),
+        )
+        .await;
+    eventually(WAIT, "the clearance said again", || async {
+        (cleared(&platform) == 2).then_some(())
+    })
+    .await;
+    assert_eq!(platform.status(&order_id).await, "COOKING");
+    platform.stop().await;
+}
