@@ -214,6 +214,20 @@ async fn authorize(
         StatusCode::CONFLICT => Err(Problem::conflict(
             "a different payment already exists for this order",
         )),
+        // Payment refused this service's credential without acting: the two hold different ones for a moment (the
+        // credential's Secret re-created and one of them not rolled yet, or the first rollout after the operator
+        // began to set one). Retrying shortly reaches a matching pair; nothing was held.
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            tracing::warn!(
+                order_id,
+                "payment refused this service's internal credential"
+            );
+            Err(Problem::unavailable(
+                "payment did not accept this service's credential (a rollout is changing it); nothing was \
+                 charged: try again shortly",
+                std::time::Duration::from_secs(2),
+            ))
+        }
         other => Err(Problem::new(
             StatusCode::BAD_GATEWAY,
             "bad-gateway",

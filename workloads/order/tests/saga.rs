@@ -41,6 +41,17 @@ impl Platform {
         payment_up: bool,
         latency: Duration,
     ) -> Self {
+        Self::start_with(backend, auto, payment_up, latency, INTERNAL_TOKEN).await
+    }
+
+    /// As [`Platform::start_with_payment_latency`], the order service sending `order_token` as its credential.
+    async fn start_with(
+        backend: Backend,
+        auto: bool,
+        payment_up: bool,
+        latency: Duration,
+        order_token: &'static str,
+    ) -> Self {
         let bus = InProcessBus::new();
         let payment = InProcessService::start_on_bus(
             TestDatabase::create(backend).await,
@@ -104,7 +115,7 @@ impl Platform {
                     food_delivery_order::Settings {
                         payment,
                         payment_deadline: PAYMENT_DEADLINE,
-                        credential: InternalCredential::of(INTERNAL_TOKEN),
+                        credential: InternalCredential::of(order_token),
                     },
                     Some(bus),
                 )
@@ -806,5 +817,41 @@ async fn a_repeated_request_to_cook_is_answered_again() {
     })
     .await;
     assert_eq!(platform.status(&order_id).await, "COOKING");
+    platform.stop().await;
+}
+
+/// Order and payment hold different credentials (the Secret was re-created and only one of them rolled yet, or the
+/// first rollout after the operator began to set one): payment refuses without acting, so the customer is told to
+/// try again shortly (503), not that a dependency failed, and nothing is charged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_payment_refuses_gets_a_retryable_503_and_nothing_is_charged() {
+    let platform = Platform::start_with(
+        Backend::Sqlite,
+        false,
+        true,
+        Duration::ZERO,
+        "an-older-internal-credential-0123456789",
+    )
+    .await;
+    let (status, problem) = platform
+        .place(
+            "customer-1",
+            json!([{"menuId": "bibimbap", "qty": 1}]),
+            Some("key-401"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("credential"),
+        "{problem}"
+    );
+    let payment_store = platform.payment.host.store().unwrap();
+    let held: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM payments WHERE status IN ('AUTHORIZED', 'APPROVED')",
+    )
+    .fetch_one(payment_store.pool())
+    .await
+    .unwrap();
+    assert_eq!(held, 0, "nothing held or charged");
     platform.stop().await;
 }
