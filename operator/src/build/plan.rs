@@ -397,33 +397,58 @@ fn most_pods(spec: &FoodDeliveryAppSpec, component: &ComponentPlan) -> i32 {
 /// Sizes each PostgreSQL component's pool so that every pod of every component on the same server (the same
 /// Secret), at full scale, stays within the server's budget: a pool of 10 per pod exhausted PostgreSQL's 100
 /// connections with the production example's minimum replicas already. A `DATABASE_MAX_CONNECTIONS` in the
-/// spec's config wins. Returns what does not fit even with the smallest pools, one line per server.
+/// spec's config (the app's or a component's) wins, and what those pools take at full scale comes off the budget
+/// the others share. Returns what does not fit even with the smallest pools, one line per server.
 pub fn size_connection_pools(
     spec: &FoodDeliveryAppSpec,
     plans: &mut [ComponentPlan],
 ) -> Vec<String> {
-    let mut servers: BTreeMap<(String, String), (i32, i32)> = BTreeMap::new();
+    /// One server's budget, its pods, those whose pools are sized here, and the connections the fixed pools take.
+    #[derive(Default)]
+    struct Server {
+        budget: i32,
+        pods: i32,
+        sized_pods: i32,
+        fixed: i32,
+    }
+    let mut servers: BTreeMap<(String, String), Server> = BTreeMap::new();
     for component in plans.iter() {
         if let Storage::Postgres(secret) = &component.storage {
             let budget = postgres_of(spec, component.name)
                 .and_then(|postgres| postgres.max_connections)
                 .unwrap_or(DEFAULT_CONNECTION_BUDGET);
-            let entry = servers
+            let server = servers
                 .entry((secret.name.clone(), secret.key.clone()))
-                .or_insert((budget, 0));
-            entry.0 = entry.0.min(budget);
-            entry.1 = entry.1.saturating_add(most_pods(spec, component));
+                .or_insert(Server {
+                    budget,
+                    ..Server::default()
+                });
+            server.budget = server.budget.min(budget);
+            let pods = most_pods(spec, component);
+            server.pods = server.pods.saturating_add(pods);
+            let fixed_pool = component
+                .settings
+                .get(env::DATABASE_MAX_CONNECTIONS)
+                .and_then(|pool| pool.parse::<i32>().ok());
+            match fixed_pool {
+                Some(pool) => server.fixed = server.fixed.saturating_add(pool.saturating_mul(pods)),
+                None => server.sized_pods = server.sized_pods.saturating_add(pods),
+            }
         }
     }
     let mut shortfalls = Vec::new();
-    for ((name, key), (budget, pods)) in &servers {
-        let share = (budget / (*pods).max(1)).clamp(*POOL_SIZES.start(), *POOL_SIZES.end());
-        if share.saturating_mul(*pods) > *budget {
+    for ((name, key), server) in &servers {
+        let left = server.budget.saturating_sub(server.fixed);
+        let share = (left / server.sized_pods.max(1)).clamp(*POOL_SIZES.start(), *POOL_SIZES.end());
+        let needed = share
+            .saturating_mul(server.sized_pods)
+            .saturating_add(server.fixed);
+        if needed > server.budget {
             shortfalls.push(format!(
-                "PostgreSQL of Secret {name}: {pods} pods at full scale need at least {} connections, the budget \
-                 (database.postgres.maxConnections) is {budget}; raise it with the server's max_connections, put \
-                 a pooler in front, or lower the autoscaling maximums",
-                share.saturating_mul(*pods)
+                "PostgreSQL of Secret {name}: {} pods at full scale need at least {needed} connections ({} for \
+                 pools set by DATABASE_MAX_CONNECTIONS), the budget (database.postgres.maxConnections) is {}; raise \
+                 it with the server's max_connections, put a pooler in front, or lower the autoscaling maximums",
+                server.pods, server.fixed, server.budget
             ));
         }
         for component in plans.iter_mut() {
@@ -488,6 +513,31 @@ mod tests {
     }
 
     #[test]
+    fn a_pool_set_by_hand_comes_off_the_budget_the_others_share() {
+        // order's two pods take 2 x 20 of the 90; the other twelve pods share the 50 left.
+        let plans =
+            plan_of_postgres("components: {order: {config: {DATABASE_MAX_CONNECTIONS: '20'}}}");
+        assert_eq!(pool_of(&plans, "order").as_deref(), Some("20"));
+        assert_eq!(pool_of(&plans, "kitchen").as_deref(), Some("4"));
+        let app = app_with(
+            "{postgres: {urlSecretRef: {name: db, key: url}}}",
+            "components: {order: {config: {DATABASE_MAX_CONNECTIONS: '50'}}}",
+        );
+        let (plans, shortfalls) = plan_with_shortfalls("shop", &app.spec);
+        assert_eq!(
+            pool_of(&plans, "kitchen").as_deref(),
+            Some("2"),
+            "the smallest pool"
+        );
+        assert_eq!(shortfalls.len(), 1, "100 for order alone: {shortfalls:?}");
+        // order's 2 x 50 and the twelve other pods' smallest pools.
+        assert!(
+            shortfalls[0].contains("124") && shortfalls[0].contains("100 for pools"),
+            "{shortfalls:?}"
+        );
+    }
+
+    #[test]
     fn two_keys_of_one_secret_are_two_budgets() {
         let app = app_with(
             "{postgres: {urlSecretRef: {name: pg, key: main}}}",
@@ -512,9 +562,8 @@ mod tests {
             "{postgres: {urlSecretRef: {name: db, key: url}}}",
             "defaults: {autoscaling: {minReplicas: 2, maxReplicas: 10}}",
         );
-        let mut plans = plan("shop", &app.spec);
+        let (plans, shortfalls) = plan_with_shortfalls("shop", &app.spec);
         assert_eq!(pool_of(&plans, "order").as_deref(), Some("2"));
-        let shortfalls = size_connection_pools(&app.spec, &mut plans);
         assert_eq!(shortfalls.len(), 1, "{shortfalls:?}");
         // 7 components x (10 + 3 surge) = 91 pods x 2.
         assert!(
