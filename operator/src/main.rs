@@ -18,8 +18,6 @@ struct Cli {
 enum Command {
     /// Print the FoodDeliveryApp CustomResourceDefinition as YAML.
     Crd,
-    /// Validate a FoodDeliveryApp (schema and CEL rules, as the API server would) and print every object the
-    /// operator would apply for it, as multi-document YAML, like `helm template`.
     /// Run the controller: keep every FoodDeliveryApp's objects as its spec says and report its status.
     Run {
         /// Where /healthz, /readyz and /metrics are served.
@@ -35,6 +33,8 @@ enum Command {
         #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
         lease_namespace: String,
     },
+    /// Validate a FoodDeliveryApp (schema and CEL rules, as the API server would) and print every object the
+    /// operator would apply for it, as multi-document YAML, like `helm template`.
     Render {
         /// The FoodDeliveryApp manifest; `-` reads standard input.
         #[arg(short = 'f', long = "filename", value_name = "FILE")]

@@ -105,3 +105,21 @@ fn render_warns_when_the_pools_at_full_scale_do_not_fit_the_database() {
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].contains("79 pods"), "{}", warnings[0]);
 }
+
+#[test]
+fn each_command_explains_itself_in_its_help() {
+    let help = |command: &str| {
+        let output = Command::new(BINARY)
+            .args([command, "--help"])
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let run = help("run");
+    assert!(run.starts_with("Run the controller"), "{run}");
+    assert!(!run.contains("Validate"), "{run}");
+    let render = help("render");
+    assert!(render.starts_with("Validate a FoodDeliveryApp"), "{render}");
+    assert!(help("crd").starts_with("Print the FoodDeliveryApp CustomResourceDefinition"));
+}
