@@ -4,6 +4,7 @@
 
 use crate::services::{self, Service};
 use anyhow::Context;
+use food_delivery_contract::env;
 use food_delivery_gateway::domain::{RESOURCE_OWNERS, RouteSpec};
 use food_delivery_kit::events::{EventBus, InProcessBus};
 use food_delivery_kit::health::{CheckReport, Health, ReadinessCheck};
@@ -46,12 +47,12 @@ const ROUTE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Settings the caller may not override: they are what makes the local platform one platform.
 const FIXED: [&str; 6] = [
-    "DATABASE_URL",
+    env::DATABASE_URL,
     "HTTP_HOST",
-    "HTTP_PORT",
-    "INTERNAL_TOKEN",
-    "KAFKA_BOOTSTRAP_SERVERS",
-    "PAYMENT_URL",
+    env::HTTP_PORT,
+    env::INTERNAL_TOKEN,
+    env::KAFKA_BOOTSTRAP_SERVERS,
+    env::PAYMENT_URL,
 ];
 
 /// A fresh internal credential for one run of the platform (two random UUIDs: 244 random bits in 64 digits).
@@ -73,16 +74,16 @@ pub fn environment_for(
     internal_token: &str,
 ) -> Environment {
     let mut pairs: BTreeMap<String, String> = [
-        ("LOG_LEVEL", "warn"),
+        (env::LOG_LEVEL, "warn"),
         ("LOG_FORMAT", "text"),
-        ("SHUTDOWN_DRAIN_DELAY_MS", "0"),
-        ("SHUTDOWN_TIMEOUT_MS", "5000"),
+        (env::SHUTDOWN_DRAIN_DELAY_MS, "0"),
+        (env::SHUTDOWN_TIMEOUT_MS, "5000"),
         ("KITCHEN_AUTO_COOK", "true"),
         ("KITCHEN_COOK_TIME_MS", "2000"),
         ("DELIVERY_AUTO_RIDE", "true"),
         ("DELIVERY_RIDE_TIME_MS", "3000"),
-        ("PAYMENT_TIMEOUT_MS", "2000"),
-        ("GATEWAY_CORS_ALLOWED_ORIGINS", "*"),
+        (env::PAYMENT_TIMEOUT_MS, "2000"),
+        (env::GATEWAY_CORS_ALLOWED_ORIGINS, "*"),
     ]
     .into_iter()
     .map(|(key, value)| (key.to_owned(), value.to_owned()))
@@ -95,27 +96,24 @@ pub fn environment_for(
     );
     let database = options.data_dir.join(format!("{service}.db"));
     pairs.insert(
-        "DATABASE_URL".to_owned(),
+        env::DATABASE_URL.to_owned(),
         format!("sqlite://{}", database.display()),
     );
     pairs.insert("HTTP_HOST".to_owned(), options.host.to_string());
-    pairs.insert("HTTP_PORT".to_owned(), options.port.to_string());
+    pairs.insert(env::HTTP_PORT.to_owned(), options.port.to_string());
     // The order service's one synchronous call goes to payment's own loopback listener: the gateway does not let
     // anyone write payments (authorizing one is a call between services, never a customer's).
     pairs.insert(
-        "PAYMENT_URL".to_owned(),
+        env::PAYMENT_URL.to_owned(),
         format!("http://{payment_address}"),
     );
     // That listener is open to anything on this machine: authorizing needs the run's credential.
-    pairs.insert(
-        food_delivery_contract::env::INTERNAL_TOKEN.to_owned(),
-        internal_token.to_owned(),
-    );
+    pairs.insert(env::INTERNAL_TOKEN.to_owned(), internal_token.to_owned());
     if let Some(kafka) = &options.kafka {
-        pairs.insert("KAFKA_BOOTSTRAP_SERVERS".to_owned(), kafka.clone());
+        pairs.insert(env::KAFKA_BOOTSTRAP_SERVERS.to_owned(), kafka.clone());
     }
     if service == "gateway" {
-        pairs.remove("DATABASE_URL");
+        pairs.remove(env::DATABASE_URL);
     }
     Environment::from_pairs(pairs)
 }

@@ -10,6 +10,7 @@ use crate::api::{Gateway, Upstream};
 use crate::domain::RouteSpec;
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Method};
+use food_delivery_contract::env;
 use food_delivery_kit::breaker::BreakerSettings;
 use food_delivery_kit::host::HostError;
 use food_delivery_kit::telemetry::{CORRELATION_ID_HEADER, REQUEST_ID_HEADER};
@@ -58,7 +59,7 @@ impl Settings {
     /// `GATEWAY_TIMEOUT_MS` (5000) and the rest as [`Settings::with_routes`] does.
     pub fn from_env(environment: &Environment) -> Result<Self, ConfigError> {
         let default_timeout = environment.millis_or(
-            food_delivery_contract::env::GATEWAY_TIMEOUT_MS,
+            env::GATEWAY_TIMEOUT_MS,
             Duration::from_millis(food_delivery_contract::deadlines::GATEWAY_ROUTE_TIMEOUT_MS),
         )?;
         let routes = domain::parse_routes(
@@ -85,7 +86,7 @@ impl Settings {
             breaker: BreakerSettings::from_env(environment, "GATEWAY")?,
             cors: cors_origins(
                 &environment
-                    .optional("GATEWAY_CORS_ALLOWED_ORIGINS")
+                    .optional(env::GATEWAY_CORS_ALLOWED_ORIGINS)
                     .unwrap_or_default(),
             )?,
         })
@@ -107,7 +108,7 @@ fn cors_origins(raw: &str) -> Result<CorsOrigins, ConfigError> {
                     || origin.ends_with('/')
             }) {
                 return Err(ConfigError::new(
-                    "GATEWAY_CORS_ALLOWED_ORIGINS",
+                    env::GATEWAY_CORS_ALLOWED_ORIGINS,
                     format!(
                         "'{bad}' is not an origin like https://shop.example.org (or use * alone)"
                     ),

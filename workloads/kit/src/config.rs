@@ -3,6 +3,7 @@
 //! The operator feeds every service through ConfigMaps turned into environment variables, so a bad value must
 //! stop the process at startup with an error that names the variable and says what was expected.
 
+use food_delivery_contract::env;
 use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::path::PathBuf;
@@ -247,35 +248,35 @@ impl KitConfig {
     pub fn from_env(environment: &Environment) -> Result<Self, ConfigError> {
         let host: std::net::IpAddr =
             environment.parsed_or("HTTP_HOST", std::net::IpAddr::from([0, 0, 0, 0]))?;
-        let port: u16 = environment.parsed_or("HTTP_PORT", food_delivery_contract::HTTP_PORT)?;
-        let database_url = environment.optional("DATABASE_URL");
+        let port: u16 = environment.parsed_or(env::HTTP_PORT, food_delivery_contract::HTTP_PORT)?;
+        let database_url = environment.optional(env::DATABASE_URL);
         if let Some(url) = &database_url {
             crate::store::Backend::from_url(url)
-                .map_err(|problem| ConfigError::new("DATABASE_URL", problem))?;
+                .map_err(|problem| ConfigError::new(env::DATABASE_URL, problem))?;
         }
         let topic_prefix = environment
-            .optional("KAFKA_TOPIC_PREFIX")
+            .optional(env::KAFKA_TOPIC_PREFIX)
             .unwrap_or_else(|| "food".to_owned());
         crate::events::validate_topic_prefix(&topic_prefix)
-            .map_err(|problem| ConfigError::new("KAFKA_TOPIC_PREFIX", problem))?;
-        let kafka = match environment.optional("KAFKA_BOOTSTRAP_SERVERS") {
+            .map_err(|problem| ConfigError::new(env::KAFKA_TOPIC_PREFIX, problem))?;
+        let kafka = match environment.optional(env::KAFKA_BOOTSTRAP_SERVERS) {
             None => None,
             Some(bootstrap_servers) => {
                 validate_bootstrap_servers(&bootstrap_servers)
-                    .map_err(|problem| ConfigError::new("KAFKA_BOOTSTRAP_SERVERS", problem))?;
+                    .map_err(|problem| ConfigError::new(env::KAFKA_BOOTSTRAP_SERVERS, problem))?;
                 Some(KafkaConfig {
                     bootstrap_servers,
                     topic_partitions: environment.number_in_or(
-                        "KAFKA_TOPIC_PARTITIONS",
+                        env::KAFKA_TOPIC_PARTITIONS,
                         1..=1000,
                         3,
                     )?,
                     replication_factor: environment.number_in_or(
-                        "KAFKA_REPLICATION_FACTOR",
+                        env::KAFKA_REPLICATION_FACTOR,
                         1..=10,
                         1,
                     )?,
-                    member_name: environment.optional("POD_NAME"),
+                    member_name: environment.optional(env::POD_NAME),
                     fetch_wait_max: environment
                         .number_in_or("KAFKA_FETCH_WAIT_MAX_MS", 1..=10_000, 20)
                         .map(Duration::from_millis)?,
@@ -325,18 +326,18 @@ impl KitConfig {
             kafka,
             topic_prefix,
             drain_delay: environment
-                .millis_or("SHUTDOWN_DRAIN_DELAY_MS", Duration::from_secs(5))?,
+                .millis_or(env::SHUTDOWN_DRAIN_DELAY_MS, Duration::from_secs(5))?,
             shutdown_timeout: environment
-                .millis_or("SHUTDOWN_TIMEOUT_MS", Duration::from_secs(10))?,
+                .millis_or(env::SHUTDOWN_TIMEOUT_MS, Duration::from_secs(10))?,
             outbox_poll_interval: environment
                 .millis_or("OUTBOX_POLL_INTERVAL_MS", Duration::from_millis(250))?,
             readiness_requires_broker: environment.flag_or("READINESS_REQUIRES_BROKER", false)?,
             log: LogConfig {
                 level: environment
-                    .optional("LOG_LEVEL")
+                    .optional(env::LOG_LEVEL)
                     .unwrap_or_else(|| "info".to_owned()),
                 format,
-                file: environment.optional("LOG_FILE").map(PathBuf::from),
+                file: environment.optional(env::LOG_FILE).map(PathBuf::from),
             },
         })
     }

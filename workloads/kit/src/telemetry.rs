@@ -9,6 +9,7 @@ use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
+use food_delivery_contract::env;
 use std::future::Future;
 use tracing::Instrument;
 use tracing_subscriber::layer::SubscriberExt;
@@ -99,7 +100,7 @@ where
 pub fn init_logging(config: &LogConfig) -> Result<LogGuard, ConfigError> {
     let filter = || {
         EnvFilter::try_new(&config.level).map_err(|error| {
-            ConfigError::new("LOG_LEVEL", format!("not a valid log filter: {error}"))
+            ConfigError::new(env::LOG_LEVEL, format!("not a valid log filter: {error}"))
         })
     };
     let stdout_layer = match config.format {
@@ -117,13 +118,13 @@ pub fn init_logging(config: &LogConfig) -> Result<LogGuard, ConfigError> {
                 .unwrap_or(std::path::Path::new("."));
             let file_name = path.file_name().ok_or_else(|| {
                 ConfigError::new(
-                    "LOG_FILE",
+                    env::LOG_FILE,
                     format!("'{}' does not name a file", path.display()),
                 )
             })?;
             std::fs::create_dir_all(directory).map_err(|error| {
                 ConfigError::new(
-                    "LOG_FILE",
+                    env::LOG_FILE,
                     format!("cannot create directory '{}': {error}", directory.display()),
                 )
             })?;
