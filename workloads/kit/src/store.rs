@@ -336,7 +336,10 @@ impl Store {
     }
 
     /// Applies the kit's migrations and the service's, in version order, each once. Safe to run from several
-    /// replicas at once: sqlx takes a database lock on PostgreSQL.
+    /// replicas at once: sqlx takes a database lock on PostgreSQL. Versions this binary does not know were applied
+    /// by a newer one; it starts anyway, because a rollback must work and migrations only ever add (nullable
+    /// columns, tables, indexes), so the previous version's queries, which name their columns, still hold. The
+    /// versions it does know must match what was applied (sqlx checks their checksums).
     pub async fn migrate(&self, service_migrations: &[Migration]) -> Result<(), StoreError> {
         self.refuse_earlier_layout(service_migrations).await?;
         let source = MigrationSet {
@@ -347,7 +350,9 @@ impl Store {
                 .copied()
                 .collect(),
         };
-        Migrator::new(source).await?.run(&self.pool).await?;
+        let mut migrator = Migrator::new(source).await?;
+        migrator.set_ignore_missing(true);
+        migrator.run(&self.pool).await?;
         Ok(())
     }
 

@@ -115,7 +115,38 @@ async fn an_event_waits_for_a_failing_store_and_is_applied_once(backend: Backend
     database.remove().await;
 }
 
-food_delivery_testkit::on_both_backends!(an_event_waits_for_a_failing_store_and_is_applied_once);
+/// A rollback (`kubectl rollout undo`, the operator keeps the previous settings for it) starts the previous
+/// version on a store the new one migrated further. Migrations only add (nullable columns, tables, indexes), so
+/// the previous version runs on it; it must not refuse to start over versions it does not know.
+async fn the_previous_version_starts_on_a_store_a_newer_one_migrated(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let newer = Store::connect(&database.url, 1).await.unwrap();
+    let mut both = FIRST_SERVICE.to_vec();
+    both.push(Migration {
+        version: 101,
+        description: "a column the newer version added",
+        sqlite: "ALTER TABLE things ADD COLUMN colour TEXT",
+        postgres: "ALTER TABLE things ADD COLUMN colour TEXT",
+    });
+    newer.migrate(&both).await.unwrap();
+    newer.close().await;
+    let previous = Store::connect(&database.url, 1).await.unwrap();
+    previous
+        .migrate(FIRST_SERVICE)
+        .await
+        .expect("the previous version starts");
+    sqlx::query("INSERT INTO things (id) VALUES ('written by the previous version')")
+        .execute(previous.pool())
+        .await
+        .unwrap();
+    previous.close().await;
+    database.remove().await;
+}
+
+food_delivery_testkit::on_both_backends!(
+    an_event_waits_for_a_failing_store_and_is_applied_once,
+    the_previous_version_starts_on_a_store_a_newer_one_migrated,
+);
 
 /// Two services with the same migration versions, as every service of this project has (they all start at 100).
 const FIRST_SERVICE: &[Migration] = &[Migration {
