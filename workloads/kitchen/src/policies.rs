@@ -68,8 +68,13 @@ impl KitchenOrders {
         if ticket.status != TicketStatus::Accepted {
             return Ok(());
         }
-        match step(transaction, &self.outbox, ticket, CookAction::Start).await {
-            Ok(_) => Ok(()),
+        let read_status = ticket.status;
+        let saved = async {
+            let (started, event_type) = cooked(ticket, CookAction::Start)?;
+            save_and_announce(transaction, &self.outbox, &started, read_status, event_type).await
+        };
+        match saved.await {
+            Ok(()) => Ok(()),
             Err(CookError::Store(error)) => Err(error.into()),
             Err(other) => Err(HandlerError::Retry(other.to_string())),
         }
@@ -209,50 +214,47 @@ pub async fn request_start(
     outbox: &Outbox,
     order_id: &str,
 ) -> Result<Ticket, CookError> {
-    let mut transaction = store.begin().await?;
-    let mut ticket = store::ticket(&mut *transaction, order_id)
-        .await?
-        .ok_or_else(|| CookError::NoTicket(order_id.to_owned()))?;
-    let read_status = ticket.status;
-    domain::apply_cook_action(read_status, CookAction::Start).map_err(CookError::NotAllowed)?;
-    ticket.start_requested_at = Some(now_millis());
-    if !store::update_ticket(&mut transaction, &ticket, read_status).await? {
-        return Err(CookError::NotAllowed(format!(
-            "the ticket of order {order_id} changed meanwhile (cancelled, or another cook); look again"
-        )));
-    }
-    let event = ticket_event(COOKING_REQUESTED, &ticket)
-        .map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
-    outbox
-        .append(&mut transaction, KITCHEN_TOPIC, &event)
-        .await?;
-    transaction.commit().await?;
-    outbox.wake_relay();
-    Ok(ticket)
+    change_ticket(store, outbox, order_id, |mut ticket| {
+        domain::apply_cook_action(ticket.status, CookAction::Start)
+            .map_err(CookError::NotAllowed)?;
+        ticket.start_requested_at = Some(now_millis());
+        Ok((ticket, COOKING_REQUESTED))
+    })
+    .await
 }
 
 /// Finishes cooking an order's ticket, with its event, in one transaction.
 pub async fn finish(store: &Store, outbox: &Outbox, order_id: &str) -> Result<Ticket, CookError> {
+    change_ticket(store, outbox, order_id, |ticket| {
+        cooked(ticket, CookAction::Finish)
+    })
+    .await
+}
+
+/// Reads `order_id`'s ticket, changes it by `decide` (the changed ticket and its event's type), and saves both in
+/// one transaction.
+async fn change_ticket(
+    store: &Store,
+    outbox: &Outbox,
+    order_id: &str,
+    decide: impl FnOnce(Ticket) -> Result<(Ticket, &'static str), CookError>,
+) -> Result<Ticket, CookError> {
     let mut transaction = store.begin().await?;
-    let ticket = store::ticket(&mut *transaction, order_id)
+    let read = store::ticket(&mut *transaction, order_id)
         .await?
         .ok_or_else(|| CookError::NoTicket(order_id.to_owned()))?;
-    let ticket = step(&mut transaction, outbox, ticket, CookAction::Finish).await?;
+    let read_status = read.status;
+    let (ticket, event_type) = decide(read)?;
+    save_and_announce(&mut transaction, outbox, &ticket, read_status, event_type).await?;
     transaction.commit().await?;
     outbox.wake_relay();
     Ok(ticket)
 }
 
-/// Moves `ticket` by `action` with its event, in `transaction`, conditional on the status it was read in.
-async fn step(
-    transaction: &mut StoreTransaction,
-    outbox: &Outbox,
-    mut ticket: Ticket,
-    action: CookAction,
-) -> Result<Ticket, CookError> {
-    let read_status = ticket.status;
+/// `ticket` moved by a cook's `action`, and the type of the event that says so.
+fn cooked(mut ticket: Ticket, action: CookAction) -> Result<(Ticket, &'static str), CookError> {
     ticket.status =
-        domain::apply_cook_action(read_status, action).map_err(CookError::NotAllowed)?;
+        domain::apply_cook_action(ticket.status, action).map_err(CookError::NotAllowed)?;
     let event_type = match action {
         CookAction::Start => {
             ticket.started_at = Some(now_millis());
@@ -263,16 +265,27 @@ async fn step(
             COOKING_FINISHED
         }
     };
-    if !store::update_ticket(transaction, &ticket, read_status).await? {
+    Ok((ticket, event_type))
+}
+
+/// Saves a changed `ticket` with its event, conditional on the status it was read in.
+async fn save_and_announce(
+    transaction: &mut StoreTransaction,
+    outbox: &Outbox,
+    ticket: &Ticket,
+    read_status: TicketStatus,
+    event_type: &str,
+) -> Result<(), CookError> {
+    if !store::update_ticket(transaction, ticket, read_status).await? {
         return Err(CookError::NotAllowed(format!(
             "the ticket of order {} changed meanwhile (cancelled, or another cook); look again",
             ticket.order_id
         )));
     }
     let event =
-        ticket_event(event_type, &ticket).map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
+        ticket_event(event_type, ticket).map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
     outbox.append(transaction, KITCHEN_TOPIC, &event).await?;
-    Ok(ticket)
+    Ok(())
 }
 
 /// How long a request to start waits for the order service's answer before auto mode asks again (a request an

@@ -24,7 +24,7 @@ pub const IGNORED: &[&str] = &[
 /// Data of [`ORDER_DISPATCHED`] and [`ORDER_CLEARED`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct OrderDispatched {
+pub struct OrderMovedOn {
     /// The order.
     pub order_id: String,
     /// Who ordered.

@@ -6,7 +6,7 @@ use crate::domain::{self, MenuEntry, Order, OrderStatus};
 use crate::events::{
     COOKING_FINISHED, COOKING_REQUESTED, COOKING_STARTED, DELIVERED, DELIVERY_STARTED, IGNORED,
     KITCHEN_REJECTED, KitchenRejectedView, MENU_ITEM_UPDATED, MenuItemView, ORDER_CLEARED,
-    ORDER_DISPATCHED, ORDER_REJECTED, ORDERS_TOPIC, OrderDispatched, OrderEnded, TICKET_ACCEPTED,
+    ORDER_DISPATCHED, ORDER_REJECTED, ORDERS_TOPIC, OrderEnded, OrderMovedOn, TICKET_ACCEPTED,
 };
 use crate::store;
 use food_delivery_kit::events::{Event, EventHandler, HandlerError, Outbox, PoisonReason};
@@ -73,16 +73,7 @@ impl FollowOrders {
                 _ => return Ok(()),
             },
         };
-        let cleared = OrderDispatched {
-            order_id: order.order_id.clone(),
-            customer_id: order.customer_id.clone(),
-        };
-        let event = Event::new(ORDER_CLEARED, crate::SPEC.name, &order.order_id, &cleared)
-            .map_err(|error| HandlerError::Retry(error.to_string()))?;
-        self.outbox
-            .append(transaction, ORDERS_TOPIC, &event)
-            .await?;
-        Ok(())
+        announce_step(transaction, &self.outbox, ORDER_CLEARED, &order).await
     }
 
     /// The food is cooked: unless the order was cancelled first, it becomes READY and is handed to delivery
@@ -197,19 +188,25 @@ async fn hand_to_delivery(
     if !store::mark_dispatched(transaction, &order.order_id, now_millis()).await? {
         return Ok(false);
     }
-    let dispatched = OrderDispatched {
+    announce_step(transaction, outbox, ORDER_DISPATCHED, order).await?;
+    Ok(true)
+}
+
+/// Appends the event that tells the kitchen or delivery that `order` moved on (cleared to cook, handed to delivery).
+async fn announce_step(
+    transaction: &mut StoreTransaction,
+    outbox: &Outbox,
+    event_type: &str,
+    order: &Order,
+) -> Result<(), HandlerError> {
+    let data = OrderMovedOn {
         order_id: order.order_id.clone(),
         customer_id: order.customer_id.clone(),
     };
-    let event = Event::new(
-        ORDER_DISPATCHED,
-        crate::SPEC.name,
-        &order.order_id,
-        &dispatched,
-    )
-    .map_err(|error| HandlerError::Retry(error.to_string()))?;
+    let event = Event::new(event_type, crate::SPEC.name, &order.order_id, &data)
+        .map_err(|error| HandlerError::Retry(error.to_string()))?;
     outbox.append(transaction, ORDERS_TOPIC, &event).await?;
-    Ok(true)
+    Ok(())
 }
 
 /// Hands to delivery the READY orders an earlier version left without OrderDispatched (it let delivery follow the
