@@ -2,17 +2,13 @@
 //! child edited or deleted by hand is healed; per-object exponential backoff; a Lease so only one replica
 //! reconciles; `/healthz`, `/readyz` and `/metrics`.
 
+use crate::build::kinds::{KindVisitor, OwnedKind, for_each_owned_kind};
 use crate::build::metadata::{MANAGER, label};
 use crate::leader::{Elector, LeaseSettings};
 use crate::reconcile::children::ChildCaches;
 use crate::reconcile::{self, Context, ReconcileError};
 use crate::resource::FoodDeliveryApp;
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service, ServiceAccount};
-use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -292,6 +288,34 @@ where
     })
 }
 
+/// Adds the cached watch of every owned kind to the controller (see `build::kinds`).
+struct OwnedWatches<'client> {
+    client: &'client Client,
+    namespace: Option<&'client str>,
+    config: watcher::Config,
+    caches: ChildCaches,
+    /// Each kind's watch, as the step that adds it to the controller (each kind's stream has its own type).
+    added: Vec<AddWatch>,
+}
+
+/// Adds one kind's watch to the controller.
+type AddWatch = Box<dyn FnOnce(Controller<DynamicObject>) -> Controller<DynamicObject> + Send>;
+
+impl KindVisitor for OwnedWatches<'_> {
+    fn visit<K: OwnedKind>(&mut self) {
+        let api = owned::<K>(self.client, self.namespace);
+        let config = self.config.clone();
+        let caches = &mut self.caches;
+        self.added.push(if K::STATUS_TRIGGERS_RECONCILE {
+            let stream = cached_watch(api, config, caches, every_change);
+            Box::new(move |controller| controller.owns_stream(stream))
+        } else {
+            let stream = cached_watch(api, config, caches, spec_changes_only());
+            Box::new(move |controller| controller.owns_stream(stream))
+        });
+    }
+}
+
 fn owned<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
@@ -396,61 +420,15 @@ pub async fn run_with(client: Client, options: RunOptions) -> Result<(), RunErro
     let namespace = options.namespace.as_deref();
     let resource = ApiResource::erase::<FoodDeliveryApp>(&());
     let children = watcher::Config::default().labels(&format!("{}={MANAGER}", label::MANAGED_BY));
-    let mut caches = ChildCaches::default();
-    let deployments = cached_watch(
-        owned::<Deployment>(&client, namespace),
-        children.clone(),
-        &mut caches,
-        every_change,
-    );
-    let services = cached_watch(
-        owned::<Service>(&client, namespace),
-        children.clone(),
-        &mut caches,
-        every_change,
-    );
-    let config_maps = cached_watch(
-        owned::<ConfigMap>(&client, namespace),
-        children.clone(),
-        &mut caches,
-        every_change,
-    );
-    let autoscalers = cached_watch(
-        owned::<HorizontalPodAutoscaler>(&client, namespace),
-        children.clone(),
-        &mut caches,
-        spec_changes_only(),
-    );
-    let budgets = cached_watch(
-        owned::<PodDisruptionBudget>(&client, namespace),
-        children.clone(),
-        &mut caches,
-        spec_changes_only(),
-    );
-    let policies = cached_watch(
-        owned::<NetworkPolicy>(&client, namespace),
-        children.clone(),
-        &mut caches,
-        every_change,
-    );
-    let ingresses = cached_watch(
-        owned::<Ingress>(&client, namespace),
-        children.clone(),
-        &mut caches,
-        every_change,
-    );
-    let accounts = cached_watch(
-        owned::<ServiceAccount>(&client, namespace),
-        children.clone(),
-        &mut caches,
-        every_change,
-    );
-    let claims = cached_watch(
-        owned::<PersistentVolumeClaim>(&client, namespace),
-        children,
-        &mut caches,
-        every_change,
-    );
+    let mut watches = OwnedWatches {
+        client: &client,
+        namespace,
+        config: children,
+        caches: ChildCaches::default(),
+        added: Vec::new(),
+    };
+    for_each_owned_kind(&mut watches);
+    let OwnedWatches { caches, added, .. } = watches;
     let operator = Arc::new(Operator {
         context: Arc::new(Context {
             client: client.clone(),
@@ -471,16 +449,12 @@ pub async fn run_with(client: Client, options: RunOptions) -> Result<(), RunErro
         Some(namespace) => Api::namespaced_with(client.clone(), namespace, &resource),
         None => Api::all_with(client.clone(), &resource),
     };
-    let controller = Controller::new_with(apps, watcher::Config::default(), resource)
-        .owns_stream(deployments)
-        .owns_stream(services)
-        .owns_stream(config_maps)
-        .owns_stream(autoscalers)
-        .owns_stream(budgets)
-        .owns_stream(policies)
-        .owns_stream(ingresses)
-        .owns_stream(accounts)
-        .owns_stream(claims)
+    let controller = added
+        .into_iter()
+        .fold(
+            Controller::new_with(apps, watcher::Config::default(), resource),
+            |controller, add| add(controller),
+        )
         // Bounded: a thousand apps changing at once must not send a thousand reconciles' requests together; a
         // burst of events for one app (a rollout touching every child) collapses into one reconcile.
         .with_config(
@@ -523,6 +497,8 @@ pub async fn run_with(client: Client, options: RunOptions) -> Result<(), RunErro
 mod tests {
     use super::*;
     use crate::reconcile::fake_api::FakeApi;
+    use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+    use k8s_openapi::api::core::v1::ConfigMap;
     use serde_json::json;
 
     /// The minimal example as the API server stores it, at generation 1.

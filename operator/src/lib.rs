@@ -7,6 +7,7 @@ pub mod leader;
 pub mod rbac;
 pub mod reconcile;
 pub mod resource;
+pub mod rules;
 pub mod server_rules;
 pub mod validate;
 

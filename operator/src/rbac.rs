@@ -1,16 +1,11 @@
 //! The permissions the operator uses, derived from the kinds it applies, watches and prunes: the Helm chart's
 //! ClusterRole must grant exactly these (a test compares them).
 
+use crate::build::kinds::{KindVisitor, OwnedKind, for_each_owned_kind};
 use crate::resource::FoodDeliveryApp;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{
-    ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount,
-};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Resource;
 use std::collections::BTreeSet;
 
@@ -38,18 +33,18 @@ const CHILD_VERBS: [&str; 6] = ["create", "delete", "get", "list", "patch", "wat
 
 /// Every permission the controller needs, sorted by group and resource.
 pub fn required() -> Vec<Permission> {
-    let mut permissions = vec![
+    struct Children(Vec<Permission>);
+    impl KindVisitor for Children {
+        fn visit<K: OwnedKind>(&mut self) {
+            self.0.push(permission::<K>("", &CHILD_VERBS));
+        }
+    }
+    let mut children = Children(Vec::new());
+    for_each_owned_kind(&mut children);
+    let mut permissions = children.0;
+    permissions.extend([
         permission::<FoodDeliveryApp>("", &["get", "list", "watch"]),
         permission::<FoodDeliveryApp>("/status", &["patch"]),
-        permission::<Deployment>("", &CHILD_VERBS),
-        permission::<Service>("", &CHILD_VERBS),
-        permission::<ConfigMap>("", &CHILD_VERBS),
-        permission::<ServiceAccount>("", &CHILD_VERBS),
-        permission::<PersistentVolumeClaim>("", &CHILD_VERBS),
-        permission::<HorizontalPodAutoscaler>("", &CHILD_VERBS),
-        permission::<PodDisruptionBudget>("", &CHILD_VERBS),
-        permission::<NetworkPolicy>("", &CHILD_VERBS),
-        permission::<Ingress>("", &CHILD_VERBS),
         // Dereference: the database Secrets must exist (their values are never read by the operator's logic); the
         // internal credential's Secret is created once.
         permission::<Secret>("", &["create", "get"]),
@@ -57,7 +52,7 @@ pub fn required() -> Vec<Permission> {
         permission::<Event>("", &["create", "patch"]),
         // Leader election.
         permission::<Lease>("", &["create", "get", "update"]),
-    ];
+    ]);
     permissions.sort();
     permissions
 }

@@ -2,20 +2,13 @@
 //! `kubectl explain` shows. Cross-field rules are CEL in the CRD (the API server rejects a bad spec with the
 //! message) and the same rules are evaluated client-side by `render` (see `validate`).
 
+use food_delivery_contract::Component;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-/// The components this project ships, in the order they are listed everywhere.
-pub use food_delivery_contract::SERVICES as COMPONENT_NAMES;
-
-/// Components that keep data (all but the gateway) and so have a database backend.
-pub const STATEFUL_COMPONENTS: [&str; 7] = [
-    "customer", "order", "payment", "kitchen", "delivery", "mypage", "stamp",
-];
 
 /// A food-delivery platform: its image, its Kafka, its databases, and how each component runs.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -36,13 +29,13 @@ pub const STATEFUL_COMPONENTS: [&str; 7] = [
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = crate::validate::sqlite_rule("customer"),
-    validation = crate::validate::sqlite_rule("order"),
-    validation = crate::validate::sqlite_rule("payment"),
-    validation = crate::validate::sqlite_rule("kitchen"),
-    validation = crate::validate::sqlite_rule("delivery"),
-    validation = crate::validate::sqlite_rule("mypage"),
-    validation = crate::validate::sqlite_rule("stamp"),
+    validation = crate::rules::sqlite_rule(Component::Customer),
+    validation = crate::rules::sqlite_rule(Component::Order),
+    validation = crate::rules::sqlite_rule(Component::Payment),
+    validation = crate::rules::sqlite_rule(Component::Kitchen),
+    validation = crate::rules::sqlite_rule(Component::Delivery),
+    validation = crate::rules::sqlite_rule(Component::Mypage),
+    validation = crate::rules::sqlite_rule(Component::Stamp),
 )]
 pub struct FoodDeliveryAppSpec {
     /// The container image every component runs (one image, `food-delivery serve <component>`).
@@ -285,31 +278,31 @@ pub struct Components {
     pub gateway: Option<GatewayComponent>,
     /// Customers: register, read, update, delete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub customer: Option<Component>,
+    pub customer: Option<ComponentSpec>,
     /// Orders: places an order once its payment is authorized; the saga's hub.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order: Option<OrderComponent>,
     /// Payments: authorizes and refunds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub payment: Option<Component>,
+    pub payment: Option<ComponentSpec>,
     /// Kitchen: menu, stock and tickets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kitchen: Option<Component>,
+    pub kitchen: Option<ComponentSpec>,
     /// Delivery: riders and deliveries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delivery: Option<Component>,
+    pub delivery: Option<ComponentSpec>,
     /// My page: the read side (order timelines, customer history).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mypage: Option<Component>,
+    pub mypage: Option<ComponentSpec>,
     /// Stamps: loyalty stamps per customer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stamp: Option<Component>,
+    pub stamp: Option<ComponentSpec>,
 }
 
 /// How one component runs.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
-pub struct Component {
+pub struct ComponentSpec {
     /// Whether it runs. Default: true. Disabling removes its objects (its volumes follow volumeRetention).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
@@ -338,7 +331,7 @@ pub struct Component {
 pub struct GatewayComponent {
     /// How the gateway runs.
     #[serde(flatten)]
-    pub component: Component,
+    pub component: ComponentSpec,
     /// How clients reach it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expose: Option<ExposeSpec>,
@@ -393,7 +386,7 @@ pub struct IngressSpec {
 pub struct OrderComponent {
     /// How the order component runs.
     #[serde(flatten)]
-    pub component: Component,
+    pub component: ComponentSpec,
     /// Deadline, concurrency limit and circuit breaker around the call to payment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub circuit_breaker: Option<CircuitBreakerSpec>,
@@ -428,7 +421,7 @@ pub struct CircuitBreakerSpec {
 /// Rolling updates.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = crate::validate::rollout_rule())]
+#[x_kube(validation = crate::rules::rollout_rule())]
 pub struct RolloutSpec {
     /// Extra pods during a rollout, a number or a percentage. Default: 25%.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -3,53 +3,12 @@
 //!
 //! 1. The shape: the CRD's own OpenAPI schema (types, required fields, enums, patterns, ranges), strict about
 //!    unknown fields as `kubectl apply` is by default;
-//! 2. the CEL rules the CRD carries (built here, so the CRD and this check share one text), with kube's CEL
+//! 2. the CEL rules the CRD carries (built in `rules`, so the CRD and this check share one text), with kube's CEL
 //!    interpreter.
 
 use crate::resource::FoodDeliveryApp;
 use kube::CustomResourceExt;
-use kube::core::{Message, Rule};
 use serde_json::Value;
-
-/// The rule that keeps a component on SQLite at one replica without autoscaling: SQLite lives on a
-/// ReadWriteOnce volume that only one pod can use. A component that chooses SQLite for itself ignores the
-/// defaults' replicas and autoscaling (they are for the components that can scale); one that inherits the app's
-/// SQLite must not be scaled by the defaults either.
-pub fn sqlite_rule(component: &str) -> Rule {
-    let this = format!("self.components.{component}");
-    let listed = format!("has(self.components.{component})");
-    let disabled = format!("({listed} && has({this}.enabled) && !{this}.enabled)");
-    let own_database = format!("({listed} && has({this}.database))");
-    let own_sqlite_single = format!(
-        "(!has({this}.database.sqlite) || ((has({this}.replicas) ? {this}.replicas : 1) <= 1 && !has({this}.autoscaling)))"
-    );
-    let replicas = format!(
-        "({listed} && has({this}.replicas) ? {this}.replicas : (has(self.defaults) && has(self.defaults.replicas) ? self.defaults.replicas : 1))"
-    );
-    let autoscaled = format!(
-        "(({listed} && has({this}.autoscaling)) || (has(self.defaults) && has(self.defaults.autoscaling)))"
-    );
-    let app_sqlite_single =
-        format!("(!has(self.database.sqlite) || ({replicas} <= 1 && !{autoscaled}))");
-    Rule::new(format!(
-        "{disabled} || ({own_database} ? {own_sqlite_single} : {app_sqlite_single})"
-    ))
-    .message(Message::Message(format!(
-        "components.{component}: SQLite (a ReadWriteOnce volume) allows one replica and no autoscaling; use postgres to scale"
-    )))
-}
-
-/// The rule the API server applies to a Deployment's rolling update: maxSurge and maxUnavailable cannot both be
-/// zero (no pod could ever be replaced).
-pub fn rollout_rule() -> Rule {
-    let zero = |field: &str| format!("(has(self.{field}) && self.{field}.matches('^0+%?$'))");
-    Rule::new(format!(
-        "!({} && (!has(self.maxUnavailable) || {}))",
-        zero("maxSurge"),
-        zero("maxUnavailable")
-    ))
-    .message("rollout: maxSurge and maxUnavailable cannot both be 0")
-}
 
 /// One thing wrong with an app, with the field it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,6 +12,7 @@
 use food_delivery_operator::controller::{RunOptions, run_with};
 use food_delivery_operator::leader::LeaseSettings;
 use food_delivery_operator::resource::FoodDeliveryApp;
+use food_delivery_testkit::eventually_every;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolumeClaim, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -20,9 +21,11 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(600);
+/// How often a wait asks the cluster again: a real API server, shared with the controller under test.
+const POLL: Duration = Duration::from_secs(2);
 
 async fn cluster() -> Option<Client> {
     let Some(path) = std::env::var_os("FOOD_DELIVERY_E2E_KUBECONFIG") else {
@@ -37,17 +40,6 @@ async fn cluster() -> Option<Client> {
         .await
         .expect("a usable kubeconfig");
     Some(Client::try_from(config).expect("a client"))
-}
-
-async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(found) = probe().await {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
 }
 
 /// Every child's `food-delivery-operator` managedFields entry (kind/name -> fields and time).
@@ -156,7 +148,7 @@ async fn the_minimal_example_becomes_ready_heals_a_deleted_service_and_rolls_on_
     apps.patch("minimal", &apply, &Patch::Apply(&manifest))
         .await
         .unwrap();
-    eventually("the app to be Ready", async || {
+    eventually_every(POLL, WAIT, "the app to be Ready", async || {
         apps.get("minimal").await.ok().filter(is_ready)
     })
     .await;
@@ -167,7 +159,7 @@ async fn the_minimal_example_becomes_ready_heals_a_deleted_service_and_rolls_on_
         .delete("minimal-order", &DeleteParams::default())
         .await
         .unwrap();
-    eventually("the Service to come back", async || {
+    eventually_every(POLL, WAIT, "the Service to come back", async || {
         services.get_opt("minimal-order").await.ok().flatten()
     })
     .await;
@@ -184,7 +176,7 @@ async fn the_minimal_example_becomes_ready_heals_a_deleted_service_and_rolls_on_
     apps.patch("minimal", &apply, &Patch::Apply(&manifest))
         .await
         .unwrap();
-    eventually("the order pods to roll", async || {
+    eventually_every(POLL, WAIT, "the order pods to roll", async || {
         let deployment = deployments.get("minimal-order").await.ok()?;
         let status = deployment.status.clone()?;
         (deployment.metadata.generation > generation_before
@@ -193,7 +185,7 @@ async fn the_minimal_example_becomes_ready_heals_a_deleted_service_and_rolls_on_
             .then_some(())
     })
     .await;
-    eventually("Ready again", async || {
+    eventually_every(POLL, WAIT, "Ready again", async || {
         apps.get("minimal").await.ok().filter(is_ready)
     })
     .await;
@@ -229,7 +221,7 @@ async fn the_minimal_example_becomes_ready_heals_a_deleted_service_and_rolls_on_
     apps.delete("minimal", &DeleteParams::background())
         .await
         .unwrap();
-    eventually("the Deployments to be collected", async || {
+    eventually_every(POLL, WAIT, "the Deployments to be collected", async || {
         deployments
             .list(&Default::default())
             .await

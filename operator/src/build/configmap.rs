@@ -18,13 +18,17 @@ pub const REVISIONS_KEPT: usize = 5;
 /// The name of a component's ConfigMap: `<app>-<component>-<first 10 digits of its settings' fingerprint>`.
 pub fn config_map_name(app: &AppIdentity, component: &ComponentPlan) -> String {
     let hash = config_hash(component);
-    format!("{}-{}", app.object_name(component.name), &hash[..10])
+    format!("{}-{}", app.object_name(component.component), &hash[..10])
 }
 
 /// The component's ConfigMap.
 pub fn build_config_map(app: &AppIdentity, component: &ComponentPlan) -> ConfigMap {
     ConfigMap {
-        metadata: app.metadata(config_map_name(app, component), Some(component.name), true),
+        metadata: app.metadata(
+            config_map_name(app, component),
+            Some(component.component),
+            true,
+        ),
         data: Some(component.settings.clone()),
         immutable: Some(true),
         ..ConfigMap::default()
@@ -96,11 +100,15 @@ pub fn config_hash(component: &ComponentPlan) -> String {
 mod tests {
     use super::*;
     use crate::build::tests::{identity, plan_of};
+    use food_delivery_contract::Component;
 
     #[test]
     fn a_long_payment_timeout_lengthens_every_deadline_around_the_payment_call() {
         let settings_of = |plans: &[crate::build::plan::ComponentPlan], name: &str| {
-            let component = plans.iter().find(|plan| plan.name == name).unwrap();
+            let component = plans
+                .iter()
+                .find(|plan| plan.component.name() == name)
+                .unwrap();
             build_config_map(&identity(), component).data.unwrap()
         };
         let short = plan_of("components: {order: {circuitBreaker: {timeoutMs: 610}}}");
@@ -133,7 +141,10 @@ mod tests {
         let plans = plan_of(
             "components: {order: {config: {LOG_LEVEL: debug}, circuitBreaker: {timeoutMs: 610}}}\nconfig: {LOG_LEVEL: warn, FEATURE: x}",
         );
-        let order = plans.iter().find(|plan| plan.name == "order").unwrap();
+        let order = plans
+            .iter()
+            .find(|plan| plan.component == Component::Order)
+            .unwrap();
         let data = build_config_map(&identity(), order).data.unwrap();
         assert_eq!(data["PAYMENT_URL"], "http://shop-payment:8080");
         assert_eq!(data["PAYMENT_TIMEOUT_MS"], "610");
@@ -144,7 +155,10 @@ mod tests {
             "the component's own setting wins"
         );
         assert_eq!(data["FEATURE"], "x");
-        let gateway = plans.iter().find(|plan| plan.name == "gateway").unwrap();
+        let gateway = plans
+            .iter()
+            .find(|plan| plan.component == Component::Gateway)
+            .unwrap();
         let routes = &build_config_map(&identity(), gateway).data.unwrap()["GATEWAY_ROUTES"];
         assert!(
             routes.starts_with("customers=http://shop-customer:8080,orders=http://shop-order:8080"),

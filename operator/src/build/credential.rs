@@ -18,10 +18,10 @@ pub fn secret_name(app: &AppIdentity) -> String {
 
 /// Whether a component gets the credential: it owns an internal write, or calls one.
 pub fn needs_credential(component: &ComponentPlan) -> bool {
-    let owns_internal_write = RESOURCE_OWNERS
-        .iter()
-        .any(|(resource, owner)| *owner == component.name && INTERNAL_WRITES.contains(resource));
-    owns_internal_write || INTERNAL_CALLERS.contains(&component.name)
+    let owns_internal_write = RESOURCE_OWNERS.iter().any(|(resource, owner)| {
+        *owner == component.component && INTERNAL_WRITES.contains(resource)
+    });
+    owns_internal_write || INTERNAL_CALLERS.contains(&component.component)
 }
 
 /// The Secret holding `token`.
@@ -45,7 +45,7 @@ mod tests {
         let with: Vec<&str> = plans
             .iter()
             .filter(|plan| needs_credential(plan))
-            .map(|plan| plan.name)
+            .map(|plan| plan.component.name())
             .collect();
         assert_eq!(with, ["order", "payment"]);
     }

@@ -15,7 +15,7 @@ use super::plan::{ComponentPlan, Storage};
 use super::pvc::{data_claim_name, log_claim_name};
 use super::quantity;
 use crate::resource::{AccessMode, FoodDeliveryAppSpec, PullPolicy};
-use food_delivery_contract::{self as contract, env};
+use food_delivery_contract::{self as contract, Component, env};
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
@@ -114,11 +114,14 @@ fn environment(app: &AppIdentity, component: &ComponentPlan, logs: bool) -> Vec<
             });
             // Its own schema, so components sharing one database (one Secret for the app) keep their tables,
             // migrations, outbox, inbox and relay lease apart.
-            variables.push(env_value(env::DATABASE_SCHEMA, component.name.to_string()));
+            variables.push(env_value(
+                env::DATABASE_SCHEMA,
+                component.component.to_string(),
+            ));
         }
         Storage::Sqlite { .. } => variables.push(env_value(
             env::DATABASE_URL,
-            format!("sqlite://{DATA_PATH}/{}.db", component.name),
+            format!("sqlite://{DATA_PATH}/{}.db", component.component),
         )),
         Storage::None => {}
     }
@@ -195,7 +198,7 @@ fn volumes(
         ..Volume::default()
     };
     if matches!(component.storage, Storage::Sqlite { .. }) {
-        volumes.push(claim("data", data_claim_name(app, component.name)));
+        volumes.push(claim("data", data_claim_name(app, component.component)));
         mounts.push(VolumeMount {
             name: "data".to_owned(),
             mount_path: DATA_PATH.to_owned(),
@@ -213,7 +216,7 @@ fn volumes(
     (volumes, mounts)
 }
 
-fn spread(app: &AppIdentity, component: &str) -> Vec<TopologySpreadConstraint> {
+fn spread(app: &AppIdentity, component: Component) -> Vec<TopologySpreadConstraint> {
     ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
         .into_iter()
         .map(|key| TopologySpreadConstraint {
@@ -291,7 +294,7 @@ pub fn build_deployment(
         .is_some_and(|logging| logging.persistence.is_some());
     let (volumes, volume_mounts) = volumes(app, component, logs);
     let container = Container {
-        name: component.name.to_owned(),
+        name: component.component.name().to_owned(),
         image: Some(image_of(spec)),
         image_pull_policy: spec.image.pull_policy.map(|policy| {
             match policy {
@@ -301,7 +304,10 @@ pub fn build_deployment(
             }
             .to_owned()
         }),
-        args: Some(vec!["serve".to_owned(), component.name.to_owned()]),
+        args: Some(vec![
+            "serve".to_owned(),
+            component.component.name().to_owned(),
+        ]),
         ports: Some(vec![ContainerPort {
             name: Some("http".to_owned()),
             container_port: i32::from(contract::HTTP_PORT),
@@ -347,8 +353,8 @@ pub fn build_deployment(
         volume_mounts: Some(volume_mounts),
         ..Container::default()
     };
-    let mut template_labels = app.labels(Some(component.name));
-    template_labels.extend(app.selector(component.name));
+    let mut template_labels = app.labels(Some(component.component));
+    template_labels.extend(app.selector(component.component));
     let pod = PodSpec {
         service_account_name: Some(app.name.clone()),
         automount_service_account_token: Some(false),
@@ -372,18 +378,22 @@ pub fn build_deployment(
                 .map(|name| LocalObjectReference { name: name.clone() })
                 .collect()
         }),
-        topology_spread_constraints: Some(spread(app, component.name)),
+        topology_spread_constraints: Some(spread(app, component.component)),
         affinity: next_to_the_log_volume(app, spec),
         containers: vec![container],
         volumes: Some(volumes),
         ..PodSpec::default()
     };
     Deployment {
-        metadata: app.metadata(app.object_name(component.name), Some(component.name), true),
+        metadata: app.metadata(
+            app.object_name(component.component),
+            Some(component.component),
+            true,
+        ),
         spec: Some(DeploymentSpec {
             replicas: component.replicas,
             selector: LabelSelector {
-                match_labels: Some(app.selector(component.name)),
+                match_labels: Some(app.selector(component.component)),
                 ..LabelSelector::default()
             },
             strategy: Some(strategy(spec, component)),
@@ -423,7 +433,10 @@ mod tests {
         let app = app_with(database, spec_extra);
         let identity = AppIdentity::of(&app);
         let plans = plan::plan("shop", &app.spec);
-        let component = plans.iter().find(|plan| plan.name == component).unwrap();
+        let component = plans
+            .iter()
+            .find(|plan| plan.component.name() == component)
+            .unwrap();
         build_deployment(&identity, &app.spec, component)
     }
 

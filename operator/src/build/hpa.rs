@@ -16,9 +16,9 @@ pub fn build_autoscaler(
     component: &ComponentPlan,
 ) -> Option<HorizontalPodAutoscaler> {
     let autoscaling = component.autoscaling?;
-    let name = app.object_name(component.name);
+    let name = app.object_name(component.component);
     Some(HorizontalPodAutoscaler {
-        metadata: app.metadata(name.clone(), Some(component.name), true),
+        metadata: app.metadata(name.clone(), Some(component.component), true),
         spec: Some(HorizontalPodAutoscalerSpec {
             scale_target_ref: CrossVersionObjectReference {
                 api_version: Some("apps/v1".to_owned()),
@@ -61,13 +61,17 @@ pub fn build_autoscaler(
 mod tests {
     use super::*;
     use crate::build::tests::{identity, plan_of_postgres};
+    use food_delivery_contract::Component;
 
     #[test]
     fn autoscaled_components_get_an_hpa_with_gentle_scale_down() {
         let plans = plan_of_postgres(
             "components: {order: {autoscaling: {minReplicas: 3, maxReplicas: 9, targetCPUUtilizationPercentage: 60}}}",
         );
-        let order = plans.iter().find(|plan| plan.name == "order").unwrap();
+        let order = plans
+            .iter()
+            .find(|plan| plan.component == Component::Order)
+            .unwrap();
         let spec = build_autoscaler(&identity(), order).unwrap().spec.unwrap();
         assert_eq!((spec.min_replicas, spec.max_replicas), (Some(3), 9));
         assert_eq!(spec.scale_target_ref.name, "shop-order");
@@ -75,7 +79,10 @@ mod tests {
         assert_eq!(metric.target.average_utilization, Some(60));
         let down = spec.behavior.unwrap().scale_down.unwrap();
         assert_eq!(down.stabilization_window_seconds, Some(300));
-        let kitchen = plans.iter().find(|plan| plan.name == "kitchen").unwrap();
+        let kitchen = plans
+            .iter()
+            .find(|plan| plan.component == Component::Kitchen)
+            .unwrap();
         assert!(build_autoscaler(&identity(), kitchen).is_none());
     }
 }

@@ -2,6 +2,7 @@
 
 use super::metadata::AppIdentity;
 use super::plan::ComponentPlan;
+use food_delivery_contract::Component;
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
     IngressServiceBackend, IngressSpec, IngressTLS, ServiceBackendPort,
@@ -12,7 +13,7 @@ pub fn build_ingress(app: &AppIdentity, gateway: &ComponentPlan) -> Option<Ingre
     let ingress = gateway.expose.as_ref()?.ingress.as_ref()?;
     let backend = IngressBackend {
         service: Some(IngressServiceBackend {
-            name: app.object_name("gateway"),
+            name: app.object_name(Component::Gateway),
             port: Some(ServiceBackendPort {
                 name: Some("http".to_owned()),
                 number: None,
@@ -21,7 +22,11 @@ pub fn build_ingress(app: &AppIdentity, gateway: &ComponentPlan) -> Option<Ingre
         ..IngressBackend::default()
     };
     Some(Ingress {
-        metadata: app.metadata(app.object_name("gateway"), Some("gateway"), true),
+        metadata: app.metadata(
+            app.object_name(Component::Gateway),
+            Some(Component::Gateway),
+            true,
+        ),
         spec: Some(IngressSpec {
             ingress_class_name: ingress.class_name.clone(),
             rules: Some(vec![IngressRule {

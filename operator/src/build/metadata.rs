@@ -3,6 +3,7 @@
 //! Deployment's selector cannot change.
 
 use crate::resource::FoodDeliveryApp;
+use food_delivery_contract::Component;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
 use std::collections::BTreeMap;
@@ -65,15 +66,15 @@ impl AppIdentity {
     }
 
     /// `<app>-<component>`: the name of a component's Deployment, Service, ConfigMap, HPA and PDB.
-    pub fn object_name(&self, component: &str) -> String {
+    pub fn object_name(&self, component: Component) -> String {
         format!("{}-{component}", self.name)
     }
 
     /// What selects a component's pods: instance and component, nothing else.
-    pub fn selector(&self, component: &str) -> BTreeMap<String, String> {
+    pub fn selector(&self, component: Component) -> BTreeMap<String, String> {
         BTreeMap::from([
             (label::INSTANCE.to_owned(), self.name.clone()),
-            (label::COMPONENT.to_owned(), component.to_owned()),
+            (label::COMPONENT.to_owned(), component.name().to_owned()),
         ])
     }
 
@@ -83,7 +84,7 @@ impl AppIdentity {
     }
 
     /// The full label set of an object (of a component, or of the whole app).
-    pub fn labels(&self, component: Option<&str>) -> BTreeMap<String, String> {
+    pub fn labels(&self, component: Option<Component>) -> BTreeMap<String, String> {
         let mut labels = BTreeMap::from([
             (label::NAME.to_owned(), "food-delivery".to_owned()),
             (label::INSTANCE.to_owned(), self.name.clone()),
@@ -92,14 +93,14 @@ impl AppIdentity {
             (label::VERSION.to_owned(), self.version.clone()),
         ]);
         if let Some(component) = component {
-            labels.insert(label::COMPONENT.to_owned(), component.to_owned());
+            labels.insert(label::COMPONENT.to_owned(), component.name().to_owned());
         }
         labels
     }
 
     /// Metadata of an object called `name`; owned objects are garbage-collected with the app. Objects carry the
     /// project's own app label besides the recommended set (pods do not: adding it would restart them all).
-    pub fn metadata(&self, name: String, component: Option<&str>, owned: bool) -> ObjectMeta {
+    pub fn metadata(&self, name: String, component: Option<Component>, owned: bool) -> ObjectMeta {
         let mut labels = self.labels(component);
         labels.insert(label::APP.to_owned(), self.name.clone());
         ObjectMeta {

@@ -7,6 +7,7 @@ pub mod credential;
 pub mod deployment;
 pub mod hpa;
 pub mod ingress;
+pub mod kinds;
 pub mod metadata;
 pub mod networkpolicy;
 pub mod pdb;
@@ -17,6 +18,7 @@ pub mod service;
 pub mod serviceaccount;
 
 use crate::resource::FoodDeliveryApp;
+use food_delivery_contract::Component;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service, ServiceAccount};
@@ -100,7 +102,7 @@ pub fn build_planned(app: &FoodDeliveryApp, plans: &[plan::ComponentPlan]) -> Ch
             .collect(),
         ingresses: plans
             .iter()
-            .filter(|component| component.name == "gateway")
+            .filter(|component| component.component == Component::Gateway)
             .filter_map(|gateway| ingress::build_ingress(&identity, gateway))
             .collect(),
     }

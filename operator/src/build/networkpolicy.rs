@@ -5,6 +5,7 @@
 
 use super::metadata::AppIdentity;
 use crate::resource::{FoodDeliveryAppSpec, PortNumber};
+use food_delivery_contract::Component;
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
     NetworkPolicyPort, NetworkPolicySpec,
@@ -137,15 +138,19 @@ pub fn build_gateway_network_policy(
         .network_policy
         .as_ref()
         .is_some_and(|policy| policy.enabled)
-        || !super::plan::is_enabled(spec, "gateway")
+        || !super::plan::is_enabled(spec, Component::Gateway)
     {
         return None;
     }
     Some(NetworkPolicy {
-        metadata: app.metadata(app.object_name("gateway"), Some("gateway"), true),
+        metadata: app.metadata(
+            app.object_name(Component::Gateway),
+            Some(Component::Gateway),
+            true,
+        ),
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(LabelSelector {
-                match_labels: Some(app.selector("gateway")),
+                match_labels: Some(app.selector(Component::Gateway)),
                 ..LabelSelector::default()
             }),
             policy_types: Some(vec!["Ingress".to_owned()]),
@@ -200,7 +205,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             gateway.pod_selector.unwrap().match_labels.unwrap(),
-            identity().selector("gateway")
+            identity().selector(Component::Gateway)
         );
         assert!(
             gateway.ingress.unwrap()[0].from.is_none(),

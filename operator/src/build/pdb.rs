@@ -14,11 +14,15 @@ pub fn build_disruption_budget(
     component: &ComponentPlan,
 ) -> Option<PodDisruptionBudget> {
     (component.minimum_replicas() >= 2).then(|| PodDisruptionBudget {
-        metadata: app.metadata(app.object_name(component.name), Some(component.name), true),
+        metadata: app.metadata(
+            app.object_name(component.component),
+            Some(component.component),
+            true,
+        ),
         spec: Some(PodDisruptionBudgetSpec {
             max_unavailable: Some(IntOrString::Int(1)),
             selector: Some(LabelSelector {
-                match_labels: Some(app.selector(component.name)),
+                match_labels: Some(app.selector(component.component)),
                 ..LabelSelector::default()
             }),
             unhealthy_pod_eviction_policy: Some("AlwaysAllow".to_owned()),
@@ -41,7 +45,10 @@ mod tests {
         let budget = |name: &str| {
             build_disruption_budget(
                 &identity(),
-                plans.iter().find(|plan| plan.name == name).unwrap(),
+                plans
+                    .iter()
+                    .find(|plan| plan.component.name() == name)
+                    .unwrap(),
             )
         };
         assert!(budget("order").is_some());

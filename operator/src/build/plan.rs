@@ -2,10 +2,10 @@
 //! build module reads this, so a rule (say, "SQLite means one replica") is decided once.
 
 use crate::resource::{
-    AutoscalingSpec, CircuitBreakerSpec, Component, DatabaseSpec, ExposeSpec, FoodDeliveryAppSpec,
-    ResourcesSpec, SecretKeyRef, VolumeRetention,
+    AutoscalingSpec, CircuitBreakerSpec, ComponentSpec, DatabaseSpec, ExposeSpec,
+    FoodDeliveryAppSpec, ResourcesSpec, SecretKeyRef, VolumeRetention,
 };
-use food_delivery_contract::{deadlines, env};
+use food_delivery_contract::{Component, deadlines, env};
 use std::collections::BTreeMap;
 
 /// Default CPU request.
@@ -58,8 +58,8 @@ pub struct Resources {
 /// One enabled component, ready to build.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ComponentPlan {
-    /// The component, e.g. `order`.
-    pub name: &'static str,
+    /// The component.
+    pub component: Component,
     /// Replicas when not autoscaled; `None` when an HPA owns the count.
     pub replicas: Option<i32>,
     /// Autoscaling, when set.
@@ -93,21 +93,20 @@ impl ComponentPlan {
 }
 
 /// A component's own settings, whichever kind it is.
-fn component_of<'spec>(spec: &'spec FoodDeliveryAppSpec, name: &str) -> Option<&'spec Component> {
+fn component_of(spec: &FoodDeliveryAppSpec, component: Component) -> Option<&ComponentSpec> {
     let components = &spec.components;
-    match name {
-        "gateway" => components
+    match component {
+        Component::Gateway => components
             .gateway
             .as_ref()
             .map(|gateway| &gateway.component),
-        "customer" => components.customer.as_ref(),
-        "order" => components.order.as_ref().map(|order| &order.component),
-        "payment" => components.payment.as_ref(),
-        "kitchen" => components.kitchen.as_ref(),
-        "delivery" => components.delivery.as_ref(),
-        "mypage" => components.mypage.as_ref(),
-        "stamp" => components.stamp.as_ref(),
-        _ => None,
+        Component::Customer => components.customer.as_ref(),
+        Component::Order => components.order.as_ref().map(|order| &order.component),
+        Component::Payment => components.payment.as_ref(),
+        Component::Kitchen => components.kitchen.as_ref(),
+        Component::Delivery => components.delivery.as_ref(),
+        Component::Mypage => components.mypage.as_ref(),
+        Component::Stamp => components.stamp.as_ref(),
     }
 }
 
@@ -154,14 +153,14 @@ fn autoscaling_of(spec: &AutoscalingSpec) -> Autoscaling {
 }
 
 /// Whether the component runs at all.
-pub fn is_enabled(spec: &FoodDeliveryAppSpec, name: &str) -> bool {
-    component_of(spec, name)
+pub fn is_enabled(spec: &FoodDeliveryAppSpec, component: Component) -> bool {
+    component_of(spec, component)
         .and_then(|component| component.enabled)
         .unwrap_or(true)
 }
 
 /// The in-cluster base URL of a component of app `app`.
-pub fn service_url(app: &str, component: &str) -> String {
+pub fn service_url(app: &str, component: Component) -> String {
     format!(
         "http://{app}-{component}:{}",
         food_delivery_contract::HTTP_PORT
@@ -198,14 +197,14 @@ fn circuit_breaker_settings(breaker: &CircuitBreakerSpec) -> Vec<(&'static str, 
 fn settings_of(
     app: &str,
     spec: &FoodDeliveryAppSpec,
-    name: &str,
-    component: Option<&Component>,
+    name: Component,
+    component: Option<&ComponentSpec>,
 ) -> BTreeMap<String, String> {
     let mut settings = BTreeMap::new();
     let mut set = |key: &str, value: String| {
         settings.insert(key.to_owned(), value);
     };
-    if name != "gateway" {
+    if name.uses_events() {
         set(
             env::KAFKA_BOOTSTRAP_SERVERS,
             spec.kafka.bootstrap_servers.clone(),
@@ -231,11 +230,11 @@ fn settings_of(
         .unwrap_or_else(|| "info".to_owned());
     set(env::LOG_LEVEL, level);
     match name {
-        "gateway" => {
+        Component::Gateway => {
             let routes = food_delivery_contract::RESOURCE_OWNERS
                 .iter()
-                .filter(|(_, owner)| is_enabled(spec, owner))
-                .map(|(resource, owner)| format!("{resource}={}", service_url(app, owner)))
+                .filter(|(_, owner)| is_enabled(spec, *owner))
+                .map(|(resource, owner)| format!("{resource}={}", service_url(app, *owner)))
                 .collect::<Vec<_>>()
                 .join(",");
             set(env::GATEWAY_ROUTES, routes);
@@ -260,8 +259,8 @@ fn settings_of(
                 }
             }
         }
-        "order" => {
-            set(env::PAYMENT_URL, service_url(app, "payment"));
+        Component::Order => {
+            set(env::PAYMENT_URL, service_url(app, Component::Payment));
             if let Some(breaker) = spec
                 .components
                 .order
@@ -305,16 +304,16 @@ pub fn plan_with_shortfalls(
 }
 
 fn plan_components(app: &str, spec: &FoodDeliveryAppSpec) -> Vec<ComponentPlan> {
-    food_delivery_contract::SERVICES
-        .iter()
-        .filter(|name| is_enabled(spec, name))
+    Component::ALL
+        .into_iter()
+        .filter(|name| is_enabled(spec, *name))
         .map(|name| {
             let component = component_of(spec, name);
             let own_database = component.and_then(|component| component.database.as_ref());
-            let storage = if *name == "gateway" {
-                Storage::None
-            } else {
+            let storage = if name.stateful() {
                 storage_of(own_database.unwrap_or(&spec.database))
+            } else {
+                Storage::None
             };
             let defaults = spec.defaults.as_ref();
             // A component that picks SQLite for itself ignores the defaults' scaling (see the CRD rule).
@@ -340,7 +339,7 @@ fn plan_components(app: &str, spec: &FoodDeliveryAppSpec) -> Vec<ComponentPlan> 
                 (false, None) => (Some(replicas), None),
             };
             ComponentPlan {
-                name,
+                component: name,
                 replicas,
                 autoscaling,
                 storage,
@@ -350,7 +349,8 @@ fn plan_components(app: &str, spec: &FoodDeliveryAppSpec) -> Vec<ComponentPlan> 
                         .or(defaults.and_then(|defaults| defaults.resources.as_ref())),
                 ),
                 settings: settings_of(app, spec, name, component),
-                expose: (*name == "gateway")
+                expose: name
+                    .exposed()
                     .then(|| {
                         spec.components
                             .gateway
@@ -414,7 +414,7 @@ pub fn size_connection_pools(
     let mut servers: BTreeMap<(String, String), Server> = BTreeMap::new();
     for component in plans.iter() {
         if let Storage::Postgres(secret) = &component.storage {
-            let budget = postgres_of(spec, component.name)
+            let budget = postgres_of(spec, component.component)
                 .and_then(|postgres| postgres.max_connections)
                 .unwrap_or(DEFAULT_CONNECTION_BUDGET);
             let server = servers
@@ -464,11 +464,11 @@ pub fn size_connection_pools(
     shortfalls
 }
 
-fn postgres_of<'spec>(
-    spec: &'spec FoodDeliveryAppSpec,
-    name: &str,
-) -> Option<&'spec crate::resource::PostgresSpec> {
-    component_of(spec, name)
+fn postgres_of(
+    spec: &FoodDeliveryAppSpec,
+    component: Component,
+) -> Option<&crate::resource::PostgresSpec> {
+    component_of(spec, component)
         .and_then(|component| component.database.as_ref())
         .unwrap_or(&spec.database)
         .postgres
@@ -485,10 +485,10 @@ mod tests {
     use super::*;
     use crate::build::tests::{app_with, plan_of_postgres};
 
-    fn pool_of(plans: &[ComponentPlan], name: &str) -> Option<String> {
+    fn pool_of(plans: &[ComponentPlan], component: Component) -> Option<String> {
         plans
             .iter()
-            .find(|plan| plan.name == name)?
+            .find(|plan| plan.component == component)?
             .settings
             .get(env::DATABASE_MAX_CONNECTIONS)
             .cloned()
@@ -498,18 +498,18 @@ mod tests {
     fn pools_share_the_servers_budget_across_every_pod_at_full_scale() {
         // Seven components on one server, one replica each plus one surge pod: 14 pods share 90 connections.
         let plans = plan_of_postgres("");
-        assert_eq!(pool_of(&plans, "order").as_deref(), Some("6"));
-        assert_eq!(pool_of(&plans, "gateway"), None, "no database");
+        assert_eq!(pool_of(&plans, Component::Order).as_deref(), Some("6"));
+        assert_eq!(pool_of(&plans, Component::Gateway), None, "no database");
         // A bigger budget, capped at 10 per pod.
         let app = app_with(
             "{postgres: {urlSecretRef: {name: db, key: url}, maxConnections: 1000}}",
             "",
         );
         let plans = plan("shop", &app.spec);
-        assert_eq!(pool_of(&plans, "order").as_deref(), Some("10"));
+        assert_eq!(pool_of(&plans, Component::Order).as_deref(), Some("10"));
         // The spec's own setting wins.
         let plans = plan_of_postgres("config: {DATABASE_MAX_CONNECTIONS: '4'}");
-        assert_eq!(pool_of(&plans, "order").as_deref(), Some("4"));
+        assert_eq!(pool_of(&plans, Component::Order).as_deref(), Some("4"));
     }
 
     #[test]
@@ -517,15 +517,15 @@ mod tests {
         // order's two pods take 2 x 20 of the 90; the other twelve pods share the 50 left.
         let plans =
             plan_of_postgres("components: {order: {config: {DATABASE_MAX_CONNECTIONS: '20'}}}");
-        assert_eq!(pool_of(&plans, "order").as_deref(), Some("20"));
-        assert_eq!(pool_of(&plans, "kitchen").as_deref(), Some("4"));
+        assert_eq!(pool_of(&plans, Component::Order).as_deref(), Some("20"));
+        assert_eq!(pool_of(&plans, Component::Kitchen).as_deref(), Some("4"));
         let app = app_with(
             "{postgres: {urlSecretRef: {name: db, key: url}}}",
             "components: {order: {config: {DATABASE_MAX_CONNECTIONS: '50'}}}",
         );
         let (plans, shortfalls) = plan_with_shortfalls("shop", &app.spec);
         assert_eq!(
-            pool_of(&plans, "kitchen").as_deref(),
+            pool_of(&plans, Component::Kitchen).as_deref(),
             Some("2"),
             "the smallest pool"
         );
@@ -545,12 +545,12 @@ mod tests {
         );
         let plans = plan("shop", &app.spec);
         assert_eq!(
-            pool_of(&plans, "order").as_deref(),
+            pool_of(&plans, Component::Order).as_deref(),
             Some("2"),
             "50 pods on its own budget"
         );
         assert_eq!(
-            pool_of(&plans, "kitchen").as_deref(),
+            pool_of(&plans, Component::Kitchen).as_deref(),
             Some("7"),
             "12 pods share the other"
         );
@@ -563,7 +563,7 @@ mod tests {
             "defaults: {autoscaling: {minReplicas: 2, maxReplicas: 10}}",
         );
         let (plans, shortfalls) = plan_with_shortfalls("shop", &app.spec);
-        assert_eq!(pool_of(&plans, "order").as_deref(), Some("2"));
+        assert_eq!(pool_of(&plans, Component::Order).as_deref(), Some("2"));
         assert_eq!(shortfalls.len(), 1, "{shortfalls:?}");
         // 7 components x (10 + 3 surge) = 91 pods x 2.
         assert!(

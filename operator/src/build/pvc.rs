@@ -5,13 +5,14 @@ use super::metadata::AppIdentity;
 use super::plan::{ComponentPlan, Storage};
 use super::quantity;
 use crate::resource::{AccessMode, LogPersistenceSpec};
+use food_delivery_contract::Component;
 use k8s_openapi::api::core::v1::{
     PersistentVolumeClaim, PersistentVolumeClaimSpec, VolumeResourceRequirements,
 };
 use std::collections::BTreeMap;
 
 /// The claim name of a component's SQLite volume.
-pub fn data_claim_name(app: &AppIdentity, component: &str) -> String {
+pub fn data_claim_name(app: &AppIdentity, component: Component) -> String {
     format!("{}-{component}-data", app.name)
 }
 
@@ -23,7 +24,7 @@ pub fn log_claim_name(app: &AppIdentity) -> String {
 fn claim(
     app: &AppIdentity,
     name: String,
-    component: Option<&str>,
+    component: Option<Component>,
     access_mode: &str,
     size: &str,
     storage_class_name: Option<String>,
@@ -64,8 +65,8 @@ pub fn build_data_claim(
             storage_class_name,
         } => Some(claim(
             app,
-            data_claim_name(app, component.name),
-            Some(component.name),
+            data_claim_name(app, component.component),
+            Some(component.component),
             "ReadWriteOnce",
             size,
             storage_class_name.clone(),
@@ -105,7 +106,10 @@ mod tests {
     #[test]
     fn sqlite_components_get_a_retained_read_write_once_claim() {
         let plans = plan_of("");
-        let order = plans.iter().find(|plan| plan.name == "order").unwrap();
+        let order = plans
+            .iter()
+            .find(|plan| plan.component == Component::Order)
+            .unwrap();
         let claim = build_data_claim(&identity(), order, false).unwrap();
         let spec = claim.spec.unwrap();
         assert_eq!(spec.access_modes.unwrap(), ["ReadWriteOnce"]);
@@ -114,7 +118,10 @@ mod tests {
             "1Gi"
         );
         assert!(claim.metadata.owner_references.is_none());
-        let gateway = plans.iter().find(|plan| plan.name == "gateway").unwrap();
+        let gateway = plans
+            .iter()
+            .find(|plan| plan.component == Component::Gateway)
+            .unwrap();
         assert!(build_data_claim(&identity(), gateway, false).is_none());
     }
 }

@@ -18,10 +18,14 @@ pub fn build_service(app: &AppIdentity, component: &ComponentPlan) -> Service {
         Some(ServiceType::ClusterIP) | None => "ClusterIP",
     };
     Service {
-        metadata: app.metadata(app.object_name(component.name), Some(component.name), true),
+        metadata: app.metadata(
+            app.object_name(component.component),
+            Some(component.component),
+            true,
+        ),
         spec: Some(ServiceSpec {
             type_: Some(service_type.to_owned()),
-            selector: Some(app.selector(component.name)),
+            selector: Some(app.selector(component.component)),
             ports: Some(vec![ServicePort {
                 name: Some("http".to_owned()),
                 port: i32::from(food_delivery_contract::HTTP_PORT),
@@ -39,18 +43,19 @@ pub fn build_service(app: &AppIdentity, component: &ComponentPlan) -> Service {
 mod tests {
     use super::*;
     use crate::build::tests::{identity, plan_of};
+    use food_delivery_contract::Component;
 
     #[test]
     fn the_gateway_type_is_configurable_and_the_rest_are_cluster_ip() {
         let plans = plan_of("components: {gateway: {expose: {serviceType: LoadBalancer}}}");
         for plan in &plans {
             let spec = build_service(&identity(), plan).spec.unwrap();
-            let expected = if plan.name == "gateway" {
+            let expected = if plan.component == Component::Gateway {
                 "LoadBalancer"
             } else {
                 "ClusterIP"
             };
-            assert_eq!(spec.type_.as_deref(), Some(expected), "{}", plan.name);
+            assert_eq!(spec.type_.as_deref(), Some(expected), "{}", plan.component);
             assert_eq!(
                 spec.selector.unwrap().len(),
                 2,

@@ -10,8 +10,6 @@ use crate::build::metadata::MANAGER;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 
 /// What applying did.
@@ -54,30 +52,7 @@ fn is_own_entry(entry: &ManagedFieldsEntry) -> bool {
         && entry.subresource.is_none()
 }
 
-/// A namespaced kind the operator manages.
-pub trait Child:
-    Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-    + Clone
-    + Debug
-    + Serialize
-    + DeserializeOwned
-    + Send
-    + Sync
-    + 'static
-{
-}
-
-impl<K> Child for K where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + Debug
-        + Serialize
-        + DeserializeOwned
-        + Send
-        + Sync
-        + 'static
-{
-}
+pub use crate::build::kinds::Child;
 
 /// Whether applying `wanted` to `live` would change nothing: the operator's managedFields entry owns exactly the
 /// fields `wanted` sets, `live` holds `wanted`'s value at each of those that is a value (not a list element's

@@ -19,6 +19,7 @@ use crate::resource::{FoodDeliveryApp, FoodDeliveryAppStatus};
 use crate::validate;
 use apply::{Applied, Child, apply, prune};
 use children::{ChildCaches, Children, Current};
+use food_delivery_contract::Component;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -646,12 +647,13 @@ pub async fn reconcile(
         }
     }
     let objects = build::build_planned(&app, &plans);
+    let identity = build::metadata::AppIdentity::of(&app);
     let autoscaled: BTreeMap<String, i32> = plans
         .iter()
         .filter_map(|component| {
             let autoscaling = component.autoscaling?;
             Some((
-                format!("{name}-{}", component.name),
+                identity.object_name(component.component),
                 autoscaling.min_replicas,
             ))
         })
@@ -711,14 +713,16 @@ pub async fn reconcile(
             .await;
         }
     }
-    let components: Vec<(String, Option<Deployment>)> = plans
+    let components: Vec<(Component, Option<Deployment>)> = plans
         .iter()
         .map(|component| {
             let deployment = live
                 .iter()
-                .find(|deployment| deployment.name_any() == format!("{name}-{}", component.name))
+                .find(|deployment| {
+                    deployment.name_any() == identity.object_name(component.component)
+                })
                 .cloned();
-            (component.name.to_owned(), deployment)
+            (component.component, deployment)
         })
         .collect();
     // What the server refused for good needs someone to change the spec (or the cluster's policy): Stalled, with

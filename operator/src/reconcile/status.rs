@@ -8,6 +8,7 @@
 //!   its progress deadline.
 
 use crate::resource::{ComponentStatus, FoodDeliveryAppStatus};
+use food_delivery_contract::Component;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use std::collections::BTreeMap;
@@ -181,7 +182,7 @@ fn condition(
 /// yet), or the reason it is stalled before any child could be applied.
 pub fn compute(
     generation: i64,
-    components: &[(String, Option<Deployment>)],
+    components: &[(Component, Option<Deployment>)],
     stall: Option<&Stall>,
     previous: Option<&FoodDeliveryAppStatus>,
     now: &Time,
@@ -192,19 +193,20 @@ pub fn compute(
     let mut figures = BTreeMap::new();
     let mut waiting = Vec::new();
     let mut deadlines = Vec::new();
-    for (name, deployment) in components {
+    for (component, deployment) in components {
+        let name = component.name();
         match deployment {
             Some(deployment) => {
                 let (status, rolled_out, deadline) = component_status(deployment);
                 if !rolled_out {
-                    waiting.push(name.clone());
+                    waiting.push(name);
                 }
                 if let Some(message) = deadline {
                     deadlines.push(format!("{name}: {message}"));
                 }
-                figures.insert(name.clone(), status);
+                figures.insert(name.to_owned(), status);
             }
-            None => waiting.push(name.clone()),
+            None => waiting.push(name),
         }
     }
     let ready_count = components.len() - waiting.len();
@@ -376,8 +378,8 @@ mod tests {
     #[test]
     fn progressing_then_available_then_past_the_deadline() {
         let rolling = vec![
-            ("order".to_owned(), Some(deployment(2, 2, 2, 1, 1))),
-            ("payment".to_owned(), Some(deployment(1, 1, 1, 1, 1))),
+            (Component::Order, Some(deployment(2, 2, 2, 1, 1))),
+            (Component::Payment, Some(deployment(1, 1, 1, 1, 1))),
         ];
         let status = compute(3, &rolling, None, None, &now());
         assert_eq!(state(&status, READY), "False");
@@ -387,8 +389,8 @@ mod tests {
         assert_eq!(status.observed_generation, Some(3));
 
         let done = vec![
-            ("order".to_owned(), Some(deployment(2, 2, 2, 2, 2))),
-            ("payment".to_owned(), Some(deployment(1, 1, 1, 1, 1))),
+            (Component::Order, Some(deployment(2, 2, 2, 2, 2))),
+            (Component::Payment, Some(deployment(1, 1, 1, 1, 1))),
         ];
         let ready = compute(3, &done, None, Some(&status), &now());
         assert_eq!(state(&ready, READY), "True");
@@ -411,7 +413,7 @@ mod tests {
             message: Some("ReplicaSet has timed out progressing".into()),
             ..DeploymentCondition::default()
         }]);
-        let stalled = compute(3, &[("order".to_owned(), Some(stuck))], None, None, &now());
+        let stalled = compute(3, &[(Component::Order, Some(stuck))], None, None, &now());
         assert_eq!(state(&stalled, STALLED), "True");
         assert_eq!(state(&stalled, READY), "False");
         assert!(
@@ -425,13 +427,13 @@ mod tests {
     fn a_stale_observed_generation_is_not_ready() {
         let status = compute(
             1,
-            &[("order".to_owned(), Some(deployment(3, 2, 1, 1, 1)))],
+            &[(Component::Order, Some(deployment(3, 2, 1, 1, 1)))],
             None,
             None,
             &now(),
         );
         assert_eq!(state(&status, READY), "False");
-        let missing = compute(1, &[("order".to_owned(), None)], None, None, &now());
+        let missing = compute(1, &[(Component::Order, None)], None, None, &now());
         assert_eq!(state(&missing, RECONCILING), "True");
     }
 

@@ -14,22 +14,154 @@ pub const READY_PATH: &str = "/health/ready";
 /// Prometheus scrape path.
 pub const METRICS_PATH: &str = "/metrics";
 
-/// The services, as `food-delivery serve <service>` names them.
-pub const SERVICES: [&str; 8] = [
-    "gateway", "customer", "order", "payment", "kitchen", "delivery", "mypage", "stamp",
-];
+/// The components of the platform: the services `food-delivery serve <service>` runs and the operator deploys, with
+/// the facts about each that both sides act on. A new component is one variant here, and the compiler then shows
+/// every place that must learn about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Component {
+    /// Routes `/api/<resource>` to the owning service; the platform's one door to the outside.
+    Gateway,
+    /// Customers.
+    Customer,
+    /// Orders: the saga's coordinator and the payment call.
+    Order,
+    /// Payment holds, captures, refunds.
+    Payment,
+    /// Menu, stock and tickets.
+    Kitchen,
+    /// Deliveries.
+    Delivery,
+    /// Read models of every topic ("my page").
+    Mypage,
+    /// Loyalty stamps.
+    Stamp,
+}
 
-/// Which service owns each resource under `/api`: what the gateway routes, and what the operator writes into
+impl Component {
+    /// Every component, in the order the platform starts them and the operator lists them.
+    pub const ALL: [Self; 8] = [
+        Self::Gateway,
+        Self::Customer,
+        Self::Order,
+        Self::Payment,
+        Self::Kitchen,
+        Self::Delivery,
+        Self::Mypage,
+        Self::Stamp,
+    ];
+
+    /// The name `serve` takes, and that logs, metrics, consumer groups, schemas, object names and labels use.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Gateway => "gateway",
+            Self::Customer => "customer",
+            Self::Order => "order",
+            Self::Payment => "payment",
+            Self::Kitchen => "kitchen",
+            Self::Delivery => "delivery",
+            Self::Mypage => "mypage",
+            Self::Stamp => "stamp",
+        }
+    }
+
+    /// The component of that name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|component| component.name() == name)
+    }
+
+    /// Whether it keeps data: it gets a database (PostgreSQL schema or SQLite volume); the gateway keeps none.
+    pub const fn stateful(self) -> bool {
+        !matches!(self, Self::Gateway)
+    }
+
+    /// Whether it is reachable from outside the app (Service type, Ingress, the NetworkPolicy's outside rule);
+    /// every other component only answers its peers.
+    pub const fn exposed(self) -> bool {
+        matches!(self, Self::Gateway)
+    }
+
+    /// The topic it publishes its events to (before the prefix), if it publishes any.
+    pub const fn publishes(self) -> Option<&'static str> {
+        match self {
+            Self::Gateway | Self::Mypage => None,
+            Self::Customer => Some(topics::CUSTOMERS_TOPIC),
+            Self::Order => Some(topics::ORDERS_TOPIC),
+            Self::Payment => Some(topics::PAYMENTS_TOPIC),
+            Self::Kitchen => Some(topics::KITCHEN_TOPIC),
+            Self::Delivery => Some(topics::DELIVERIES_TOPIC),
+            Self::Stamp => Some(topics::STAMPS_TOPIC),
+        }
+    }
+
+    /// The topics it consumes (before the prefix).
+    pub const fn consumes(self) -> &'static [&'static str] {
+        match self {
+            Self::Gateway | Self::Customer => &[],
+            Self::Order => &[
+                topics::KITCHEN_TOPIC,
+                topics::DELIVERIES_TOPIC,
+                topics::PAYMENTS_TOPIC,
+            ],
+            Self::Payment | Self::Kitchen | Self::Delivery => &[topics::ORDERS_TOPIC],
+            Self::Mypage => &topics::ALL,
+            Self::Stamp => &[topics::PAYMENTS_TOPIC],
+        }
+    }
+
+    /// Whether it talks to the broker at all (and so gets the Kafka settings).
+    pub const fn uses_events(self) -> bool {
+        self.publishes().is_some() || !self.consumes().is_empty()
+    }
+}
+
+impl std::fmt::Display for Component {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Component {
+    type Err = UnknownComponent;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Self::from_name(name).ok_or_else(|| UnknownComponent(name.to_owned()))
+    }
+}
+
+/// A name that is not one of [`Component::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownComponent(pub String);
+
+impl std::fmt::Display for UnknownComponent {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let known: Vec<&str> = Component::ALL
+            .iter()
+            .map(|component| component.name())
+            .collect();
+        write!(
+            formatter,
+            "unknown component {:?} (one of: {})",
+            self.0,
+            known.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for UnknownComponent {}
+
+/// Which component owns each resource under `/api`: what the gateway routes, and what the operator writes into
 /// `GATEWAY_ROUTES` for the enabled components.
-pub const RESOURCE_OWNERS: [(&str, &str); 8] = [
-    ("customers", "customer"),
-    ("orders", "order"),
-    ("payments", "payment"),
-    ("menu", "kitchen"),
-    ("tickets", "kitchen"),
-    ("deliveries", "delivery"),
-    ("mypage", "mypage"),
-    ("stamps", "stamp"),
+pub const RESOURCE_OWNERS: [(&str, Component); 8] = [
+    ("customers", Component::Customer),
+    ("orders", Component::Order),
+    ("payments", Component::Payment),
+    ("menu", Component::Kitchen),
+    ("tickets", Component::Kitchen),
+    ("deliveries", Component::Delivery),
+    ("mypage", Component::Mypage),
+    ("stamps", Component::Stamp),
 ];
 
 /// Resources whose writes are service-to-service calls, never a customer's: the gateway lets only reads of them
@@ -37,8 +169,8 @@ pub const RESOURCE_OWNERS: [(&str, &str); 8] = [
 /// internal credential (`env::INTERNAL_TOKEN`), which the operator gives to the owner and to the callers.
 pub const INTERNAL_WRITES: [&str; 1] = ["payments"];
 
-/// The services that write `INTERNAL_WRITES` resources of other services (order authorizes payments).
-pub const INTERNAL_CALLERS: [&str; 1] = ["order"];
+/// The components that write `INTERNAL_WRITES` resources of other components (order authorizes payments).
+pub const INTERNAL_CALLERS: [Component; 1] = [Component::Order];
 
 /// Environment variables the services read (defaults are the kit's; see docs/architecture.md).
 pub mod env {
@@ -165,6 +297,15 @@ pub mod topics {
     pub const CUSTOMERS_TOPIC: &str = "customers";
     /// Loyalty stamps earned and deducted (key: the customer id).
     pub const STAMPS_TOPIC: &str = "stamps";
+    /// Every topic (what my page reads).
+    pub const ALL: [&str; 6] = [
+        ORDERS_TOPIC,
+        KITCHEN_TOPIC,
+        DELIVERIES_TOPIC,
+        PAYMENTS_TOPIC,
+        CUSTOMERS_TOPIC,
+        STAMPS_TOPIC,
+    ];
 }
 
 /// The limits of an order, enforced at every edge that sees one (order's API, payment's API, the kitchen's menu),
@@ -219,5 +360,70 @@ pub mod deadlines {
     /// The shortest deadline of the gateway's route to orders (and of the gateway's requests) for that call.
     pub fn gateway_orders_minimum_ms(payment_timeout_ms: u64) -> u64 {
         order_request_minimum_ms(payment_timeout_ms).saturating_add(HOP_MARGIN_MS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_component_has_one_name_that_reads_back() {
+        for component in Component::ALL {
+            assert_eq!(Component::from_name(component.name()), Some(component));
+            assert_eq!(component.to_string().parse::<Component>(), Ok(component));
+        }
+        let mut names: Vec<&str> = Component::ALL
+            .iter()
+            .map(|component| component.name())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Component::ALL.len());
+        let unknown = "billing".parse::<Component>().unwrap_err().to_string();
+        assert!(
+            unknown.contains("billing") && unknown.contains("gateway"),
+            "{unknown}"
+        );
+    }
+
+    #[test]
+    fn every_consumed_topic_has_a_publisher_and_every_topic_a_reader() {
+        for topic in topics::ALL {
+            let publishers: Vec<Component> = Component::ALL
+                .into_iter()
+                .filter(|component| component.publishes() == Some(topic))
+                .collect();
+            assert_eq!(publishers.len(), 1, "{topic}: {publishers:?}");
+            assert!(
+                Component::Mypage.consumes().contains(&topic),
+                "my page reads every topic, {topic} too"
+            );
+        }
+        for component in Component::ALL {
+            for topic in component.consumes() {
+                assert!(topics::ALL.contains(topic), "{component} reads {topic}");
+            }
+        }
+    }
+
+    #[test]
+    fn only_the_gateway_is_exposed_keeps_no_data_and_ignores_the_broker() {
+        for component in Component::ALL {
+            let gateway = component == Component::Gateway;
+            assert_eq!(component.exposed(), gateway);
+            assert_eq!(component.stateful(), !gateway);
+            assert_eq!(component.uses_events(), !gateway);
+        }
+    }
+
+    #[test]
+    fn every_resource_owner_and_internal_caller_is_a_component_that_keeps_data() {
+        for (_, owner) in RESOURCE_OWNERS {
+            assert!(owner.stateful(), "{owner}");
+        }
+        for caller in INTERNAL_CALLERS {
+            assert!(caller.stateful(), "{caller}");
+        }
     }
 }

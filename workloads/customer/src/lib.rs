@@ -8,16 +8,13 @@ pub mod events;
 pub mod store;
 
 use axum::Router;
+use food_delivery_contract::Component;
 use food_delivery_kit::events::EventBus;
 use food_delivery_kit::host::HostError;
 use food_delivery_kit::{KitConfig, ServiceHost, ServiceSpec};
 
 /// What the service is to the kit.
-pub const SPEC: ServiceSpec = ServiceSpec {
-    name: "customer",
-    migrations: store::MIGRATIONS,
-    topics: &[events::CUSTOMERS_TOPIC],
-};
+pub const SPEC: ServiceSpec = ServiceSpec::of(Component::Customer, store::MIGRATIONS);
 
 /// Starts the service's parts (store, bus, relay) and returns the host with the API. `bus` replaces Kafka (the
 /// all-in-one mode passes the in-process bus).

@@ -9,17 +9,14 @@ pub mod policies;
 pub mod store;
 
 use axum::Router;
+use food_delivery_contract::Component;
 use food_delivery_kit::events::EventBus;
 use food_delivery_kit::host::HostError;
 use food_delivery_kit::{ConfigError, Environment, KitConfig, ServiceHost, ServiceSpec};
 use std::time::Duration;
 
 /// What the service is to the kit.
-pub const SPEC: ServiceSpec = ServiceSpec {
-    name: "delivery",
-    migrations: store::MIGRATIONS,
-    topics: &[events::DELIVERIES_TOPIC, events::ORDERS_TOPIC],
-};
+pub const SPEC: ServiceSpec = ServiceSpec::of(Component::Delivery, store::MIGRATIONS);
 
 /// The delivery service's own settings.
 #[derive(Debug, Clone)]
@@ -55,7 +52,7 @@ pub async fn start(
     let policy = policies::DeliveryOrders {
         outbox: outbox.clone(),
     };
-    host.spawn_consumer(SPEC.name, &[events::ORDERS_TOPIC], policy)?;
+    host.spawn_consumer(SPEC.name, policy)?;
     if settings.auto_ride {
         let (store, outbox, ride_time) = (store.clone(), outbox.clone(), settings.ride_time);
         host.spawn_worker(move |shutdown| {

@@ -6,6 +6,7 @@
 //! in-memory tansu; `FOOTPRINT_REQUESTS` (5000) sets how many requests each latency series sends.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use food_delivery_contract::Component;
 use food_delivery_testkit::{BenchBroker, free_port, percentile, resident_kib};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -14,8 +15,16 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_food-delivery");
+/// Start order: the kitchen first (it announces the menu order prices from), the gateway last.
 const SERVICES: [&str; 8] = [
-    "kitchen", "payment", "order", "delivery", "stamp", "customer", "mypage", "gateway",
+    Component::Kitchen.name(),
+    Component::Payment.name(),
+    Component::Order.name(),
+    Component::Delivery.name(),
+    Component::Stamp.name(),
+    Component::Customer.name(),
+    Component::Mypage.name(),
+    Component::Gateway.name(),
 ];
 /// One HTTP/1.1 GET on a kept-alive connection; returns the status code. Hand-written so the client's own cost
 /// is the same tiny constant on both sides of the comparison.
@@ -101,7 +110,7 @@ fn main() {
     let ports: BTreeMap<&str, u16> = SERVICES.iter().map(|name| (*name, free_port())).collect();
     let routes = food_delivery_gateway::domain::routes_setting(|service| {
         ports
-            .get(service)
+            .get(service.name())
             .map(|port| format!("http://127.0.0.1:{port}"))
     });
 
@@ -122,14 +131,14 @@ fn main() {
             ("LOG_LEVEL", "warn".to_owned()),
             (
                 "PAYMENT_URL",
-                format!("http://127.0.0.1:{}", ports["payment"]),
+                format!("http://127.0.0.1:{}", ports[Component::Payment.name()]),
             ),
             ("GATEWAY_ROUTES", routes.clone()),
         ]
         .into_iter()
         .map(|(key, value)| (key.to_owned(), value))
         .collect();
-        if name != "gateway" {
+        if name != Component::Gateway.name() {
             let database = directory.path().join(format!("{name}.db"));
             environment.push((
                 "DATABASE_URL".into(),
@@ -160,8 +169,8 @@ fn main() {
         "gateway overhead: GET /stamps/c-1 straight to stamp vs GET /api/stamps/c-1 through the gateway,"
     );
     println!("  one kept-alive connection each, {requests} requests each, interleaved:");
-    let mut direct = TcpStream::connect(("127.0.0.1", ports["stamp"])).unwrap();
-    let mut through = TcpStream::connect(("127.0.0.1", ports["gateway"])).unwrap();
+    let mut direct = TcpStream::connect(("127.0.0.1", ports[Component::Stamp.name()])).unwrap();
+    let mut through = TcpStream::connect(("127.0.0.1", ports[Component::Gateway.name()])).unwrap();
     direct.set_nodelay(true).unwrap();
     through.set_nodelay(true).unwrap();
     let mut buffer = Vec::new();

@@ -2,8 +2,9 @@
 //! cluster (own SQLite file, own consumer groups, outbox and inbox) with the in-process event bus journaled to a
 //! file next to the stores, or Kafka with `--kafka`; the gateway routes `/api/...` to them without a network hop.
 
-use crate::services::{self, Service};
+use crate::services;
 use anyhow::Context;
+use food_delivery_contract::Component;
 use food_delivery_contract::env;
 use food_delivery_gateway::domain::{RESOURCE_OWNERS, RouteSpec};
 use food_delivery_kit::events::{EventBus, InProcessBus};
@@ -32,14 +33,14 @@ pub struct UpOptions {
 
 /// The services behind the gateway, in start order (the kitchen first: it announces the menu the order
 /// service prices from).
-pub const PLATFORM: [Service; 7] = [
-    Service::Kitchen,
-    Service::Payment,
-    Service::Order,
-    Service::Delivery,
-    Service::Stamp,
-    Service::Customer,
-    Service::Mypage,
+pub const PLATFORM: [Component; 7] = [
+    Component::Kitchen,
+    Component::Payment,
+    Component::Order,
+    Component::Delivery,
+    Component::Stamp,
+    Component::Customer,
+    Component::Mypage,
 ];
 
 /// How long a request through the gateway may take in the local platform.
@@ -67,7 +68,7 @@ pub fn new_internal_token() -> String {
 /// The environment one service gets: local defaults (auto cooking and riding so orders move on their own, no
 /// drain delay since no load balancer is in front), then the caller's environment, then the fixed settings.
 pub fn environment_for(
-    service: &str,
+    service: Component,
     options: &UpOptions,
     caller: &Environment,
     payment_address: SocketAddr,
@@ -112,7 +113,7 @@ pub fn environment_for(
     if let Some(kafka) = &options.kafka {
         pairs.insert(env::KAFKA_BOOTSTRAP_SERVERS.to_owned(), kafka.clone());
     }
-    if service == "gateway" {
+    if !service.stateful() {
         pairs.remove(env::DATABASE_URL);
     }
     Environment::from_pairs(pairs)
@@ -152,7 +153,7 @@ pub async fn run(options: UpOptions, caller: Environment) -> anyhow::Result<()> 
     let payment_address = payment_listener.local_addr()?;
     let internal_token = new_internal_token();
     let gateway_environment = environment_for(
-        "gateway",
+        Component::Gateway,
         &options,
         &caller,
         payment_address,
@@ -182,7 +183,7 @@ pub async fn run(options: UpOptions, caller: Environment) -> anyhow::Result<()> 
     for service in PLATFORM {
         let name = service.name();
         let environment =
-            environment_for(name, &options, &caller, payment_address, &internal_token);
+            environment_for(service, &options, &caller, payment_address, &internal_token);
         let started = match KitConfig::from_env(&environment) {
             Ok(config) => services::start(service, &environment, config, bus.clone()).await,
             Err(error) => Err(error.into()),
@@ -224,7 +225,7 @@ pub async fn run(options: UpOptions, caller: Environment) -> anyhow::Result<()> 
     }
 
     let payment_router = routers
-        .get(Service::Payment.name())
+        .get(Component::Payment.name())
         .cloned()
         .context("the platform has no payment service")?;
     let internal_calls = tokio::spawn(async move {

@@ -63,7 +63,7 @@ impl Fleet {
             balancers.insert(name, Balancer::start().await);
         }
         let routes = food_delivery_gateway::domain::routes_setting(|service| {
-            balancers.get(service).map(Balancer::url)
+            balancers.get(service.name()).map(Balancer::url)
         });
         let payment_url = balancers["payment"].url();
         let mut deployments = BTreeMap::new();

@@ -11,13 +11,14 @@ use std::time::Duration;
 /// The prefix every routed path starts with.
 pub const API_PREFIX: &str = "/api";
 
+use food_delivery_contract::Component;
 pub use food_delivery_contract::RESOURCE_OWNERS;
 
-/// `GATEWAY_ROUTES` for the services `base_url` knows (`None`: not deployed, so not routed).
-pub fn routes_setting(base_url: impl Fn(&str) -> Option<String>) -> String {
+/// `GATEWAY_ROUTES` for the components `base_url` knows (`None`: not deployed, so not routed).
+pub fn routes_setting(base_url: impl Fn(Component) -> Option<String>) -> String {
     RESOURCE_OWNERS
         .iter()
-        .filter_map(|(resource, service)| base_url(service).map(|url| format!("{resource}={url}")))
+        .filter_map(|(resource, owner)| base_url(*owner).map(|url| format!("{resource}={url}")))
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -228,7 +229,7 @@ mod tests {
     #[test]
     fn the_routes_setting_covers_the_deployed_owners_and_parses_back() {
         let setting = routes_setting(|service| {
-            (service != "stamp").then(|| format!("http://app-{service}:8080"))
+            (service != Component::Stamp).then(|| format!("http://app-{service}:8080"))
         });
         assert_eq!(
             setting,

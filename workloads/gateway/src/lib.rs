@@ -10,6 +10,7 @@ use crate::api::{Gateway, Upstream};
 use crate::domain::RouteSpec;
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Method};
+use food_delivery_contract::Component;
 use food_delivery_contract::env;
 use food_delivery_kit::breaker::BreakerSettings;
 use food_delivery_kit::host::HostError;
@@ -21,11 +22,7 @@ use std::time::Duration;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 /// What the service is to the kit: no store, no topics.
-pub const SPEC: ServiceSpec = ServiceSpec {
-    name: "gateway",
-    migrations: &[],
-    topics: &[],
-};
+pub const SPEC: ServiceSpec = ServiceSpec::of(Component::Gateway, &[]);
 
 /// Target scheme for a service in this process (the all-in-one mode); never accepted from configuration.
 pub const IN_PROCESS_SCHEME: &str = "in-process://";
@@ -171,10 +168,10 @@ pub async fn start(
     for spec in settings.routes {
         let upstream = match spec.target.strip_prefix(IN_PROCESS_SCHEME) {
             Some(name) => Upstream::InProcess(in_process.get(name).cloned().ok_or_else(|| {
-                HostError::Missing(format!(
-                    "no in-process service {name} for /api/{}",
-                    spec.resource
-                ))
+                HostError::NoInProcessService {
+                    service: name.to_owned(),
+                    resource: spec.resource.clone(),
+                }
             })?),
             None => Upstream::Http(spec.target.clone()),
         };
@@ -186,7 +183,10 @@ pub async fn start(
         &settings.breaker,
         body_limit,
     )
-    .map_err(|error| HostError::Missing(format!("cannot build the HTTP client: {error}")))?;
+    .map_err(|source| HostError::HttpClient {
+        target: "upstream services",
+        source,
+    })?;
     for breaker in gateway.breakers() {
         host.health().add_check(Arc::new(breaker));
     }

@@ -13,6 +13,7 @@ use crate::health::{self, BusCheck, ConsumersCheck, Health, StoreCheck};
 use crate::store::{Migration, Store, StoreError};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use food_delivery_contract::Component;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,8 +31,33 @@ pub struct ServiceSpec {
     pub name: &'static str,
     /// Its schema, applied after the kit's own tables.
     pub migrations: &'static [Migration],
-    /// Topics (without prefix) it publishes to or consumes; created at startup when missing.
-    pub topics: &'static [&'static str],
+    /// The topic (without prefix) it publishes to, if any; created at startup when missing.
+    pub publishes: Option<&'static str>,
+    /// The topics (without prefix) its consumer reads; created at startup when missing.
+    pub consumes: &'static [&'static str],
+}
+
+impl ServiceSpec {
+    /// The spec of one of the platform's components, with its schema.
+    pub const fn of(component: Component, migrations: &'static [Migration]) -> Self {
+        Self {
+            name: component.name(),
+            migrations,
+            publishes: component.publishes(),
+            consumes: component.consumes(),
+        }
+    }
+
+    /// Every topic it touches (without prefix), each once.
+    pub fn topics(&self) -> Vec<&'static str> {
+        let mut topics: Vec<&'static str> = self.publishes.into_iter().collect();
+        for topic in self.consumes {
+            if !topics.contains(topic) {
+                topics.push(topic);
+            }
+        }
+        topics
+    }
 }
 
 /// While draining, every answer asks the client to close its connection, so no keep-alive connection to this
@@ -72,12 +98,44 @@ pub enum HostError {
     /// The server failed.
     #[error("http server: {0}")]
     Serve(std::io::Error),
-    /// The service needs something the configuration does not provide.
-    #[error("{0}")]
-    Missing(String),
+    /// The service needs a setting the configuration does not provide.
+    #[error("{service} needs {setting}")]
+    MissingSetting {
+        /// The service.
+        service: &'static str,
+        /// The environment variable it needs.
+        setting: &'static str,
+    },
+    /// A route names an in-process service this process does not run (the all-in-one mode's wiring).
+    #[error("no in-process service {service} for /api/{resource}")]
+    NoInProcessService {
+        /// The service the route names.
+        service: String,
+        /// The route's resource.
+        resource: String,
+    },
+    /// An HTTP client (to a dependency) could not be built: the TLS backend or the system's settings failed.
+    #[error("cannot build the HTTP client for {target}: {source}")]
+    HttpClient {
+        /// What the client calls.
+        target: &'static str,
+        /// Why.
+        source: reqwest::Error,
+    },
     /// Settings that are valid one by one but do not fit together.
     #[error(transparent)]
     Config(#[from] crate::ConfigError),
+}
+
+impl HostError {
+    /// Whether the configuration is at fault (the process exits with the configuration error code, and a
+    /// restart without a change cannot help), rather than a dependency or the machine.
+    pub fn is_configuration(&self) -> bool {
+        matches!(
+            self,
+            Self::MissingSetting { .. } | Self::NoInProcessService { .. } | Self::Config(_)
+        )
+    }
 }
 
 /// A running service's shared parts.
@@ -107,10 +165,10 @@ impl ServiceHost {
     ) -> Result<Self, HostError> {
         // A service with a schema needs its store; say so before any connection is tried.
         if !spec.migrations.is_empty() && config.database_url.is_none() {
-            return Err(HostError::Missing(format!(
-                "{} needs DATABASE_URL",
-                spec.name
-            )));
+            return Err(HostError::MissingSetting {
+                service: spec.name,
+                setting: food_delivery_contract::env::DATABASE_URL,
+            });
         }
         let health = Health::new();
         let topics = Topics::new(config.topic_prefix.clone());
@@ -132,13 +190,13 @@ impl ServiceHost {
         };
         let bus = match (bus, &config.kafka) {
             // A service without topics (the gateway) neither needs the broker nor depends on it for readiness.
-            _ if spec.topics.is_empty() => None,
+            _ if spec.topics().is_empty() => None,
             (Some(bus), _) => Some(bus),
             (None, Some(kafka)) => Some(EventBus::Kafka(KafkaBus::connect(kafka, spec.name)?)),
             (None, None) => None,
         };
         if let Some(bus) = &bus {
-            ensure_topics_patiently(bus, &topics.names(spec.topics)).await?;
+            ensure_topics_patiently(bus, &topics.names(&spec.topics())).await?;
             health.add_check(Arc::new(BusCheck {
                 bus: bus.clone(),
                 required: config.readiness_requires_broker,
@@ -181,9 +239,10 @@ impl ServiceHost {
 
     /// The service's store; an error names `DATABASE_URL` when it is not configured.
     pub fn store(&self) -> Result<Store, HostError> {
-        self.store
-            .clone()
-            .ok_or_else(|| HostError::Missing(format!("{} needs DATABASE_URL", self.spec.name)))
+        self.store.clone().ok_or(HostError::MissingSetting {
+            service: self.spec.name,
+            setting: food_delivery_contract::env::DATABASE_URL,
+        })
     }
 
     /// Where the service appends events.
@@ -201,19 +260,17 @@ impl ServiceHost {
         &self.config
     }
 
-    /// Starts a consumer of `topics` (without prefix) as group `<prefix>.<group>`, applying events with `handler`.
+    /// Starts the consumer of the spec's `consumes` topics as group `<prefix>.<group>`, applying events with
+    /// `handler`.
     pub fn spawn_consumer<H: EventHandler>(
         &mut self,
         group: &str,
-        topics: &[&str],
         handler: H,
     ) -> Result<(), HostError> {
         let store = self.store()?;
-        let bus = self.bus.clone().ok_or_else(|| {
-            HostError::Missing(format!(
-                "{} consumes events and needs KAFKA_BOOTSTRAP_SERVERS",
-                self.spec.name
-            ))
+        let bus = self.bus.clone().ok_or(HostError::MissingSetting {
+            service: self.spec.name,
+            setting: food_delivery_contract::env::KAFKA_BOOTSTRAP_SERVERS,
         })?;
         let names = self.outbox.topics();
         let check = self.consumers_check.get_or_insert_with(|| {
@@ -227,7 +284,7 @@ impl ServiceHost {
             bus,
             Some(self.outbox.clone()),
             names.name(group),
-            names.names(topics),
+            names.names(self.spec.consumes),
             handler,
             self.consumers_stop.clone(),
         );

@@ -153,7 +153,8 @@ async fn readiness_stays_up_and_reports_the_broker_while_it_is_unreachable() {
     let spec = ServiceSpec {
         name: "readiness-test",
         migrations: &[],
-        topics: &["widgets"],
+        publishes: Some("widgets"),
+        consumes: &["widgets"],
     };
     let host = ServiceHost::start(spec, KitConfig::from_env(&environment).unwrap(), None)
         .await

@@ -33,7 +33,8 @@ async fn app() -> Router {
     let spec = ServiceSpec {
         name: "edge-test",
         migrations: &[],
-        topics: &[],
+        publishes: None,
+        consumes: &[],
     };
     let host = ServiceHost::start(spec, config, None).await.unwrap();
     host.router(Router::new().route("/greetings", post(greet)))

@@ -17,13 +17,13 @@ async fn events_flow_from_outbox_to_consumer_on_the_in_process_bus() {
     let spec = ServiceSpec {
         name: "in-process-test",
         migrations: support::EFFECT_MIGRATIONS,
-        topics: &["widgets"],
+        publishes: Some("widgets"),
+        consumes: &["widgets"],
     };
     let mut host = ServiceHost::start(spec, config, Some(EventBus::InProcess(bus.clone())))
         .await
         .unwrap();
-    host.spawn_consumer("effects", &["widgets"], RecordEffects)
-        .unwrap();
+    host.spawn_consumer("effects", RecordEffects).unwrap();
     let store = host.store().unwrap();
     let outbox = host.outbox();
 

@@ -182,7 +182,8 @@ async fn services_share_one_postgres_database_each_in_its_own_schema() {
         let spec = ServiceSpec {
             name,
             migrations,
-            topics: &["widgets"],
+            publishes: Some("widgets"),
+            consumes: &["widgets"],
         };
         let host = ServiceHost::start(
             spec,
@@ -278,7 +279,8 @@ async fn tables_left_in_public_by_an_earlier_version_stop_startup_with_what_to_d
     let spec = ServiceSpec {
         name: "first-service",
         migrations: FIRST_SERVICE,
-        topics: &[],
+        publishes: None,
+        consumes: &[],
     };
     let start = |schema: Option<&str>| {
         let mut pairs = vec![("DATABASE_URL", database.url.clone())];

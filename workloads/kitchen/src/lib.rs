@@ -10,17 +10,14 @@ pub mod store;
 
 use axum::Router;
 use domain::MenuItem;
+use food_delivery_contract::Component;
 use food_delivery_kit::events::{Event, EventBus};
 use food_delivery_kit::host::HostError;
 use food_delivery_kit::{ConfigError, Environment, KitConfig, ServiceHost, ServiceSpec, Store};
 use std::time::Duration;
 
 /// What the service is to the kit.
-pub const SPEC: ServiceSpec = ServiceSpec {
-    name: "kitchen",
-    migrations: store::MIGRATIONS,
-    topics: &[events::KITCHEN_TOPIC, events::ORDERS_TOPIC],
-};
+pub const SPEC: ServiceSpec = ServiceSpec::of(Component::Kitchen, store::MIGRATIONS);
 
 /// The kitchen's own settings.
 #[derive(Debug, Clone)]
@@ -146,7 +143,6 @@ pub async fn start(
     });
     host.spawn_consumer(
         SPEC.name,
-        &[events::ORDERS_TOPIC],
         policies::KitchenOrders {
             outbox: outbox.clone(),
         },

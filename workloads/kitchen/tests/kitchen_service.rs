@@ -7,7 +7,7 @@ use food_delivery_kitchen::events::{
     ORDER_CANCELLED, ORDER_CLEARED, ORDER_PLACED, TICKET_ACCEPTED, TICKET_CANCELLED,
 };
 use food_delivery_kitchen::{Settings, default_menu, start};
-use food_delivery_testkit::{Backend, InProcessService, TestDatabase, eventually};
+use food_delivery_testkit::{Backend, InProcessService, TestDatabase, eventually, stock_on_menu};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -87,13 +87,7 @@ impl Kitchen {
 
     async fn stock_of(&self, menu_id: &str) -> i64 {
         let (_, menu) = self.call("GET", "/menu", None).await;
-        menu.as_array()
-            .unwrap()
-            .iter()
-            .find(|item| item["menuId"] == menu_id)
-            .unwrap()["stock"]
-            .as_i64()
-            .unwrap()
+        stock_on_menu(&menu, menu_id)
     }
 
     async fn ticket_status(&self, order_id: &str) -> Option<String> {

@@ -12,16 +12,6 @@ pub use food_delivery_contract::topics::{
 };
 use serde::{Deserialize, Serialize};
 
-/// Every topic my page consumes.
-pub const ALL_TOPICS: &[&str] = &[
-    ORDERS_TOPIC,
-    PAYMENTS_TOPIC,
-    KITCHEN_TOPIC,
-    DELIVERIES_TOPIC,
-    STAMPS_TOPIC,
-    CUSTOMERS_TOPIC,
-];
-
 /// Events on the consumed topics that say nothing about an order or a customer.
 pub const IGNORED: &[&str] = &[MENU_ITEM_UPDATED];
 

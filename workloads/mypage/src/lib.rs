@@ -12,16 +12,13 @@ pub mod policies;
 pub mod store;
 
 use axum::Router;
+use food_delivery_contract::Component;
 use food_delivery_kit::events::EventBus;
 use food_delivery_kit::host::HostError;
 use food_delivery_kit::{KitConfig, ServiceHost, ServiceSpec};
 
 /// What the service is to the kit.
-pub const SPEC: ServiceSpec = ServiceSpec {
-    name: "mypage",
-    migrations: store::MIGRATIONS,
-    topics: events::ALL_TOPICS,
-};
+pub const SPEC: ServiceSpec = ServiceSpec::of(Component::Mypage, store::MIGRATIONS);
 
 /// Starts the service's parts (store, bus, the projection) and returns the host with the API.
 /// `bus` replaces Kafka (the all-in-one mode passes the in-process bus).
@@ -37,7 +34,6 @@ pub async fn start(
     tracing::info!(%generation, "projecting views under replay generation");
     host.spawn_consumer(
         &format!("{}.{generation}", SPEC.name),
-        events::ALL_TOPICS,
         policies::ProjectViews,
     )?;
     Ok((host, api::routes(store)))

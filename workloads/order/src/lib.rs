@@ -10,6 +10,7 @@ pub mod policies;
 pub mod store;
 
 use axum::Router;
+use food_delivery_contract::Component;
 use food_delivery_kit::client::{CallPolicy, ServiceClient};
 use food_delivery_kit::credential::InternalCredential;
 use food_delivery_kit::events::EventBus;
@@ -21,16 +22,7 @@ use std::sync::Arc;
 const DISPATCH_LEFT_READY_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What the service is to the kit.
-pub const SPEC: ServiceSpec = ServiceSpec {
-    name: "order",
-    migrations: store::MIGRATIONS,
-    topics: &[
-        events::ORDERS_TOPIC,
-        events::KITCHEN_TOPIC,
-        events::DELIVERIES_TOPIC,
-        events::PAYMENTS_TOPIC,
-    ],
-};
+pub const SPEC: ServiceSpec = ServiceSpec::of(Component::Order, store::MIGRATIONS);
 
 /// The order service's own settings.
 #[derive(Debug, Clone)]
@@ -103,20 +95,17 @@ pub async fn start(
     bus: Option<EventBus>,
 ) -> Result<(ServiceHost, Router), HostError> {
     check_request_outlasts_payment(&config, &settings)?;
-    let payment = ServiceClient::new("payment", settings.payment)
-        .map_err(|error| HostError::Missing(format!("cannot build the payment client: {error}")))?
+    let payment = ServiceClient::new(Component::Payment.name(), settings.payment)
+        .map_err(|source| HostError::HttpClient {
+            target: Component::Payment.name(),
+            source,
+        })?
         .with_credential(settings.credential);
     let mut host = ServiceHost::start(SPEC, config, bus).await?;
     host.health().add_check(Arc::new(payment.breaker().clone()));
     let outbox = host.outbox();
-    let topics = [
-        events::KITCHEN_TOPIC,
-        events::DELIVERIES_TOPIC,
-        events::PAYMENTS_TOPIC,
-    ];
     host.spawn_consumer(
         SPEC.name,
-        &topics,
         policies::FollowOrders {
             outbox: outbox.clone(),
         },

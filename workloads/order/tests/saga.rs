@@ -8,7 +8,9 @@ use food_delivery_kit::breaker::BreakerSettings;
 use food_delivery_kit::client::CallPolicy;
 use food_delivery_kit::credential::InternalCredential;
 use food_delivery_kit::events::InProcessBus;
-use food_delivery_testkit::{Backend, InProcessService, TestDatabase, eventually, free_port};
+use food_delivery_testkit::{
+    Backend, InProcessService, TestDatabase, eventually, free_port, stock_on_menu,
+};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -192,13 +194,7 @@ impl Platform {
 
     async fn stock_of(&self, menu_id: &str) -> i64 {
         let (_, menu) = self.kitchen.call("GET", "/menu", None).await;
-        menu.as_array()
-            .unwrap()
-            .iter()
-            .find(|item| item["menuId"] == menu_id)
-            .unwrap()["stock"]
-            .as_i64()
-            .unwrap()
+        stock_on_menu(&menu, menu_id)
     }
 
     /// Types of the events on `topic` about one order, in order.

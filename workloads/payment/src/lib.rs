@@ -9,6 +9,7 @@ pub mod policies;
 pub mod store;
 
 use axum::Router;
+use food_delivery_contract::Component;
 use food_delivery_kit::credential::InternalCredential;
 use food_delivery_kit::events::EventBus;
 use food_delivery_kit::host::HostError;
@@ -16,11 +17,7 @@ use food_delivery_kit::{ConfigError, Environment, KitConfig, ServiceHost, Servic
 use std::time::Duration;
 
 /// What the service is to the kit.
-pub const SPEC: ServiceSpec = ServiceSpec {
-    name: "payment",
-    migrations: store::MIGRATIONS,
-    topics: &[events::PAYMENTS_TOPIC, events::ORDERS_TOPIC],
-};
+pub const SPEC: ServiceSpec = ServiceSpec::of(Component::Payment, store::MIGRATIONS);
 
 /// The payment service's own settings.
 #[derive(Debug, Clone)]
@@ -72,7 +69,6 @@ pub async fn start(
     let outbox = host.outbox();
     host.spawn_consumer(
         SPEC.name,
-        &[events::ORDERS_TOPIC],
         policies::SettleWithOrders {
             outbox: outbox.clone(),
         },

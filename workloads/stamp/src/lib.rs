@@ -8,16 +8,13 @@ pub mod policies;
 pub mod store;
 
 use axum::Router;
+use food_delivery_contract::Component;
 use food_delivery_kit::events::EventBus;
 use food_delivery_kit::host::HostError;
 use food_delivery_kit::{KitConfig, ServiceHost, ServiceSpec};
 
 /// What the service is to the kit.
-pub const SPEC: ServiceSpec = ServiceSpec {
-    name: "stamp",
-    migrations: store::MIGRATIONS,
-    topics: &[events::STAMPS_TOPIC, events::PAYMENTS_TOPIC],
-};
+pub const SPEC: ServiceSpec = ServiceSpec::of(Component::Stamp, store::MIGRATIONS);
 
 /// Starts the service's parts (store, bus, relay, the payment consumer) and returns the host with the API.
 /// `bus` replaces Kafka (the all-in-one mode passes the in-process bus).
@@ -27,11 +24,7 @@ pub async fn start(
 ) -> Result<(ServiceHost, Router), HostError> {
     let mut host = ServiceHost::start(SPEC, config, bus).await?;
     let outbox = host.outbox();
-    host.spawn_consumer(
-        SPEC.name,
-        &[events::PAYMENTS_TOPIC],
-        policies::StampPayments { outbox },
-    )?;
+    host.spawn_consumer(SPEC.name, policies::StampPayments { outbox })?;
     let api = api::routes(host.store()?);
     Ok((host, api))
 }

@@ -11,27 +11,34 @@
 use super::field_set::{self, Path, fields_of};
 use crate::server_rules;
 use http::{Method, Request, Response, StatusCode};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::events::v1::Event;
 use kube::Client;
+use kube::Resource;
 use kube::client::Body;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-const PLURALS: [&str; 13] = [
-    "leases",
-    "configmaps",
-    "services",
-    "serviceaccounts",
-    "persistentvolumeclaims",
-    "secrets",
-    "deployments",
-    "horizontalpodautoscalers",
-    "poddisruptionbudgets",
-    "networkpolicies",
-    "ingresses",
-    "fooddeliveryapps",
-    "events",
-];
+/// Whether `part` of a path names a collection the fake serves: the owned kinds, and what the operator reads or
+/// writes besides them.
+fn is_collection(part: &str) -> bool {
+    static PLURALS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    PLURALS
+        .get_or_init(|| {
+            let mut plurals = crate::build::kinds::owned_plurals();
+            plurals.extend([
+                Lease::plural(&()).into_owned(),
+                Secret::plural(&()).into_owned(),
+                Event::plural(&()).into_owned(),
+                crate::FoodDeliveryApp::plural(&()).into_owned(),
+            ]);
+            plurals
+        })
+        .iter()
+        .any(|plural| plural == part)
+}
 
 /// One request as the fake saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +63,7 @@ impl Seen {
         let parts: Vec<&str> = self.path.split('/').collect();
         let at = parts
             .iter()
-            .rposition(|part| PLURALS.contains(part))
+            .rposition(|part| is_collection(part))
             .unwrap_or(0);
         format!("{} {}", self.method, parts[at..].join("/"))
     }
@@ -90,7 +97,7 @@ pub struct FakeApi {
 
 fn split(path: &str) -> Option<(String, Option<String>, Option<String>)> {
     let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
-    let at = parts.iter().rposition(|part| PLURALS.contains(part))?;
+    let at = parts.iter().rposition(|part| is_collection(part))?;
     Some((
         parts[..=at].join("/"),
         parts.get(at + 1).map(|name| (*name).to_owned()),

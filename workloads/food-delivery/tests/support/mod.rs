@@ -6,10 +6,11 @@ pub mod balancer;
 pub mod chaos;
 pub mod scenarios;
 
+use food_delivery_contract::Component;
 use food_delivery_kit::config::KafkaConfig;
 use food_delivery_kit::events::{Event, EventBus, KafkaBus};
 use food_delivery_testkit::{
-    Backend, TestDatabase, eventually, free_port, kafka_bootstrap, unique,
+    Backend, TestDatabase, eventually, free_port, kafka_bootstrap, stock_on_menu, unique,
 };
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -22,10 +23,22 @@ pub const INTERNAL_TOKEN: &str = "fleet-internal-credential-0123456789abcdef";
 pub const BINARY: &str = env!("CARGO_BIN_EXE_food-delivery");
 pub const WAIT: Duration = Duration::from_secs(60);
 /// The four services of the ordering saga.
-pub const SAGA: [&str; 4] = ["payment", "kitchen", "delivery", "order"];
+pub const SAGA: [&str; 4] = [
+    Component::Payment.name(),
+    Component::Kitchen.name(),
+    Component::Delivery.name(),
+    Component::Order.name(),
+];
 /// Every service, the gateway in front.
 pub const PLATFORM: [&str; 8] = [
-    "payment", "kitchen", "delivery", "order", "customer", "stamp", "mypage", "gateway",
+    Component::Payment.name(),
+    Component::Kitchen.name(),
+    Component::Delivery.name(),
+    Component::Order.name(),
+    Component::Customer.name(),
+    Component::Stamp.name(),
+    Component::Mypage.name(),
+    Component::Gateway.name(),
 ];
 
 /// One service process, restartable on the same port and store.
@@ -307,13 +320,7 @@ impl Cluster {
         let (_, menu) = self
             .call("kitchen", reqwest::Method::GET, "/menu", None)
             .await;
-        menu.as_array()
-            .unwrap()
-            .iter()
-            .find(|item| item["menuId"] == menu_id)
-            .unwrap()["stock"]
-            .as_i64()
-            .unwrap()
+        stock_on_menu(&menu, menu_id)
     }
 
     pub async fn payment_status(&self, order_id: &str) -> String {
@@ -388,7 +395,7 @@ impl Cluster {
 pub fn gateway_routes(ports: &BTreeMap<&str, u16>) -> String {
     food_delivery_gateway::domain::routes_setting(|service| {
         ports
-            .get(service)
+            .get(service.name())
             .map(|port| format!("http://127.0.0.1:{port}"))
     })
 }

@@ -1,7 +1,7 @@
 //! The saga flows of DOMAIN.md driven through the gateway, with the invariants checked afterwards. The same
 //! scenario runs against `food-delivery up` and against a cluster of processes over the real broker.
 
-use food_delivery_testkit::eventually;
+use food_delivery_testkit::{eventually, stock_on_menu};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -339,11 +339,5 @@ pub async fn check_invariants(platform: &Platform, outcome: &Outcome) {
 
 pub async fn stock_of(platform: &Platform, menu_id: &str) -> i64 {
     let (_, menu) = platform.call("GET", "/api/menu", None).await;
-    menu.as_array()
-        .unwrap()
-        .iter()
-        .find(|dish| dish["menuId"] == menu_id)
-        .unwrap()["stock"]
-        .as_i64()
-        .unwrap()
+    stock_on_menu(&menu, menu_id)
 }

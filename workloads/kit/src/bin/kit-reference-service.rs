@@ -30,7 +30,8 @@ const MIGRATIONS: &[Migration] = &[Migration {
 const SPEC: ServiceSpec = ServiceSpec {
     name: "kit-reference",
     migrations: MIGRATIONS,
-    topics: &[LEDGER_TOPIC],
+    publishes: Some(LEDGER_TOPIC),
+    consumes: &[LEDGER_TOPIC],
 };
 
 #[derive(Debug, Deserialize)]
@@ -193,7 +194,7 @@ async fn run(config: KitConfig) -> Result<(), food_delivery_kit::host::HostError
         store: host.store()?,
         outbox: host.outbox(),
     };
-    host.spawn_consumer("kit-reference-balances", &[LEDGER_TOPIC], BalancePolicy)?;
+    host.spawn_consumer("kit-reference-balances", BalancePolicy)?;
     let api = Router::new()
         .route("/entries", post(record_entry))
         .route("/balances/{account}", get(balance))
