@@ -13,74 +13,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use std::collections::BTreeMap;
 
-/// Condition types.
-pub const READY: &str = "Ready";
-/// A change is being rolled out.
-pub const RECONCILING: &str = "Reconciling";
-/// Progress needs someone to act.
-pub const STALLED: &str = "Stalled";
-
-/// Every reason the operator writes, in its conditions and in its Events, spelled once (docs/crd.md lists them
-/// for users; `operator/argocd/health.lua` reads the condition types, not these).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    /// Ready: every component's Deployment is rolled out.
-    AllComponentsAvailable,
-    /// Ready false and Reconciling: a rollout is in progress.
-    RollingOut,
-    /// Reconciling false.
-    Idle,
-    /// Stalled false.
-    Progressing,
-    /// Ready false because the app is stalled.
-    Stalled,
-    /// `spec.paused` is true.
-    Paused,
-    /// Stalled: the spec breaks a rule (or cannot be read).
-    InvalidSpec,
-    /// Stalled: a Secret the spec names is missing or lacks the key.
-    SecretMissing,
-    /// Stalled: the API server refused a child for good.
-    ApplyRefused,
-    /// Stalled: a Deployment passed its progress deadline (Kubernetes' own reason, read from the Deployment).
-    ProgressDeadlineExceeded,
-    /// Event: children created.
-    Created,
-    /// Event: children changed after a spec change.
-    Updated,
-    /// Event: children edited or deleted by someone else, put back.
-    Healed,
-    /// Event: children the spec no longer asks for, deleted.
-    Pruned,
-    /// Warning Event: a reconcile failed and will be retried.
-    ReconcileFailed,
-    /// Warning Event: the app's pods at full scale need more PostgreSQL connections than the server allows.
-    ConnectionBudget,
-}
-
-impl Reason {
-    /// The reason as written in a condition or an Event.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::AllComponentsAvailable => "AllComponentsAvailable",
-            Self::RollingOut => "RollingOut",
-            Self::Idle => "Idle",
-            Self::Progressing => "Progressing",
-            Self::Stalled => "Stalled",
-            Self::Paused => "Paused",
-            Self::InvalidSpec => "InvalidSpec",
-            Self::SecretMissing => "SecretMissing",
-            Self::ApplyRefused => "ApplyRefused",
-            Self::ProgressDeadlineExceeded => "ProgressDeadlineExceeded",
-            Self::Created => "Created",
-            Self::Updated => "Updated",
-            Self::Healed => "Healed",
-            Self::Pruned => "Pruned",
-            Self::ReconcileFailed => "ReconcileFailed",
-            Self::ConnectionBudget => "ConnectionBudget",
-        }
-    }
-}
+pub use food_delivery_contract::conditions::{READY, RECONCILING, Reason, STALLED};
 
 /// Whether `stall` is not what the previous status already said (so it deserves a new Warning Event).
 pub fn stall_is_new(previous: Option<&FoodDeliveryAppStatus>, stall: &Stall) -> bool {
@@ -333,6 +266,20 @@ mod tests {
     use super::*;
     use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentSpec, DeploymentStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    #[test]
+    fn the_users_guide_names_every_condition_and_reason_the_operator_writes() {
+        let guide = include_str!("../../../docs/crd.md");
+        for written in [READY, RECONCILING, STALLED]
+            .into_iter()
+            .chain(Reason::ALL.map(Reason::as_str))
+        {
+            assert!(
+                guide.contains(&format!("`{written}`")),
+                "docs/crd.md does not name `{written}`"
+            );
+        }
+    }
 
     fn now() -> Time {
         Time(k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).unwrap())

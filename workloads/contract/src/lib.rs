@@ -363,6 +363,99 @@ pub mod deadlines {
     }
 }
 
+/// The vocabulary of the operator's status: condition types (kstatus) and the reasons of its conditions and Events,
+/// spelled once; docs/crd.md lists them for users and a test keeps the two in step.
+pub mod conditions {
+    /// The Ready condition type.
+    pub const READY: &str = "Ready";
+    /// A change is being rolled out.
+    pub const RECONCILING: &str = "Reconciling";
+    /// Progress needs someone to act.
+    pub const STALLED: &str = "Stalled";
+
+    /// Every reason the operator writes, in its conditions and in its Events, spelled once (docs/crd.md lists them
+    /// for users; `operator/argocd/health.lua` reads the condition types, not these).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Reason {
+        /// Ready: every component's Deployment is rolled out.
+        AllComponentsAvailable,
+        /// Ready false and Reconciling: a rollout is in progress.
+        RollingOut,
+        /// Reconciling false.
+        Idle,
+        /// Stalled false.
+        Progressing,
+        /// Ready false because the app is stalled.
+        Stalled,
+        /// `spec.paused` is true.
+        Paused,
+        /// Stalled: the spec breaks a rule (or cannot be read).
+        InvalidSpec,
+        /// Stalled: a Secret the spec names is missing or lacks the key.
+        SecretMissing,
+        /// Stalled: the API server refused a child for good.
+        ApplyRefused,
+        /// Stalled: a Deployment passed its progress deadline (Kubernetes' own reason, read from the Deployment).
+        ProgressDeadlineExceeded,
+        /// Event: children created.
+        Created,
+        /// Event: children changed after a spec change.
+        Updated,
+        /// Event: children edited or deleted by someone else, put back.
+        Healed,
+        /// Event: children the spec no longer asks for, deleted.
+        Pruned,
+        /// Warning Event: a reconcile failed and will be retried.
+        ReconcileFailed,
+        /// Warning Event: the app's pods at full scale need more PostgreSQL connections than the server allows.
+        ConnectionBudget,
+    }
+
+    impl Reason {
+        /// Every reason, for documentation checks.
+        pub const ALL: [Self; 16] = [
+            Self::AllComponentsAvailable,
+            Self::RollingOut,
+            Self::Idle,
+            Self::Progressing,
+            Self::Stalled,
+            Self::Paused,
+            Self::InvalidSpec,
+            Self::SecretMissing,
+            Self::ApplyRefused,
+            Self::ProgressDeadlineExceeded,
+            Self::Created,
+            Self::Updated,
+            Self::Healed,
+            Self::Pruned,
+            Self::ReconcileFailed,
+            Self::ConnectionBudget,
+        ];
+
+        /// The reason as written in a condition or an Event.
+        pub const fn as_str(self) -> &'static str {
+            match self {
+                Self::AllComponentsAvailable => "AllComponentsAvailable",
+                Self::RollingOut => "RollingOut",
+                Self::Idle => "Idle",
+                Self::Progressing => "Progressing",
+                Self::Stalled => "Stalled",
+                Self::Paused => "Paused",
+                Self::InvalidSpec => "InvalidSpec",
+                Self::SecretMissing => "SecretMissing",
+                Self::ApplyRefused => "ApplyRefused",
+                Self::ProgressDeadlineExceeded => "ProgressDeadlineExceeded",
+                Self::Created => "Created",
+                Self::Updated => "Updated",
+                Self::Healed => "Healed",
+                Self::Pruned => "Pruned",
+                Self::ReconcileFailed => "ReconcileFailed",
+                Self::ConnectionBudget => "ConnectionBudget",
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,15 +2,15 @@
 
 use crate::domain::{self, Customer};
 use crate::events::{
-    CUSTOMER_DELETED, CUSTOMER_REGISTERED, CUSTOMER_UPDATED, CUSTOMERS_TOPIC, CustomerDeleted,
-    CustomerRegistered, CustomerUpdated,
+    CUSTOMER_DELETED, CUSTOMER_REGISTERED, CUSTOMER_UPDATED, CustomerDeleted, CustomerRegistered,
+    CustomerUpdated,
 };
 use crate::store;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use food_delivery_kit::events::{Event, Outbox};
+use food_delivery_kit::events::Outbox;
 use food_delivery_kit::http::{Json, Path};
 use food_delivery_kit::store::now_millis;
 use food_delivery_kit::{FieldViolation, Problem, Store};
@@ -95,12 +95,10 @@ async fn commit_announcing(
     event_type: &str,
     data: &impl serde::Serialize,
 ) -> Result<(), Problem> {
-    let event = Event::new(event_type, crate::SPEC.name, customer_id, data)?;
     api.outbox
-        .append(&mut transaction, CUSTOMERS_TOPIC, &event)
+        .record(&mut transaction, event_type, customer_id, data)
         .await?;
-    transaction.commit().await?;
-    api.outbox.wake_relay();
+    api.outbox.commit(transaction).await?;
     Ok(())
 }
 

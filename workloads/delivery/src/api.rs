@@ -44,13 +44,16 @@ pub fn routes(api: DeliveryApi) -> Router {
 )]
 pub struct DeliveryApiDocument;
 
-fn ride_problem(error: RideError) -> Problem {
-    match error {
-        RideError::NoDelivery(order_id) => {
-            Problem::not_found(format!("no delivery for order {order_id}"))
+impl From<RideError> for Problem {
+    fn from(error: RideError) -> Self {
+        match error {
+            RideError::NoDelivery(order_id) => {
+                Problem::not_found(format!("no delivery for order {order_id}"))
+            }
+            RideError::NotAllowed(reason) => Problem::conflict(reason),
+            RideError::Store(error) => error.into(),
+            RideError::Outbox(error) => error.into(),
         }
-        RideError::NotAllowed(reason) => Problem::conflict(reason),
-        RideError::Store(error) => Problem::from(error),
     }
 }
 
@@ -69,8 +72,7 @@ async fn delivery(
     Path(order_id): Path<String>,
 ) -> Result<axum::Json<Delivery>, Problem> {
     store::delivery(api.store.pool(), &order_id)
-        .await
-        .map_err(|error| ride_problem(error.into()))?
+        .await?
         .map(axum::Json)
         .ok_or_else(|| Problem::not_found(format!("no delivery for order {order_id}")))
 }
@@ -90,10 +92,8 @@ async fn pick_up(
     State(api): State<DeliveryApi>,
     Path(order_id): Path<String>,
 ) -> Result<axum::Json<Delivery>, Problem> {
-    policies::ride(&api.store, &api.outbox, &order_id, RiderAction::PickUp)
-        .await
-        .map(axum::Json)
-        .map_err(ride_problem)
+    let delivery = policies::ride(&api.store, &api.outbox, &order_id, RiderAction::PickUp).await?;
+    Ok(axum::Json(delivery))
 }
 
 /// A rider hands the food over.
@@ -111,8 +111,7 @@ async fn complete(
     State(api): State<DeliveryApi>,
     Path(order_id): Path<String>,
 ) -> Result<axum::Json<Delivery>, Problem> {
-    policies::ride(&api.store, &api.outbox, &order_id, RiderAction::Complete)
-        .await
-        .map(axum::Json)
-        .map_err(ride_problem)
+    let delivery =
+        policies::ride(&api.store, &api.outbox, &order_id, RiderAction::Complete).await?;
+    Ok(axum::Json(delivery))
 }

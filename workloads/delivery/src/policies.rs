@@ -3,25 +3,32 @@
 
 use crate::domain::{self, Delivery, DeliveryStatus, RiderAction};
 use crate::events::{
-    DELIVERED, DELIVERIES_TOPIC, DELIVERY_CANCELLED, DELIVERY_STARTED, DeliveryChanged, IGNORED,
-    ORDER_CANCELLED, ORDER_DISPATCHED,
+    DELIVERED, DELIVERY_CANCELLED, DELIVERY_STARTED, DeliveryChanged, IGNORED, ORDER_CANCELLED,
+    ORDER_DISPATCHED,
 };
 use crate::store;
-use food_delivery_kit::events::{Event, EventHandler, HandlerError, Outbox, PoisonReason};
+use food_delivery_kit::events::{
+    Event, EventHandler, HandlerError, Outbox, OutboxError, PoisonReason,
+};
 use food_delivery_kit::store::now_millis;
 use food_delivery_kit::{Store, StoreTransaction};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-fn delivery_event(event_type: &str, order_id: &str) -> Result<Event, serde_json::Error> {
-    Event::new(
-        event_type,
-        crate::SPEC.name,
-        order_id,
-        &DeliveryChanged {
-            order_id: order_id.to_owned(),
-        },
-    )
+/// Records the event of a delivery's step (subject and data: the order).
+async fn record_step(
+    outbox: &Outbox,
+    transaction: &mut StoreTransaction,
+    event_type: &str,
+    order_id: &str,
+) -> Result<(), OutboxError> {
+    let data = DeliveryChanged {
+        order_id: order_id.to_owned(),
+    };
+    outbox
+        .record(transaction, event_type, order_id, &data)
+        .await?;
+    Ok(())
 }
 
 /// Opens a delivery for each cooked order and stops it when the order is cancelled.
@@ -87,11 +94,7 @@ impl EventHandler for DeliveryOrders {
                         "delivery of {order_id} changed while being cancelled"
                     )));
                 }
-                let cancelled = delivery_event(DELIVERY_CANCELLED, order_id)
-                    .map_err(|error| HandlerError::Retry(error.to_string()))?;
-                self.outbox
-                    .append(transaction, DELIVERIES_TOPIC, &cancelled)
-                    .await?;
+                record_step(&self.outbox, transaction, DELIVERY_CANCELLED, order_id).await?;
                 Ok(())
             }
             known if IGNORED.contains(&known) => Ok(()),
@@ -112,6 +115,9 @@ pub enum RideError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] sqlx::Error),
+    /// The step's event could not be recorded.
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
 }
 
 /// Picks up or completes an order's delivery, with its event, in one transaction.
@@ -143,13 +149,8 @@ pub async fn ride(
             "the delivery of order {order_id} changed meanwhile (cancelled, or another rider); look again"
         )));
     }
-    let event = delivery_event(event_type, order_id)
-        .map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
-    outbox
-        .append(&mut transaction, DELIVERIES_TOPIC, &event)
-        .await?;
-    transaction.commit().await?;
-    outbox.wake_relay();
+    record_step(outbox, &mut transaction, event_type, order_id).await?;
+    outbox.commit(transaction).await?;
     Ok(delivery)
 }
 

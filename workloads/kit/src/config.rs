@@ -257,7 +257,7 @@ impl KitConfig {
         let topic_prefix = environment
             .optional(env::KAFKA_TOPIC_PREFIX)
             .unwrap_or_else(|| "food".to_owned());
-        crate::events::validate_topic_prefix(&topic_prefix)
+        validate_topic_prefix(&topic_prefix)
             .map_err(|problem| ConfigError::new(env::KAFKA_TOPIC_PREFIX, problem))?;
         let kafka = match environment.optional(env::KAFKA_BOOTSTRAP_SERVERS) {
             None => None,
@@ -356,6 +356,25 @@ fn validate_bootstrap_servers(value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks a topic prefix against Kafka's rules for topic names (the prefix plus `.` plus a name must stay valid).
+pub fn validate_topic_prefix(prefix: &str) -> Result<(), String> {
+    if prefix.is_empty() || prefix.len() > 200 {
+        return Err("must be 1 to 200 characters".to_owned());
+    }
+    if prefix == "." || prefix == ".." {
+        return Err("cannot be '.' or '..'".to_owned());
+    }
+    if let Some(bad) = prefix
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "may contain only ASCII letters, digits, '.', '_' and '-', found '{bad}'"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,5 +437,19 @@ mod tests {
     fn blank_values_count_as_unset() {
         let environment = Environment::from_pairs([("HTTP_PORT", "  ")]);
         assert_eq!(environment.parsed_or("HTTP_PORT", 8080_u16).unwrap(), 8080);
+    }
+
+    #[test]
+    fn topic_prefix_follows_kafka_rules() {
+        assert!(validate_topic_prefix("food").is_ok());
+        assert!(validate_topic_prefix("good-morning.prod_1").is_ok());
+        assert!(validate_topic_prefix("").is_err());
+        assert!(validate_topic_prefix("..").is_err());
+        assert!(
+            validate_topic_prefix("food/orders")
+                .unwrap_err()
+                .contains("'/'")
+        );
+        assert!(validate_topic_prefix(&"a".repeat(201)).is_err());
     }
 }

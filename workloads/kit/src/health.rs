@@ -23,8 +23,6 @@ pub const STARTED_PATH: &str = food_delivery_contract::STARTED_PATH;
 pub const LIVE_PATH: &str = food_delivery_contract::LIVE_PATH;
 /// Readiness probe path.
 pub const READY_PATH: &str = food_delivery_contract::READY_PATH;
-/// Prometheus scrape path.
-pub const METRICS_PATH: &str = food_delivery_contract::METRICS_PATH;
 
 /// How long one dependency check may take before it counts as failed.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);

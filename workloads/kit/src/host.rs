@@ -87,6 +87,9 @@ pub enum HostError {
     /// The bus failed.
     #[error("event bus: {0}")]
     Bus(#[from] crate::events::BusError),
+    /// An event the service records at startup (an announcement) could not be recorded.
+    #[error("recording an event: {0}")]
+    Outbox(#[from] crate::events::OutboxError),
     /// The listener could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -124,7 +127,7 @@ pub enum HostError {
     },
     /// Settings that are valid one by one but do not fit together.
     #[error(transparent)]
-    Config(#[from] crate::ConfigError),
+    Config(#[from] crate::config::ConfigError),
 }
 
 impl HostError {
@@ -202,7 +205,7 @@ impl ServiceHost {
                 required: config.readiness_requires_broker,
             }));
         }
-        let outbox = Outbox::new(topics);
+        let outbox = Outbox::new(topics).publishing(spec.name, spec.publishes);
         let relay_stop = CancellationToken::new();
         let relay = match (&store, &bus) {
             (Some(store), Some(bus)) => {
@@ -309,7 +312,7 @@ impl ServiceHost {
         let service: &'static str = self.spec.name;
         api.merge(health::routes(self.health.clone()))
             .route(
-                health::METRICS_PATH,
+                crate::metrics::METRICS_PATH,
                 axum::routing::get(crate::metrics::metrics_endpoint),
             )
             .fallback(crate::http::no_such_route)

@@ -8,6 +8,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use std::time::Instant;
 
+/// Prometheus scrape path.
+pub const METRICS_PATH: &str = food_delivery_contract::METRICS_PATH;
+
 /// HTTP requests served, by service, method, route template and status.
 pub const HTTP_REQUESTS: &str = "http_server_requests_total";
 /// HTTP request duration in seconds, same labels as [`HTTP_REQUESTS`].
@@ -136,7 +139,7 @@ pub async fn record_http(
     let response = next.run(request).await;
     let elapsed = started.elapsed();
     // Probes and scrapes every few seconds would drown the access log.
-    if !(route.starts_with("/health/") || route == crate::health::METRICS_PATH) {
+    if !(route.starts_with("/health/") || route == METRICS_PATH) {
         tracing::info!(
             status = response.status().as_u16(),
             duration_ms = elapsed.as_secs_f64() * 1000.0,

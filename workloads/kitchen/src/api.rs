@@ -1,14 +1,13 @@
 //! HTTP: the menu (read and change) and the cooks' buttons. Validation of input lives here.
 
 use crate::domain::{MenuItem, Ticket};
-use crate::events::{KITCHEN_TOPIC, MENU_ITEM_UPDATED};
 use crate::policies::{self, CookError};
 use crate::store;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post, put};
 use food_delivery_contract::limits;
-use food_delivery_kit::events::{Event, Outbox};
+use food_delivery_kit::events::Outbox;
 use food_delivery_kit::http::{Json, Path};
 use food_delivery_kit::{FieldViolation, Problem, Store};
 use serde::Deserialize;
@@ -52,10 +51,7 @@ pub struct KitchenApiDocument;
 /// The menu with prices and stock.
 #[utoipa::path(get, path = "/menu", responses((status = 200, description = "Every dish", body = Vec<MenuItem>)))]
 async fn menu(State(api): State<KitchenApi>) -> Result<axum::Json<Vec<MenuItem>>, Problem> {
-    store::menu(api.store.pool())
-        .await
-        .map(axum::Json)
-        .map_err(Problem::from)
+    Ok(axum::Json(store::menu(api.store.pool()).await?))
 }
 
 /// `PUT /menu/{menuId}` body.
@@ -130,14 +126,10 @@ async fn update_menu_item(
         price: change.price,
         stock: change.stock,
     };
-    let event = Event::new(MENU_ITEM_UPDATED, crate::SPEC.name, &item.menu_id, &item)?;
     let mut transaction = api.store.begin().await?;
     store::save_menu_item(&mut transaction, &item).await?;
-    api.outbox
-        .append(&mut transaction, KITCHEN_TOPIC, &event)
-        .await?;
-    transaction.commit().await?;
-    api.outbox.wake_relay();
+    policies::record_dish(&api.outbox, &mut transaction, &item).await?;
+    api.outbox.commit(transaction).await?;
     Ok(axum::Json(item))
 }
 
@@ -161,13 +153,16 @@ async fn ticket(
         .ok_or_else(|| Problem::not_found(format!("no ticket for order {order_id}")))
 }
 
-fn cook_problem(error: CookError) -> Problem {
-    match error {
-        CookError::NoTicket(order_id) => {
-            Problem::not_found(format!("no ticket for order {order_id}"))
+impl From<CookError> for Problem {
+    fn from(error: CookError) -> Self {
+        match error {
+            CookError::NoTicket(order_id) => {
+                Problem::not_found(format!("no ticket for order {order_id}"))
+            }
+            CookError::NotAllowed(reason) => Problem::conflict(reason),
+            CookError::Store(error) => error.into(),
+            CookError::Outbox(error) => error.into(),
         }
-        CookError::NotAllowed(reason) => Problem::conflict(reason),
-        CookError::Store(error) => Problem::from(error),
     }
 }
 
@@ -187,10 +182,8 @@ async fn start_cooking(
     State(api): State<KitchenApi>,
     Path(order_id): Path<String>,
 ) -> Result<(axum::http::StatusCode, axum::Json<Ticket>), Problem> {
-    policies::request_start(&api.store, &api.outbox, &order_id)
-        .await
-        .map(|ticket| (axum::http::StatusCode::ACCEPTED, axum::Json(ticket)))
-        .map_err(cook_problem)
+    let ticket = policies::request_start(&api.store, &api.outbox, &order_id).await?;
+    Ok((axum::http::StatusCode::ACCEPTED, axum::Json(ticket)))
 }
 
 /// A cook finishes a ticket: ready for pickup.
@@ -208,8 +201,7 @@ async fn finish_cooking(
     State(api): State<KitchenApi>,
     Path(order_id): Path<String>,
 ) -> Result<axum::Json<Ticket>, Problem> {
-    policies::finish(&api.store, &api.outbox, &order_id)
-        .await
-        .map(axum::Json)
-        .map_err(cook_problem)
+    Ok(axum::Json(
+        policies::finish(&api.store, &api.outbox, &order_id).await?,
+    ))
 }

@@ -11,7 +11,7 @@ pub mod store;
 use axum::Router;
 use domain::MenuItem;
 use food_delivery_contract::Component;
-use food_delivery_kit::events::{Event, EventBus};
+use food_delivery_kit::events::{EventBus, OutboxError};
 use food_delivery_kit::host::HostError;
 use food_delivery_kit::{ConfigError, Environment, KitConfig, ServiceHost, ServiceSpec, Store};
 use std::time::Duration;
@@ -103,21 +103,16 @@ async fn seed_menu(
     store: &Store,
     outbox: &food_delivery_kit::events::Outbox,
     menu: &[MenuItem],
-) -> Result<Vec<String>, sqlx::Error> {
+) -> Result<Vec<String>, OutboxError> {
     let mut added = Vec::new();
     for item in menu {
         let mut transaction = store.begin().await?;
         if store::add_menu_item_if_missing(&mut transaction, item).await? {
-            let event = Event::new(events::MENU_ITEM_UPDATED, SPEC.name, &item.menu_id, item)
-                .map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
-            outbox
-                .append(&mut transaction, events::KITCHEN_TOPIC, &event)
-                .await?;
+            policies::record_dish(outbox, &mut transaction, item).await?;
             added.push(item.menu_id.clone());
         }
-        transaction.commit().await?;
+        outbox.commit(transaction).await?;
     }
-    outbox.wake_relay();
     Ok(added)
 }
 
@@ -131,9 +126,7 @@ pub async fn start(
     let mut host = ServiceHost::start(SPEC, config, bus).await?;
     let store = host.store()?;
     let outbox = host.outbox();
-    let seeded = seed_menu(&store, &outbox, &settings.starter_menu)
-        .await
-        .map_err(|error| HostError::Store(error.into()))?;
+    let seeded = seed_menu(&store, &outbox, &settings.starter_menu).await?;
     let (announcing, every) = (
         (store.clone(), outbox.clone()),
         settings.menu_announce_every,

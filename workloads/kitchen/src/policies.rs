@@ -3,28 +3,46 @@
 
 use crate::domain::{self, CookAction, StockDecision, Ticket, TicketStatus};
 use crate::events::{
-    COOKING_FINISHED, COOKING_REQUESTED, COOKING_STARTED, KITCHEN_REJECTED, KITCHEN_TOPIC,
-    KitchenRejectedData, MENU_ITEM_UPDATED, ORDER_CANCELLED, ORDER_CLEARED, ORDER_DISPATCHED,
-    ORDER_PLACED, ORDER_REJECTED, OrderPlacedView, TICKET_ACCEPTED, TICKET_CANCELLED,
-    TicketChanged,
+    COOKING_FINISHED, COOKING_REQUESTED, COOKING_STARTED, KITCHEN_REJECTED, KitchenRejectedData,
+    MENU_ITEM_UPDATED, ORDER_CANCELLED, ORDER_CLEARED, ORDER_DISPATCHED, ORDER_PLACED,
+    ORDER_REJECTED, OrderPlacedView, TICKET_ACCEPTED, TICKET_CANCELLED, TicketChanged,
 };
 use crate::store;
-use food_delivery_kit::events::{Event, EventHandler, HandlerError, Outbox, PoisonReason};
+use food_delivery_kit::events::{
+    Event, EventHandler, HandlerError, Outbox, OutboxError, PoisonReason,
+};
 use food_delivery_kit::store::now_millis;
 use food_delivery_kit::{Store, StoreTransaction};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-fn ticket_event(event_type: &str, ticket: &Ticket) -> Result<Event, serde_json::Error> {
+/// Records the event of a ticket's step (subject: the order; data: the ticket's lines).
+async fn record_ticket(
+    outbox: &Outbox,
+    transaction: &mut StoreTransaction,
+    event_type: &str,
+    ticket: &Ticket,
+) -> Result<(), OutboxError> {
     let data = TicketChanged {
         order_id: ticket.order_id.clone(),
         lines: ticket.lines.clone(),
     };
-    Event::new(event_type, crate::SPEC.name, &ticket.order_id, &data)
+    outbox
+        .record(transaction, event_type, &ticket.order_id, &data)
+        .await?;
+    Ok(())
 }
 
-fn unencodable(error: serde_json::Error) -> HandlerError {
-    HandlerError::Retry(error.to_string())
+/// Records a dish as it stands now (subject: the dish), which the order service prices from.
+pub async fn record_dish(
+    outbox: &Outbox,
+    transaction: &mut StoreTransaction,
+    dish: &crate::domain::MenuItem,
+) -> Result<(), OutboxError> {
+    outbox
+        .record(transaction, MENU_ITEM_UPDATED, &dish.menu_id, dish)
+        .await?;
+    Ok(())
 }
 
 /// Reserves stock for placed orders and gives it back for cancelled ones.
@@ -117,10 +135,8 @@ impl KitchenOrders {
                     reason: "OUT_OF_STOCK".to_owned(),
                     missing_items,
                 };
-                let rejected = Event::new(KITCHEN_REJECTED, crate::SPEC.name, order_id, &data)
-                    .map_err(unencodable)?;
                 self.outbox
-                    .append(transaction, KITCHEN_TOPIC, &rejected)
+                    .record(transaction, KITCHEN_REJECTED, order_id, &data)
                     .await?;
                 tracing::info!(order_id, "order rejected: out of stock");
             }
@@ -135,10 +151,7 @@ impl KitchenOrders {
                         )));
                     }
                 }
-                let accepted = ticket_event(TICKET_ACCEPTED, &ticket).map_err(unencodable)?;
-                self.outbox
-                    .append(transaction, KITCHEN_TOPIC, &accepted)
-                    .await?;
+                record_ticket(&self.outbox, transaction, TICKET_ACCEPTED, &ticket).await?;
             }
         }
         Ok(())
@@ -184,10 +197,7 @@ impl KitchenOrders {
         for line in &ticket.lines {
             store::give_back_portions(transaction, &line.menu_id, line.qty).await?;
         }
-        let cancelled = ticket_event(TICKET_CANCELLED, &ticket).map_err(unencodable)?;
-        self.outbox
-            .append(transaction, KITCHEN_TOPIC, &cancelled)
-            .await?;
+        record_ticket(&self.outbox, transaction, TICKET_CANCELLED, &ticket).await?;
         Ok(())
     }
 }
@@ -204,6 +214,9 @@ pub enum CookError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] sqlx::Error),
+    /// The step's event could not be recorded.
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
 }
 
 /// Asks to start cooking an accepted ticket (COOKING_REQUESTED): the kitchen cooks once the order service clears it
@@ -246,8 +259,7 @@ async fn change_ticket(
     let read_status = read.status;
     let (ticket, event_type) = decide(read)?;
     save_and_announce(&mut transaction, outbox, &ticket, read_status, event_type).await?;
-    transaction.commit().await?;
-    outbox.wake_relay();
+    outbox.commit(transaction).await?;
     Ok(ticket)
 }
 
@@ -282,9 +294,7 @@ async fn save_and_announce(
             ticket.order_id
         )));
     }
-    let event =
-        ticket_event(event_type, ticket).map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
-    outbox.append(transaction, KITCHEN_TOPIC, &event).await?;
+    record_ticket(outbox, transaction, event_type, ticket).await?;
     Ok(())
 }
 
@@ -380,14 +390,9 @@ async fn announce_every_dish(
         }
         let mut transaction = store.begin().await?;
         if let Some(item) = store::lock_menu_item(&mut transaction, &dish.menu_id).await? {
-            let event = Event::new(MENU_ITEM_UPDATED, crate::SPEC.name, &item.menu_id, &item)
-                .map_err(|error| HandlerError::Retry(error.to_string()))?;
-            outbox
-                .append(&mut transaction, KITCHEN_TOPIC, &event)
-                .await?;
+            record_dish(outbox, &mut transaction, &item).await?;
         }
-        transaction.commit().await?;
+        outbox.commit(transaction).await?;
     }
-    outbox.wake_relay();
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use crate::domain::PricingError;
 use crate::domain::{self, Order, OrderStatus};
-use crate::events::{ORDER_CANCELLED, ORDER_PLACED, ORDERS_TOPIC, OrderEnded, OrderPlaced};
+use crate::events::{ORDER_CANCELLED, ORDER_PLACED, OrderEnded, OrderPlaced};
 use crate::store;
 use axum::Router;
 use axum::extract::State;
@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use food_delivery_contract::limits;
 use food_delivery_kit::client::ServiceClient;
-use food_delivery_kit::events::{Event, Outbox};
+use food_delivery_kit::events::Outbox;
 use food_delivery_kit::http::{Json, Path, Query};
 use food_delivery_kit::store::now_millis;
 use food_delivery_kit::{FieldViolation, Problem, Store};
@@ -302,7 +302,6 @@ async fn place_order(
         amount: order.amount,
         payment_id: order.payment_id.clone(),
     };
-    let event = Event::new(ORDER_PLACED, crate::SPEC.name, &order_id, &placed)?;
     let mut transaction = api.store.begin().await?;
     if !store::place_pending(&mut transaction, &order).await? {
         transaction.rollback().await?;
@@ -317,10 +316,9 @@ async fn place_order(
         };
     }
     api.outbox
-        .append(&mut transaction, ORDERS_TOPIC, &event)
+        .record(&mut transaction, ORDER_PLACED, &order_id, &placed)
         .await?;
-    transaction.commit().await?;
-    api.outbox.wake_relay();
+    api.outbox.commit(transaction).await?;
     Ok((StatusCode::CREATED, axum::Json(order)))
 }
 
@@ -513,12 +511,10 @@ async fn cancel_order(
             reason: "cancelled by the customer".to_owned(),
             missing_items: None,
         };
-        let event = Event::new(ORDER_CANCELLED, crate::SPEC.name, &order_id, &ended)?;
         api.outbox
-            .append(&mut transaction, ORDERS_TOPIC, &event)
+            .record(&mut transaction, ORDER_CANCELLED, &order_id, &ended)
             .await?;
-        transaction.commit().await?;
-        api.outbox.wake_relay();
+        api.outbox.commit(transaction).await?;
         return Ok(axum::Json(order));
     }
     Err(Problem::unavailable(

@@ -6,7 +6,7 @@ use crate::domain::{self, MenuEntry, Order, OrderStatus};
 use crate::events::{
     COOKING_FINISHED, COOKING_REQUESTED, COOKING_STARTED, DELIVERED, DELIVERY_STARTED, IGNORED,
     KITCHEN_REJECTED, KitchenRejectedView, MENU_ITEM_UPDATED, MenuItemView, ORDER_CLEARED,
-    ORDER_DISPATCHED, ORDER_REJECTED, ORDERS_TOPIC, OrderEnded, OrderMovedOn, TICKET_ACCEPTED,
+    ORDER_DISPATCHED, ORDER_REJECTED, OrderEnded, OrderMovedOn, TICKET_ACCEPTED,
 };
 use crate::store;
 use food_delivery_kit::events::{Event, EventHandler, HandlerError, Outbox, PoisonReason};
@@ -115,10 +115,8 @@ impl FollowOrders {
             reason: rejected.reason,
             missing_items: rejected.missing_items,
         };
-        let event = Event::new(ORDER_REJECTED, crate::SPEC.name, &order.order_id, &ended)
-            .map_err(|error| HandlerError::Retry(error.to_string()))?;
         self.outbox
-            .append(transaction, ORDERS_TOPIC, &event)
+            .record(transaction, ORDER_REJECTED, &order.order_id, &ended)
             .await?;
         Ok(())
     }
@@ -203,9 +201,9 @@ async fn announce_step(
         order_id: order.order_id.clone(),
         customer_id: order.customer_id.clone(),
     };
-    let event = Event::new(event_type, crate::SPEC.name, &order.order_id, &data)
-        .map_err(|error| HandlerError::Retry(error.to_string()))?;
-    outbox.append(transaction, ORDERS_TOPIC, &event).await?;
+    outbox
+        .record(transaction, event_type, &order.order_id, &data)
+        .await?;
     Ok(())
 }
 
@@ -235,13 +233,12 @@ pub async fn dispatch_orders_left_ready(
             let handed = async {
                 let mut transaction = store.begin().await?;
                 let handed = hand_to_delivery(&mut transaction, &outbox, &order).await?;
-                transaction.commit().await?;
+                outbox.commit(transaction).await?;
                 Ok::<bool, HandlerError>(handed)
             };
             match handed.await {
                 Ok(true) => {
                     tracing::info!(order_id = order.order_id, "READY order handed to delivery");
-                    outbox.wake_relay();
                 }
                 Ok(false) => {}
                 Err(error) => {
@@ -278,10 +275,8 @@ pub async fn give_up_unpaid_orders(
             }
         };
         for order in overdue {
-            match give_up(&store, &outbox, order, &reason).await {
-                Ok(true) => outbox.wake_relay(),
-                Ok(false) => {}
-                Err(error) => tracing::warn!(%error, "cannot give up an unpaid order; retrying"),
+            if let Err(error) = give_up(&store, &outbox, order, &reason).await {
+                tracing::warn!(%error, "cannot give up an unpaid order; retrying");
             }
         }
     }
@@ -306,12 +301,10 @@ async fn give_up(
         reason: reason.to_owned(),
         missing_items: None,
     };
-    let event = Event::new(ORDER_REJECTED, crate::SPEC.name, &order.order_id, &ended)
-        .map_err(|error| HandlerError::Retry(error.to_string()))?;
     outbox
-        .append(&mut transaction, ORDERS_TOPIC, &event)
+        .record(&mut transaction, ORDER_REJECTED, &order.order_id, &ended)
         .await?;
-    transaction.commit().await?;
+    outbox.commit(transaction).await?;
     tracing::info!(
         order_id = order.order_id,
         "order given up: its payment did not complete in time"

@@ -6,7 +6,7 @@
 use crate::domain::{self, Payment, Release};
 use crate::events::{
     ORDER_CANCELLED, ORDER_CLEARED, ORDER_DISPATCHED, ORDER_PLACED, ORDER_REJECTED, OrderEnded,
-    PAYMENT_APPROVED, PAYMENT_REFUNDED, PAYMENT_VOIDED, PAYMENTS_TOPIC, PaymentChanged,
+    PAYMENT_APPROVED, PAYMENT_REFUNDED, PAYMENT_VOIDED, PaymentChanged,
 };
 use crate::store;
 use food_delivery_kit::events::{Event, EventHandler, HandlerError, Outbox, PoisonReason};
@@ -124,10 +124,8 @@ impl SettleWithOrders {
             qty: moved.qty,
             reason: moved.refund_reason.clone(),
         };
-        let event = Event::new(event_type, crate::SPEC.name, &moved.order_id, &data)
-            .map_err(|error| HandlerError::Retry(error.to_string()))?;
         self.outbox
-            .append(transaction, PAYMENTS_TOPIC, &event)
+            .record(transaction, event_type, &moved.order_id, &data)
             .await?;
         Ok(())
     }
@@ -172,7 +170,7 @@ pub async fn expire_unclaimed_holds(
                 settle
                     .save_and_announce(&mut transaction, &expired, hold.status, PAYMENT_VOIDED)
                     .await?;
-                transaction.commit().await?;
+                settle.outbox.commit(transaction).await?;
                 Ok::<(), HandlerError>(())
             };
             match voided.await {
@@ -182,7 +180,6 @@ pub async fn expire_unclaimed_holds(
                         payment_id = hold.payment_id,
                         "hold expired: no order claimed it"
                     );
-                    settle.outbox.wake_relay();
                 }
                 // Captured or released meanwhile: theirs stands.
                 Err(HandlerError::Retry(reason)) => {

@@ -3,7 +3,7 @@
 use crate::domain::{self, StampChange, StampDecision};
 use crate::events::{
     PAYMENT_APPROVED, PAYMENT_REFUNDED, PAYMENT_VOIDED, PaymentView, STAMPS_DEDUCTED,
-    STAMPS_EARNED, STAMPS_TOPIC, StampsChanged,
+    STAMPS_EARNED, StampsChanged,
 };
 use crate::store;
 use food_delivery_kit::StoreTransaction;
@@ -51,10 +51,8 @@ impl EventHandler for StampPayments {
             qty: payment.qty,
             balance,
         };
-        let changed = Event::new(event_type, crate::SPEC.name, order_id, &data)
-            .map_err(|error| HandlerError::Retry(error.to_string()))?;
         self.outbox
-            .append(transaction, STAMPS_TOPIC, &changed)
+            .record(transaction, event_type, order_id, &data)
             .await?;
         Ok(())
     }

@@ -5,10 +5,10 @@
 //! is retried for as long as it lasts: acknowledging an event that was never applied would lose it. A partition
 //! held up that way is visible as a metric and on readiness ([`stuck_deliveries`]).
 
+use super::bus::kafka::KafkaAssigner;
 use super::bus::{Delivery, EventBus};
 use super::envelope::{Event, PoisonReason};
 use super::inbox::record_first_delivery;
-use super::kafka::KafkaAssigner;
 use super::leases::{HeldPartitions, PartitionKey, PartitionLeases, Position, ROUND};
 use super::outbox::Outbox;
 use crate::store::{Store, StoreTransaction};
@@ -130,6 +130,15 @@ pub enum HandlerError {
     /// Anything else that may succeed later (a lost race, say); retried until it does.
     #[error("{0}")]
     Retry(String),
+}
+
+impl From<super::outbox::OutboxError> for HandlerError {
+    fn from(error: super::outbox::OutboxError) -> Self {
+        match error {
+            super::outbox::OutboxError::Store(error) => Self::Store(error),
+            other => Self::Retry(other.to_string()),
+        }
+    }
 }
 
 /// What became of one delivery.
@@ -440,7 +449,7 @@ async fn keep_leases(
         if !partitions.is_empty() {
             match leases.round(&partitions).await {
                 Ok(round) => {
-                    super::kafka::report_membership(
+                    super::bus::kafka::report_membership(
                         &group,
                         leases.member(),
                         round.held.len(),

@@ -3,9 +3,9 @@
 //! rows are simply published after restart, and consumers' inboxes absorb the duplicates a crash between
 //! publish and mark can cause.
 
-use super::Topics;
 use super::bus::EventBus;
 use super::envelope::{Event, Message};
+use super::topics::Topics;
 use crate::store::{Backend, Store, StoreTransaction, now_millis};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,20 +30,93 @@ const RELAY_LEASE_NAME: &str = "outbox-relay";
 /// Inbox rows deleted per statement, so one prune never holds a long write lock.
 const PRUNE_BATCH: i64 = 5_000;
 
-/// Where a service appends the events of a state change.
+/// Why an event could not be recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    /// The store refused the row or the commit (retryable: see `store::is_transient`).
+    #[error("store: {0}")]
+    Store(#[from] sqlx::Error),
+    /// The event's data or headers could not be written as JSON (a bug in the event's type).
+    #[error("cannot encode the event: {0}")]
+    Encode(#[from] serde_json::Error),
+    /// The service records an event but publishes to no topic (a wiring mistake).
+    #[error("{source_name} publishes no events")]
+    NoTopic {
+        /// The service.
+        source_name: &'static str,
+    },
+}
+
+/// Recording an event at the HTTP edge: the store's failures answer as the store's (a 503 when it is momentarily
+/// unavailable), the rest as a fault on our side.
+impl From<OutboxError> for crate::problem::Problem {
+    fn from(error: OutboxError) -> Self {
+        match error {
+            OutboxError::Store(error) => error.into(),
+            other => Self::unexpected(other),
+        }
+    }
+}
+
+/// Who records events through an outbox, and where they go.
+#[derive(Debug, Clone, Copy)]
+struct Publisher {
+    /// The service: the events' CloudEvents `source`.
+    source: &'static str,
+    /// The topic (without prefix) its events go to, if it publishes.
+    topic: Option<&'static str>,
+}
+
+/// Where a service records the events of a state change.
 #[derive(Debug, Clone)]
 pub struct Outbox {
     topics: Topics,
     wake: Arc<Notify>,
+    publisher: Publisher,
 }
 
 impl Outbox {
-    /// An outbox naming topics with `topics`.
+    /// An outbox naming topics with `topics`, for events appended ready-made (see [`Self::append`]).
     pub fn new(topics: Topics) -> Self {
         Self {
             topics,
             wake: Arc::new(Notify::new()),
+            publisher: Publisher {
+                source: "unnamed",
+                topic: None,
+            },
         }
+    }
+
+    /// The same outbox, recording events of service `source` on its topic `topic` (without prefix).
+    pub fn publishing(mut self, source: &'static str, topic: Option<&'static str>) -> Self {
+        self.publisher = Publisher { source, topic };
+        self
+    }
+
+    /// Records an event of this service inside the caller's transaction: its type, the aggregate it is about
+    /// (`subject`, also the message key) and its data; source and topic are the service's.
+    pub async fn record(
+        &self,
+        transaction: &mut StoreTransaction,
+        event_type: &str,
+        subject: &str,
+        data: &impl serde::Serialize,
+    ) -> Result<Event, OutboxError> {
+        let Publisher { source, topic } = self.publisher;
+        let topic = topic.ok_or(OutboxError::NoTopic {
+            source_name: source,
+        })?;
+        let event = Event::new(event_type, source, subject, data)?;
+        self.append(transaction, topic, &event).await?;
+        Ok(event)
+    }
+
+    /// Commits the state change with the events recorded in it, then wakes the relay.
+    pub async fn commit(&self, transaction: StoreTransaction) -> Result<(), OutboxError> {
+        transaction.commit().await?;
+        self.wake_relay();
+        Ok(())
     }
 
     /// Appends `event` for the topic called `topic` (without prefix) inside the caller's transaction.
@@ -52,10 +125,9 @@ impl Outbox {
         transaction: &mut StoreTransaction,
         topic: &str,
         event: &Event,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<(), OutboxError> {
         let message = event.to_message(self.topics.name(topic));
-        let headers = serde_json::to_string(&message.headers)
-            .map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
+        let headers = serde_json::to_string(&message.headers)?;
         sqlx::query(
             "INSERT INTO kit_outbox (topic, message_key, headers, payload, created_at) VALUES ($1, $2, $3, $4, $5)",
         )

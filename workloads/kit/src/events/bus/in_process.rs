@@ -9,8 +9,8 @@
 //! on disk, and a reader behind (a new group, a rebuild) reads it from the journal. So the process's memory does
 //! not grow with the number of events it has ever carried. Without a journal (tests) everything stays.
 
-use super::bus::{BusError, Delivery};
-use super::envelope::Message;
+use super::delivery::{BusError, Delivery};
+use crate::events::envelope::Message;
 use crate::store::Store;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

@@ -2,42 +2,14 @@
 //! the all-in-one mode and unit tests. Both have the same semantics where it matters: named topics that must
 //! exist before use, consumer groups with committed positions, redelivery of whatever was not acknowledged.
 
-use super::envelope::Message;
-use super::in_process::{InProcessBus, InProcessSubscription};
-use super::kafka::{KafkaAssigner, KafkaBus, KafkaSubscription};
+mod delivery;
+pub(super) mod in_process;
+pub(super) mod kafka;
 
-/// Why the bus refused or failed.
-#[derive(Debug, thiserror::Error)]
-pub enum BusError {
-    /// The Kafka client reported an error.
-    #[error("kafka: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
-    /// A topic could not be created or does not exist.
-    #[error("topic {topic}: {problem}")]
-    Topic {
-        /// The topic.
-        topic: String,
-        /// What went wrong.
-        problem: String,
-    },
-    /// The broker did not answer in time.
-    #[error("broker unreachable: {0}")]
-    Unreachable(String),
-    /// The in-process bus's journal could not be read or written.
-    #[error("event journal: {0}")]
-    Journal(String),
-}
-
-/// A message taken from a subscription, with its coordinates for logging and acknowledgement.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    /// The message.
-    pub message: Message,
-    /// Its partition.
-    pub partition: i32,
-    /// Its offset in the partition.
-    pub offset: i64,
-}
+use crate::events::envelope::Message;
+pub use delivery::{BusError, Delivery};
+use in_process::{InProcessBus, InProcessSubscription};
+use kafka::{KafkaAssigner, KafkaBus, KafkaSubscription};
 
 /// The event bus a service publishes to and consumes from.
 #[derive(Debug, Clone)]

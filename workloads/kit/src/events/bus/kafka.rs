@@ -2,10 +2,10 @@
 //! the producer's own retries), consumers that read the partitions their member leased in the service's store
 //! (events/leases.rs) from the positions kept there, and topic creation through the admin API.
 
-use super::bus::{BusError, Delivery};
-use super::envelope::Message;
-use super::leases::PartitionKey;
+use super::delivery::{BusError, Delivery};
 use crate::config::KafkaConfig;
+use crate::events::envelope::Message;
+use crate::events::leases::PartitionKey;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
@@ -303,7 +303,12 @@ pub fn membership_reports(groups: &[String]) -> Vec<MembershipReport> {
 }
 
 /// Records what the member of `group` holds after a lease round.
-pub(super) fn report_membership(group: &str, member: &str, assigned: usize, live_members: usize) {
+pub(in crate::events) fn report_membership(
+    group: &str,
+    member: &str,
+    assigned: usize,
+    live_members: usize,
+) {
     metrics::gauge!(crate::metrics::CONSUMER_ASSIGNED_PARTITIONS, "group" => group.to_owned())
         .set(assigned as f64);
     let mut reports = MEMBERSHIPS.lock().unwrap_or_else(PoisonError::into_inner);
