@@ -27,10 +27,10 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
+use notes::Changes;
 use status::{Reason, Stall};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Objects created or updated by reconciles.
 pub const OBJECTS_APPLIED: &str = "operator_objects_applied_total";
@@ -77,9 +77,22 @@ pub enum ReconcileError {
         /// What the API answered.
         source: kube::Error,
     },
-    /// Reading the app's Secrets or writing its status failed.
-    #[error("kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
+    /// Reading a Secret the app refers to (or its internal credential) failed.
+    #[error("reading Secret {name}: {source}")]
+    ReadSecret {
+        /// The Secret.
+        name: String,
+        /// What the API answered.
+        source: kube::Error,
+    },
+    /// Writing the app's status failed.
+    #[error("writing the status of FoodDeliveryApp {name}: {source}")]
+    WriteStatus {
+        /// The app.
+        name: String,
+        /// What the API answered.
+        source: kube::Error,
+    },
     /// The app has no namespace (cannot happen for a namespaced kind served by the API).
     #[error("the FoodDeliveryApp has no namespace")]
     NoNamespace,
@@ -92,7 +105,8 @@ impl ReconcileError {
             Self::Apply { .. } => "apply",
             Self::List { .. } => "list",
             Self::Prune { .. } => "prune",
-            Self::Kube(_) => "kube",
+            Self::ReadSecret { .. } => "read_secret",
+            Self::WriteStatus { .. } => "write_status",
             Self::NoNamespace => "no_namespace",
         }
     }
@@ -170,7 +184,11 @@ async fn write_status(
     let api: Api<FoodDeliveryApp> = Api::namespaced(ctx.client.clone(), namespace);
     let (params, patch) = status_patch(&status);
     api.patch_status(&app.name_any(), &params, &Patch::Apply(&patch))
-        .await?;
+        .await
+        .map_err(|source| ReconcileError::WriteStatus {
+            name: app.name_any(),
+            source,
+        })?;
     Ok(())
 }
 
@@ -203,7 +221,11 @@ async fn ensure_credential(
             )),
         }
     };
-    if let Some(existing) = api.get_opt(&name).await? {
+    let read_secret = |source| ReconcileError::ReadSecret {
+        name: name.clone(),
+        source,
+    };
+    if let Some(existing) = api.get_opt(&name).await.map_err(read_secret)? {
         return Ok(usable(&existing));
     }
     let token = format!(
@@ -217,7 +239,8 @@ async fn ensure_credential(
         // Another reconcile created it first: theirs is the one.
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(api
             .get_opt(&name)
-            .await?
+            .await
+            .map_err(read_secret)?
             .as_ref()
             .map_or_else(|| Err(format!("Secret {name} vanished")), usable)),
         Err(source) => Err(ReconcileError::Apply {
@@ -232,7 +255,7 @@ async fn missing_secrets(
     client: &Client,
     namespace: &str,
     plans: &[plan::ComponentPlan],
-) -> Result<Option<String>, kube::Error> {
+) -> Result<Option<String>, ReconcileError> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let mut missing = Vec::new();
     let mut seen = BTreeSet::new();
@@ -241,7 +264,13 @@ async fn missing_secrets(
             if !seen.insert((reference.name.clone(), reference.key.clone())) {
                 continue;
             }
-            match api.get_opt(&reference.name).await? {
+            let found = api.get_opt(&reference.name).await.map_err(|source| {
+                ReconcileError::ReadSecret {
+                    name: reference.name.clone(),
+                    source,
+                }
+            })?;
+            match found {
                 None => missing.push(format!("Secret {} not found", reference.name)),
                 Some(secret) => {
                     let has_key = secret
@@ -287,19 +316,6 @@ async fn stalled(
         &(ctx.now)(),
     );
     write_status(ctx, app, namespace, status).await
-}
-
-/// Tally of one reconcile's writes, for Events and metrics.
-#[derive(Debug, Default)]
-pub struct Changes {
-    /// Objects created.
-    pub created: Vec<String>,
-    /// Objects updated (spec change or drift healed).
-    pub updated: Vec<String>,
-    /// Objects deleted.
-    pub pruned: Vec<String>,
-    /// Objects the server refused for good, with its message.
-    pub refused: Vec<String>,
 }
 
 /// The children of one kind found before this reconcile's applies, for judging them and pruning.
@@ -584,7 +600,11 @@ pub async fn undecodable(
         Api::namespaced_with(ctx.client.clone(), &namespace, resource);
     let (params, patch) = status_patch(&status);
     api.patch_status(&object.name_any(), &params, &Patch::Apply(&patch))
-        .await?;
+        .await
+        .map_err(|source| ReconcileError::WriteStatus {
+            name: object.name_any(),
+            source,
+        })?;
     Ok(())
 }
 
@@ -623,8 +643,7 @@ pub async fn reconcile(
             message,
         };
         stalled(&ctx, &app, &namespace, stall).await?;
-        // A Secret appearing does not trigger this app's watch: look again in a while.
-        return Ok(Action::requeue(Duration::from_secs(30)));
+        return Ok(Action::requeue(status::SECRET_RECHECK));
     }
     if plans.iter().any(build::credential::needs_credential) {
         match ensure_credential(&ctx.client, &namespace, &app).await? {
@@ -642,7 +661,7 @@ pub async fn reconcile(
                     message,
                 };
                 stalled(&ctx, &app, &namespace, stall).await?;
-                return Ok(Action::requeue(Duration::from_secs(30)));
+                return Ok(Action::requeue(status::SECRET_RECHECK));
             }
         }
     }
@@ -672,24 +691,12 @@ pub async fn reconcile(
     metrics::counter!(OBJECTS_APPLIED)
         .increment(u64::try_from(changes.created.len() + changes.updated.len()).unwrap_or(0));
     metrics::counter!(OBJECTS_PRUNED).increment(u64::try_from(changes.pruned.len()).unwrap_or(0));
-    // Children written while the spec did not change had been edited or deleted by someone else: a heal.
     let spec_unchanged = app
         .status
         .as_ref()
         .and_then(|status| status.observed_generation)
         == Some(generation);
-    let reports: Vec<(Reason, Vec<String>)> = if spec_unchanged {
-        vec![
-            (Reason::Healed, [changes.created, changes.updated].concat()),
-            (Reason::Pruned, changes.pruned),
-        ]
-    } else {
-        vec![
-            (Reason::Created, changes.created),
-            (Reason::Updated, changes.updated),
-            (Reason::Pruned, changes.pruned),
-        ]
-    };
+    let reports = notes::change_reports(&changes, spec_unchanged);
     // Once per spec change: the pools were sized down as far as they go and still do not fit the server.
     if !spec_unchanged && !shortfalls.is_empty() {
         publish(
@@ -750,16 +757,7 @@ pub async fn reconcile(
         )
         .await;
     }
-    let ready = status
-        .conditions
-        .iter()
-        .any(|condition| condition.type_ == status::READY && condition.status == "True");
+    let next_look = status::next_look(&status, refusal.is_some());
     write_status(&ctx, &app, &namespace, status).await?;
-    Ok(Action::requeue(if ready {
-        Duration::from_secs(300)
-    } else if refusal.is_some() {
-        Duration::from_secs(60)
-    } else {
-        Duration::from_secs(10)
-    }))
+    Ok(Action::requeue(next_look))
 }

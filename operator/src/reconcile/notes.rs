@@ -1,7 +1,41 @@
 //! What an Event says, within what the API server accepts: an events.k8s.io/v1 note of more than 1,024 bytes is
 //! refused, and the Event is then lost. Pure.
 
+use super::status::Reason;
 use std::collections::BTreeMap;
+
+/// Tally of one reconcile's writes, for Events and metrics.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Objects created.
+    pub created: Vec<String>,
+    /// Objects updated (spec change or drift healed).
+    pub updated: Vec<String>,
+    /// Objects deleted.
+    pub pruned: Vec<String>,
+    /// Objects the server refused for good, with its message.
+    pub refused: Vec<String>,
+}
+
+/// The Events a reconcile's `changes` make, by reason. Children written while the spec did not change had been
+/// edited or deleted by someone else: a heal, whether the server created or updated them.
+pub fn change_reports(changes: &Changes, spec_unchanged: bool) -> Vec<(Reason, Vec<String>)> {
+    if spec_unchanged {
+        vec![
+            (
+                Reason::Healed,
+                [changes.created.clone(), changes.updated.clone()].concat(),
+            ),
+            (Reason::Pruned, changes.pruned.clone()),
+        ]
+    } else {
+        vec![
+            (Reason::Created, changes.created.clone()),
+            (Reason::Updated, changes.updated.clone()),
+            (Reason::Pruned, changes.pruned.clone()),
+        ]
+    }
+}
 
 /// The longest note the API server accepts (events.k8s.io/v1 `note`, in bytes).
 pub const MAX_NOTE_BYTES: usize = 1024;
@@ -46,6 +80,34 @@ pub fn bounded(note: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writes_without_a_spec_change_are_heals_and_with_one_creations_and_updates() {
+        let changes = Changes {
+            created: vec!["Service shop-order".to_owned()],
+            updated: vec!["Deployment shop-order".to_owned()],
+            pruned: vec!["Ingress shop-gateway".to_owned()],
+            refused: Vec::new(),
+        };
+        assert_eq!(
+            change_reports(&changes, true),
+            [
+                (
+                    Reason::Healed,
+                    vec![
+                        "Service shop-order".to_owned(),
+                        "Deployment shop-order".to_owned()
+                    ]
+                ),
+                (Reason::Pruned, vec!["Ingress shop-gateway".to_owned()]),
+            ]
+        );
+        let reasons: Vec<Reason> = change_reports(&changes, false)
+            .into_iter()
+            .map(|(reason, _)| reason)
+            .collect();
+        assert_eq!(reasons, [Reason::Created, Reason::Updated, Reason::Pruned]);
+    }
 
     #[test]
     fn a_short_list_names_every_object() {

@@ -12,8 +12,29 @@ use food_delivery_contract::Component;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 pub use food_delivery_contract::conditions::{READY, RECONCILING, Reason, STALLED};
+
+/// A Secret appearing does not trigger the app's watch: while one is missing, the app is looked at again this often.
+pub const SECRET_RECHECK: Duration = Duration::from_secs(30);
+
+/// When to look at an app again without a change to trigger it, after a reconcile that wrote `status` (`refused`:
+/// the server refused a child for good): rarely once it is ready (the watches report changes), soon while a
+/// rollout is under way, in between while a refusal waits for someone to change the spec or the cluster's policy.
+pub fn next_look(status: &FoodDeliveryAppStatus, refused: bool) -> Duration {
+    let ready = status
+        .conditions
+        .iter()
+        .any(|condition| condition.type_ == READY && condition.status == "True");
+    if ready {
+        Duration::from_secs(300)
+    } else if refused {
+        Duration::from_secs(60)
+    } else {
+        Duration::from_secs(10)
+    }
+}
 
 /// Whether `stall` is not what the previous status already said (so it deserves a new Warning Event).
 pub fn stall_is_new(previous: Option<&FoodDeliveryAppStatus>, stall: &Stall) -> bool {

@@ -10,6 +10,7 @@ use crate::store;
 use food_delivery_kit::events::{
     Event, EventHandler, HandlerError, Outbox, OutboxError, PoisonReason,
 };
+use food_delivery_kit::periodic;
 use food_delivery_kit::store::now_millis;
 use food_delivery_kit::{Store, StoreTransaction};
 use std::time::Duration;
@@ -154,6 +155,9 @@ pub async fn ride(
     Ok(delivery)
 }
 
+/// How often auto mode looks for work.
+const AUTO_TICK: Duration = Duration::from_millis(100);
+
 /// Auto mode: picks up waiting deliveries and completes them after `ride_time`. Driven by the stored state, so
 /// it picks up where it was after a restart.
 pub async fn ride_unattended(
@@ -163,38 +167,37 @@ pub async fn ride_unattended(
     shutdown: CancellationToken,
 ) {
     let ride_millis = i64::try_from(ride_time.as_millis()).unwrap_or(i64::MAX);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_millis(100)) => {}
-        }
-        let due = async {
-            let to_pick_up =
-                store::deliveries_in(store.pool(), DeliveryStatus::Waiting, None).await?;
-            let to_complete = store::deliveries_in(
-                store.pool(),
-                DeliveryStatus::Delivering,
-                Some(now_millis() - ride_millis),
-            )
-            .await?;
-            Ok::<_, sqlx::Error>((to_pick_up, to_complete))
-        };
-        let (to_pick_up, to_complete) = match due.await {
-            Ok(due) => due,
-            Err(error) => {
-                tracing::warn!(%error, "auto ride cannot read deliveries");
-                continue;
-            }
-        };
-        let steps = to_pick_up
-            .iter()
-            .map(|id| (id, RiderAction::PickUp))
-            .chain(to_complete.iter().map(|id| (id, RiderAction::Complete)));
-        for (order_id, action) in steps {
-            // A cancellation or a rider's button may have come first; that is not an error.
-            if let Err(error) = ride(&store, &outbox, order_id, action).await {
-                tracing::debug!(%error, order_id, "auto ride skipped a delivery");
-            }
+    periodic::every(
+        AUTO_TICK,
+        shutdown,
+        "auto ride cannot read deliveries",
+        || ride_what_is_due(&store, &outbox, ride_millis),
+    )
+    .await;
+}
+
+/// One round of auto mode: picks up what waits, completes what has ridden `ride_millis`.
+async fn ride_what_is_due(
+    store: &Store,
+    outbox: &Outbox,
+    ride_millis: i64,
+) -> Result<(), sqlx::Error> {
+    let to_pick_up = store::deliveries_in(store.pool(), DeliveryStatus::Waiting, None).await?;
+    let to_complete = store::deliveries_in(
+        store.pool(),
+        DeliveryStatus::Delivering,
+        Some(now_millis() - ride_millis),
+    )
+    .await?;
+    let steps = to_pick_up
+        .iter()
+        .map(|id| (id, RiderAction::PickUp))
+        .chain(to_complete.iter().map(|id| (id, RiderAction::Complete)));
+    for (order_id, action) in steps {
+        // A cancellation or a rider's button may have come first; that is not an error.
+        if let Err(error) = ride(store, outbox, order_id, action).await {
+            tracing::debug!(%error, order_id, "auto ride skipped a delivery");
         }
     }
+    Ok(())
 }

@@ -12,6 +12,7 @@ pub mod health;
 pub mod host;
 pub mod http;
 pub mod metrics;
+pub mod periodic;
 pub mod problem;
 pub mod store;
 pub mod telemetry;

@@ -11,6 +11,7 @@ use crate::store;
 use food_delivery_kit::events::{
     Event, EventHandler, HandlerError, Outbox, OutboxError, PoisonReason,
 };
+use food_delivery_kit::periodic;
 use food_delivery_kit::store::now_millis;
 use food_delivery_kit::{Store, StoreTransaction};
 use std::time::Duration;
@@ -302,6 +303,9 @@ async fn save_and_announce(
 /// earlier version of the order service ignored during a rolling update).
 const REQUEST_AGAIN_AFTER_MS: i64 = 10_000;
 
+/// How often auto mode looks for work.
+const AUTO_TICK: Duration = Duration::from_millis(100);
+
 /// Auto mode: asks to start tickets accepted `start_after` ago (the customer's window to cancel; they cook once the
 /// order service clears them) and finishes them after `cook_time`, so demos and load tests run the whole
 /// flow unattended. Driven by the stored state, so it picks up where it was after a restart.
@@ -314,46 +318,41 @@ pub async fn cook_unattended(
 ) {
     let cook_millis = i64::try_from(cook_time.as_millis()).unwrap_or(i64::MAX);
     let start_after_millis = i64::try_from(start_after.as_millis()).unwrap_or(i64::MAX);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_millis(100)) => {}
-        }
-        let due = async {
-            let now = now_millis();
-            let to_start = store::tickets_to_request(
-                store.pool(),
-                now - start_after_millis,
-                now - REQUEST_AGAIN_AFTER_MS,
-            )
-            .await?;
-            let to_finish = store::tickets_in(
-                store.pool(),
-                TicketStatus::Cooking,
-                Some(now_millis() - cook_millis),
-            )
-            .await?;
-            Ok::<_, sqlx::Error>((to_start, to_finish))
-        };
-        let (to_start, to_finish) = match due.await {
-            Ok(due) => due,
-            Err(error) => {
-                tracing::warn!(%error, "auto cook cannot read tickets");
-                continue;
-            }
-        };
-        // A cancellation or a cook's button may have come first; that is not an error.
-        for order_id in &to_start {
-            if let Err(error) = request_start(&store, &outbox, order_id).await {
-                tracing::debug!(%error, order_id, "auto cook skipped a ticket");
-            }
-        }
-        for order_id in &to_finish {
-            if let Err(error) = finish(&store, &outbox, order_id).await {
-                tracing::debug!(%error, order_id, "auto cook skipped a ticket");
-            }
+    periodic::every(AUTO_TICK, shutdown, "auto cook cannot read tickets", || {
+        cook_what_is_due(&store, &outbox, start_after_millis, cook_millis)
+    })
+    .await;
+}
+
+/// One round of auto mode: asks to start what waited `start_after_millis` (again when unanswered), finishes what
+/// has cooked `cook_millis`.
+async fn cook_what_is_due(
+    store: &Store,
+    outbox: &Outbox,
+    start_after_millis: i64,
+    cook_millis: i64,
+) -> Result<(), sqlx::Error> {
+    let now = now_millis();
+    let to_start = store::tickets_to_request(
+        store.pool(),
+        now - start_after_millis,
+        now - REQUEST_AGAIN_AFTER_MS,
+    )
+    .await?;
+    let to_finish =
+        store::tickets_in(store.pool(), TicketStatus::Cooking, Some(now - cook_millis)).await?;
+    // A cancellation or a cook's button may have come first; that is not an error.
+    for order_id in &to_start {
+        if let Err(error) = request_start(store, outbox, order_id).await {
+            tracing::debug!(%error, order_id, "auto cook skipped a ticket");
         }
     }
+    for order_id in &to_finish {
+        if let Err(error) = finish(store, outbox, order_id).await {
+            tracing::debug!(%error, order_id, "auto cook skipped a ticket");
+        }
+    }
+    Ok(())
 }
 
 /// Announces every dish as it stands (MENU_ITEM_UPDATED), at start and then `every`, so the order service's copy
@@ -366,17 +365,13 @@ pub async fn announce_menu(
     every: Duration,
     shutdown: CancellationToken,
 ) {
-    let mut skip = just_seeded;
-    loop {
-        match announce_every_dish(&store, &outbox, &skip).await {
-            Ok(()) => skip.clear(),
-            Err(error) => tracing::warn!(%error, "cannot announce the menu; trying again later"),
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
-        }
+    if let Err(error) = announce_every_dish(&store, &outbox, &just_seeded).await {
+        tracing::warn!(%error, "cannot announce the menu; trying again later");
     }
+    periodic::every(every, shutdown, "cannot announce the menu", || {
+        announce_every_dish(&store, &outbox, &[])
+    })
+    .await;
 }
 
 async fn announce_every_dish(

@@ -10,6 +10,7 @@ use crate::events::{
 };
 use crate::store;
 use food_delivery_kit::events::{Event, EventHandler, HandlerError, Outbox, PoisonReason};
+use food_delivery_kit::periodic;
 use food_delivery_kit::store::now_millis;
 use food_delivery_kit::{Store, StoreTransaction};
 use std::time::Duration;
@@ -217,36 +218,30 @@ pub async fn dispatch_orders_left_ready(
     every: Duration,
     shutdown: CancellationToken,
 ) {
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
-        }
-        let left = match store::undispatched_ready(store.pool()).await {
-            Ok(left) => left,
-            Err(error) => {
-                tracing::warn!(%error, "cannot look for READY orders not handed to delivery");
-                continue;
-            }
+    periodic::every(
+        every,
+        shutdown,
+        "cannot look for READY orders not handed to delivery",
+        || dispatch_left_ready(&store, &outbox),
+    )
+    .await;
+}
+
+async fn dispatch_left_ready(store: &Store, outbox: &Outbox) -> Result<(), sqlx::Error> {
+    for order in store::undispatched_ready(store.pool()).await? {
+        let handed = async {
+            let mut transaction = store.begin().await?;
+            let handed = hand_to_delivery(&mut transaction, outbox, &order).await?;
+            outbox.commit(transaction).await?;
+            Ok::<bool, HandlerError>(handed)
         };
-        for order in left {
-            let handed = async {
-                let mut transaction = store.begin().await?;
-                let handed = hand_to_delivery(&mut transaction, &outbox, &order).await?;
-                outbox.commit(transaction).await?;
-                Ok::<bool, HandlerError>(handed)
-            };
-            match handed.await {
-                Ok(true) => {
-                    tracing::info!(order_id = order.order_id, "READY order handed to delivery");
-                }
-                Ok(false) => {}
-                Err(error) => {
-                    tracing::warn!(%error, "cannot hand a READY order to delivery; retrying")
-                }
-            }
+        match handed.await {
+            Ok(true) => tracing::info!(order_id = order.order_id, "READY order handed to delivery"),
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, "cannot hand a READY order to delivery; retrying"),
         }
     }
+    Ok(())
 }
 
 /// Gives up orders whose payment did not complete within `deadline` (the answer was lost to a timeout, a crash or a
@@ -261,25 +256,27 @@ pub async fn give_up_unpaid_orders(
 ) {
     let deadline_millis = i64::try_from(deadline.as_millis()).unwrap_or(i64::MAX);
     let reason = domain::abandoned_reason(deadline.as_secs());
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-        let overdue = match store::pending_since(store.pool(), now_millis() - deadline_millis).await
-        {
-            Ok(overdue) => overdue,
-            Err(error) => {
-                tracing::warn!(%error, "cannot look for orders whose payment is overdue");
-                continue;
-            }
-        };
-        for order in overdue {
-            if let Err(error) = give_up(&store, &outbox, order, &reason).await {
-                tracing::warn!(%error, "cannot give up an unpaid order; retrying");
-            }
+    periodic::every(
+        Duration::from_secs(1),
+        shutdown,
+        "cannot look for orders whose payment is overdue",
+        || give_up_overdue(&store, &outbox, deadline_millis, &reason),
+    )
+    .await;
+}
+
+async fn give_up_overdue(
+    store: &Store,
+    outbox: &Outbox,
+    deadline_millis: i64,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    for order in store::pending_since(store.pool(), now_millis() - deadline_millis).await? {
+        if let Err(error) = give_up(store, outbox, order, reason).await {
+            tracing::warn!(%error, "cannot give up an unpaid order; retrying");
         }
     }
+    Ok(())
 }
 
 async fn give_up(

@@ -10,6 +10,7 @@ use crate::events::{
 };
 use crate::store;
 use food_delivery_kit::events::{Event, EventHandler, HandlerError, Outbox, PoisonReason};
+use food_delivery_kit::periodic;
 use food_delivery_kit::store::now_millis;
 use food_delivery_kit::{Store, StoreTransaction};
 use std::time::Duration;
@@ -145,48 +146,46 @@ pub async fn expire_unclaimed_holds(
     let settle = SettleWithOrders { outbox };
     let expiry_millis = i64::try_from(expiry.as_millis()).unwrap_or(i64::MAX);
     let every = (expiry / 10).clamp(Duration::from_millis(100), Duration::from_secs(60));
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
-        }
-        let now = now_millis();
-        let open =
-            match store::holds_authorized_before(store.pool(), now.saturating_sub(expiry_millis))
-                .await
-            {
-                Ok(open) => open,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot look for expired holds");
-                    continue;
-                }
-            };
-        for hold in open {
-            let Some(expired) = hold.expire(now) else {
-                continue;
-            };
-            let voided = async {
-                let mut transaction = store.begin().await?;
-                settle
-                    .save_and_announce(&mut transaction, &expired, hold.status, PAYMENT_VOIDED)
-                    .await?;
-                settle.outbox.commit(transaction).await?;
-                Ok::<(), HandlerError>(())
-            };
-            match voided.await {
-                Ok(()) => {
-                    tracing::warn!(
-                        order_id = hold.order_id,
-                        payment_id = hold.payment_id,
-                        "hold expired: no order claimed it"
-                    );
-                }
-                // Captured or released meanwhile: theirs stands.
-                Err(HandlerError::Retry(reason)) => {
-                    tracing::debug!(%reason, "hold settled meanwhile")
-                }
-                Err(error) => tracing::warn!(%error, "cannot void an expired hold; retrying"),
+    periodic::every(every, shutdown, "cannot look for expired holds", || {
+        void_expired(&store, &settle, expiry_millis)
+    })
+    .await;
+}
+
+async fn void_expired(
+    store: &Store,
+    settle: &SettleWithOrders,
+    expiry_millis: i64,
+) -> Result<(), sqlx::Error> {
+    let now = now_millis();
+    for hold in
+        store::holds_authorized_before(store.pool(), now.saturating_sub(expiry_millis)).await?
+    {
+        let Some(expired) = hold.expire(now) else {
+            continue;
+        };
+        let voided = async {
+            let mut transaction = store.begin().await?;
+            settle
+                .save_and_announce(&mut transaction, &expired, hold.status, PAYMENT_VOIDED)
+                .await?;
+            settle.outbox.commit(transaction).await?;
+            Ok::<(), HandlerError>(())
+        };
+        match voided.await {
+            Ok(()) => {
+                tracing::warn!(
+                    order_id = hold.order_id,
+                    payment_id = hold.payment_id,
+                    "hold expired: no order claimed it"
+                );
             }
+            // Captured or released meanwhile: theirs stands.
+            Err(HandlerError::Retry(reason)) => {
+                tracing::debug!(%reason, "hold settled meanwhile")
+            }
+            Err(error) => tracing::warn!(%error, "cannot void an expired hold; retrying"),
         }
     }
+    Ok(())
 }
