@@ -16,6 +16,9 @@ use std::time::Duration;
 
 pub use food_delivery_contract::conditions::{READY, RECONCILING, Reason, STALLED};
 
+/// The Deployment controller's condition type that reports a passed progress deadline (Kubernetes' word, not ours).
+const DEPLOYMENT_PROGRESSING: &str = "Progressing";
+
 /// A Secret appearing does not trigger the app's watch: while one is missing, the app is looked at again this often.
 pub const SECRET_RECHECK: Duration = Duration::from_secs(30);
 
@@ -88,7 +91,7 @@ fn component_status(deployment: &Deployment) -> (ComponentStatus, bool, Option<S
         .unwrap_or_default()
         .into_iter()
         .find(|condition| {
-            condition.type_ == "Progressing"
+            condition.type_ == DEPLOYMENT_PROGRESSING
                 && condition.status == "False"
                 && condition.reason.as_deref() == Some(Reason::ProgressDeadlineExceeded.as_str())
         })

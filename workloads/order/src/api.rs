@@ -1,32 +1,24 @@
 //! HTTP: place (after the guarded payment call), read and cancel orders. Validation of input lives here.
 
-use crate::domain::PricingError;
-use crate::domain::{self, Order, OrderStatus};
-use crate::events::{ORDER_CANCELLED, ORDER_PLACED, OrderEnded, OrderPlaced};
+use crate::domain::{self, Order};
+use crate::policies::ordering::{
+    self, CancelError, Ordering, PaymentFailure, PlaceError, Refusal, Requested,
+};
 use crate::store;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use food_delivery_contract::limits;
-use food_delivery_kit::client::ServiceClient;
-use food_delivery_kit::events::Outbox;
 use food_delivery_kit::http::{Json, Path, Query};
-use food_delivery_kit::store::now_millis;
-use food_delivery_kit::{FieldViolation, Problem, Store};
-use serde::{Deserialize, Serialize};
+use food_delivery_kit::{FieldViolation, Problem};
+use serde::Deserialize;
 
-/// What the handlers share.
+/// What the handlers share: what placing and cancelling need (its store is the one reads use too).
 #[derive(Debug, Clone)]
 pub struct OrderApi {
-    /// The orders store.
-    pub store: Store,
-    /// Where events go.
-    pub outbox: Outbox,
-    /// The guarded client of the payment service.
-    pub payment: ServiceClient,
-    /// How long an order waits for its payment before it is given up and its hold voided.
-    pub payment_deadline: std::time::Duration,
+    /// The use cases' dependencies.
+    pub ordering: Ordering,
 }
 
 /// The order routes.
@@ -115,16 +107,6 @@ impl PlaceOrder {
             .map(|item| (item.menu_id.clone(), item.qty))
             .collect()
     }
-
-    /// Whether `existing` is what this request asks for (a retry) rather than a different order under the same key.
-    fn matches(&self, existing: &Order) -> bool {
-        let ordered: Vec<(String, i64)> = existing
-            .lines
-            .iter()
-            .map(|line| (line.menu_id.clone(), line.qty))
-            .collect();
-        existing.customer_id == self.customer_id && ordered == self.requested()
-    }
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
@@ -137,104 +119,6 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
     key.map(|key| Some(key.to_owned())).ok_or_else(|| {
         Problem::bad_request("Idempotency-Key must be 1-255 visible ASCII characters")
     })
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct PaymentRequest<'a> {
-    order_id: &'a str,
-    customer_id: &'a str,
-    amount: i64,
-    qty: i64,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PaymentAnswer {
-    payment_id: String,
-    status: String,
-}
-
-/// The payment statuses that mean "authorized": a fresh hold, or (for a retry) a hold already captured.
-const AUTHORIZED_STATUSES: [&str; 2] = ["AUTHORIZED", "APPROVED"];
-
-/// Asks payment to authorize; the payment id, or the problem the customer gets.
-async fn authorize(
-    api: &OrderApi,
-    order_id: &str,
-    customer_id: &str,
-    amount: i64,
-    qty: i64,
-) -> Result<String, Problem> {
-    let request = PaymentRequest {
-        order_id,
-        customer_id,
-        amount,
-        qty,
-    };
-    let answer = api
-        .payment
-        .post_json("/payments", &request, &[])
-        .await
-        .map_err(|error| {
-            tracing::warn!(%error, order_id, "payment unavailable");
-            error.to_problem()
-        })?;
-    match answer.status {
-        StatusCode::OK | StatusCode::CREATED => {
-            let authorized: PaymentAnswer = answer.json().map_err(|error| error.to_problem())?;
-            // Anything but an authorization (a voided or refunded payment, a status this version does not know)
-            // must not place the order.
-            if !AUTHORIZED_STATUSES.contains(&authorized.status.as_str()) {
-                return Err(Problem::new(
-                    StatusCode::BAD_GATEWAY,
-                    "bad-gateway",
-                    "A dependency failed",
-                )
-                .with_detail(format!(
-                    "payment answered with a payment that is {}, not an authorization",
-                    authorized.status
-                )));
-            }
-            Ok(authorized.payment_id)
-        }
-        StatusCode::PAYMENT_REQUIRED => {
-            let declined: Problem = answer.json().map_err(|error| error.to_problem())?;
-            Err(Problem::new(
-                StatusCode::PAYMENT_REQUIRED,
-                "payment-declined",
-                "Payment declined",
-            )
-            .with_detail(
-                declined
-                    .detail
-                    .unwrap_or_else(|| "the payment was declined".to_owned()),
-            ))
-        }
-        StatusCode::CONFLICT => Err(Problem::conflict(
-            "a different payment already exists for this order",
-        )),
-        // Payment refused this service's credential without acting: the two hold different ones for a moment (the
-        // credential's Secret re-created and one of them not rolled yet, or the first rollout after the operator
-        // began to set one). Retrying shortly reaches a matching pair; nothing was held.
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-            tracing::warn!(
-                order_id,
-                "payment refused this service's internal credential"
-            );
-            Err(Problem::unavailable(
-                "payment did not accept this service's credential (a rollout is changing it); nothing was \
-                 charged: try again shortly",
-                std::time::Duration::from_secs(2),
-            ))
-        }
-        other => Err(Problem::new(
-            StatusCode::BAD_GATEWAY,
-            "bad-gateway",
-            "A dependency failed",
-        )
-        .with_detail(format!("payment answered {other} to a valid authorization"))),
-    }
 }
 
 /// Places an order: prices it from the kitchen's menu, records it as waiting for its payment, has payment
@@ -264,155 +148,86 @@ async fn place_order(
     let key = idempotency_key(&headers)?;
     request.validate()?;
     let order_id = domain::order_id_for(&request.customer_id, key.as_deref());
-    let found = match store::order(api.store.pool(), &order_id).await? {
-        Some(existing) => resume(&api, &request, existing)?,
-        None => match record_pending(&api, &request, &order_id).await? {
-            Ok(pending) => Resumed::Pending(pending),
-            // A concurrent request with the same key recorded it first.
-            Err(existing) => resume(&api, &request, existing)?,
-        },
+    let requested = Requested {
+        customer_id: request.customer_id.clone(),
+        lines: request.requested(),
     };
-    let pending = match found {
-        Resumed::Pending(pending) => pending,
-        Resumed::Done(order) => return Ok((StatusCode::CREATED, axum::Json(order))),
-    };
-    let qty = pending.lines.iter().map(|line| line.qty).sum();
-    let payment_id =
-        match authorize(&api, &order_id, &pending.customer_id, pending.amount, qty).await {
-            Ok(payment_id) => payment_id,
-            Err(problem) if refuses_for_good(&problem) => {
-                // Payment said no (declined, a conflicting payment, invalid): nothing is held, so the pending order
-                // goes, and the answer's "no order" is true. A retry asks again from scratch.
-                store::forget_pending(api.store.pool(), &order_id).await?;
-                return Err(problem);
-            }
-            Err(problem) => return Err(explain_pending(problem, &api)),
-        };
-    let now = now_millis();
-    let order = Order {
-        payment_id,
-        status: OrderStatus::Placed,
-        updated_at: now,
-        ..pending
-    };
-    let placed = OrderPlaced {
-        order_id: order.order_id.clone(),
-        customer_id: order.customer_id.clone(),
-        items: order.lines.clone(),
-        amount: order.amount,
-        payment_id: order.payment_id.clone(),
-    };
-    let mut transaction = api.store.begin().await?;
-    if !store::place_pending(&mut transaction, &order).await? {
-        transaction.rollback().await?;
-        // Settled meanwhile: placed by a concurrent retry (its answer is ours), or given up or cancelled (the hold
-        // is voided by the event that settled it).
-        let settled = store::order(api.store.pool(), &order_id)
-            .await?
-            .ok_or_else(Problem::internal)?;
-        return match resume(&api, &request, settled)? {
-            Resumed::Done(order) => Ok((StatusCode::CREATED, axum::Json(order))),
-            Resumed::Pending(_) => Err(Problem::internal()),
-        };
-    }
-    api.outbox
-        .record(&mut transaction, ORDER_PLACED, &order_id, &placed)
-        .await?;
-    api.outbox.commit(transaction).await?;
+    let order = ordering::place(&api.ordering, &order_id, &requested).await?;
     Ok((StatusCode::CREATED, axum::Json(order)))
 }
 
-/// Prices the request and records it as waiting for its payment (committed before payment is asked); `Err` with
-/// the existing order when one with this id is there already.
-async fn record_pending(
-    api: &OrderApi,
-    request: &PlaceOrder,
-    order_id: &str,
-) -> Result<Result<Order, Order>, Problem> {
-    let menu = store::menu(api.store.pool()).await?;
-    let (lines, amount) =
-        domain::price(&menu, &request.requested()).map_err(|error| match error {
-            PricingError::UnknownDishes(unknown) => Problem::validation(
+impl From<PlaceError> for Problem {
+    fn from(error: PlaceError) -> Self {
+        match error {
+            PlaceError::UnknownDishes(unknown) => Problem::validation(
                 unknown
                     .into_iter()
-                    .map(|index| {
+                    .map(|(index, menu_id)| {
                         FieldViolation::new(
                             format!("items[{index}].menuId"),
-                            format!("unknown menu item '{}'", request.items[index].menu_id),
+                            format!("unknown menu item '{menu_id}'"),
                         )
                     })
                     .collect(),
             ),
-            PricingError::AmountTooLarge => Problem::validation(vec![FieldViolation::new(
+            PlaceError::AmountTooLarge => Problem::validation(vec![FieldViolation::new(
                 "items",
                 format!(
                     "the order would cost more than {} (minor units)",
                     limits::MAX_AMOUNT
                 ),
             )]),
-        })?;
-    let now = now_millis();
-    let pending = Order {
-        order_id: order_id.to_owned(),
-        customer_id: request.customer_id.clone(),
-        lines,
-        amount,
-        payment_id: String::new(),
-        status: OrderStatus::PaymentPending,
-        reason: None,
-        placed_at: now,
-        updated_at: now,
-    };
-    let mut transaction = api.store.begin().await?;
-    if store::insert_order(&mut transaction, &pending).await? {
-        transaction.commit().await?;
-        return Ok(Ok(pending));
-    }
-    transaction.rollback().await?;
-    let existing = store::order(api.store.pool(), order_id)
-        .await?
-        .ok_or_else(Problem::internal)?;
-    Ok(Err(existing))
-}
-
-/// What a request with an existing order id (a retry with the same key) carries on with.
-enum Resumed {
-    /// Still waiting for its payment: ask payment again (it answers with the same hold).
-    Pending(Order),
-    /// Placed already: the first outcome is the answer.
-    Done(Order),
-}
-
-/// What a request finds when its order id exists already: a pending order is resumed, a placed one is the first
-/// outcome, one given up before its payment completed is a conflict that says so.
-fn resume(api: &OrderApi, request: &PlaceOrder, existing: Order) -> Result<Resumed, Problem> {
-    if !request.matches(&existing) {
-        return Err(Problem::conflict(
-            "this Idempotency-Key was already used for a different order",
-        ));
-    }
-    match existing.status {
-        OrderStatus::PaymentPending => Ok(Resumed::Pending(existing)),
-        _ if existing.payment_id.is_empty() => Err(Problem::conflict(format!(
-            "the order placed with this Idempotency-Key was given up before its payment completed ({}); \
-             nothing was charged; place it again with a new Idempotency-Key",
-            existing
-                .reason
-                .as_deref()
-                .unwrap_or(&domain::abandoned_reason(api.payment_deadline.as_secs()))
-        ))),
-        _ => Ok(Resumed::Done(existing)),
+            PlaceError::KeyReused => Problem::conflict(error.to_string()),
+            PlaceError::GivenUp { reason } => Problem::conflict(format!(
+                "the order placed with this Idempotency-Key was given up before its payment completed ({reason}); \
+                 nothing was charged; place it again with a new Idempotency-Key"
+            )),
+            PlaceError::Refused(Refusal::Declined(detail)) => Problem::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "payment-declined",
+                "Payment declined",
+            )
+            .with_detail(detail.unwrap_or_else(|| "the payment was declined".to_owned())),
+            PlaceError::Refused(Refusal::Conflict) => {
+                Problem::conflict(Refusal::Conflict.to_string())
+            }
+            PlaceError::PaymentFailed {
+                failure,
+                void_within,
+            } => explain_pending(payment_problem(&failure), void_within),
+            PlaceError::Inconsistent(order_id) => {
+                tracing::error!(order_id, "an order changed in a way that cannot happen");
+                Problem::internal()
+            }
+            PlaceError::Store(error) => error.into(),
+            PlaceError::Outbox(error) => error.into(),
+        }
     }
 }
 
-/// Whether payment's answer is a definite refusal (a 4xx), as opposed to no answer or a broken one, after which a
-/// hold may exist.
-fn refuses_for_good(problem: &Problem) -> bool {
-    problem.status_code().is_client_error()
+/// The answer for payment's failure to authorize: 503 when trying again shortly may work, 502 when it answered
+/// nonsense.
+fn payment_problem(failure: &PaymentFailure) -> Problem {
+    match failure {
+        PaymentFailure::Call(error) => error.to_problem(),
+        PaymentFailure::CredentialRefused => Problem::unavailable(
+            "payment did not accept this service's credential (a rollout is changing it); nothing was \
+             charged: try again shortly",
+            std::time::Duration::from_secs(2),
+        ),
+        PaymentFailure::NotAnAuthorization(_) | PaymentFailure::UnexpectedStatus(_) => {
+            Problem::new(
+                StatusCode::BAD_GATEWAY,
+                "bad-gateway",
+                "A dependency failed",
+            )
+            .with_detail(failure.to_string())
+        }
+    }
 }
 
 /// The customer's answer when payment did not authorize in time: what happens to the money, truthfully.
-fn explain_pending(problem: Problem, api: &OrderApi) -> Problem {
+fn explain_pending(problem: Problem, void_within: std::time::Duration) -> Problem {
     if problem.status_code() != StatusCode::SERVICE_UNAVAILABLE {
         return problem;
     }
@@ -420,7 +235,7 @@ fn explain_pending(problem: Problem, api: &OrderApi) -> Problem {
     problem.with_detail(format!(
         "{detail}. Nothing is charged: retry with the same Idempotency-Key to complete the order; otherwise any \
          authorization made meanwhile is voided within {} s",
-        api.payment_deadline.as_secs() + 5
+        void_within.as_secs()
     ))
 }
 
@@ -438,7 +253,7 @@ async fn order_by_id(
     State(api): State<OrderApi>,
     Path(order_id): Path<String>,
 ) -> Result<axum::Json<Order>, Problem> {
-    store::order(api.store.pool(), &order_id)
+    store::order(api.ordering.store.pool(), &order_id)
         .await?
         .map(axum::Json)
         .ok_or_else(|| Problem::not_found(format!("no order {order_id}")))
@@ -467,7 +282,7 @@ async fn orders_of_customer(
     State(api): State<OrderApi>,
     Query(query): Query<ByCustomer>,
 ) -> Result<axum::Json<Vec<Order>>, Problem> {
-    store::orders_of(api.store.pool(), &query.customer_id)
+    store::orders_of(api.ordering.store.pool(), &query.customer_id)
         .await
         .map(axum::Json)
         .map_err(Problem::from)
@@ -489,36 +304,21 @@ async fn cancel_order(
     State(api): State<OrderApi>,
     Path(order_id): Path<String>,
 ) -> Result<axum::Json<Order>, Problem> {
-    // A kitchen or delivery event may change the order between our read and our write; then decide again.
-    for _ in 0..3 {
-        let mut transaction = api.store.begin().await?;
-        let mut order = store::order(&mut *transaction, &order_id)
-            .await?
-            .ok_or_else(|| Problem::not_found(format!("no order {order_id}")))?;
-        let previous = order.status;
-        if !domain::cancel(previous).map_err(|refusal| Problem::conflict(refusal.to_string()))? {
-            return Ok(axum::Json(order));
-        }
-        order.status = OrderStatus::Cancelled;
-        order.reason = Some("cancelled by the customer".to_owned());
-        order.updated_at = now_millis();
-        if !store::save_status(&mut transaction, &order, previous).await? {
-            continue;
-        }
-        let ended = OrderEnded {
-            order_id: order.order_id.clone(),
-            customer_id: order.customer_id.clone(),
-            reason: "cancelled by the customer".to_owned(),
-            missing_items: None,
-        };
-        api.outbox
-            .record(&mut transaction, ORDER_CANCELLED, &order_id, &ended)
-            .await?;
-        api.outbox.commit(transaction).await?;
-        return Ok(axum::Json(order));
-    }
-    Err(Problem::unavailable(
-        "the order kept changing; try again",
-        std::time::Duration::from_secs(1),
+    Ok(axum::Json(
+        ordering::cancel(&api.ordering.store, &api.ordering.outbox, &order_id).await?,
     ))
+}
+
+impl From<CancelError> for Problem {
+    fn from(error: CancelError) -> Self {
+        match error {
+            CancelError::NoOrder(_) => Problem::not_found(error.to_string()),
+            CancelError::TooLate(reason) => Problem::conflict(reason),
+            CancelError::KeptChanging => {
+                Problem::unavailable(error.to_string(), std::time::Duration::from_secs(1))
+            }
+            CancelError::Store(error) => error.into(),
+            CancelError::Outbox(error) => error.into(),
+        }
+    }
 }

@@ -126,10 +126,12 @@ pub async fn start(
         )
     });
     let api = api::routes(api::OrderApi {
-        store,
-        outbox,
-        payment,
-        payment_deadline: deadline,
+        ordering: policies::ordering::Ordering {
+            store,
+            outbox,
+            payment,
+            payment_deadline: deadline,
+        },
     });
     Ok((host, api))
 }
