@@ -339,8 +339,12 @@ async fn cook_what_is_due(
         now - REQUEST_AGAIN_AFTER_MS,
     )
     .await?;
-    let to_finish =
-        store::tickets_in(store.pool(), TicketStatus::Cooking, Some(now - cook_millis)).await?;
+    let to_finish = store::tickets_in(
+        store.pool(),
+        TicketStatus::Cooking,
+        Some(now_millis() - cook_millis),
+    )
+    .await?;
     // A cancellation or a cook's button may have come first; that is not an error.
     for order_id in &to_start {
         if let Err(error) = request_start(store, outbox, order_id).await {

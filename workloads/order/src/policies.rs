@@ -444,12 +444,6 @@ pub mod ordering {
         status: String,
     }
 
-    /// A declined payment's body: only its detail is used.
-    #[derive(Debug, Deserialize)]
-    struct DeclinedAnswer {
-        detail: Option<String>,
-    }
-
     /// The payment statuses that mean "authorized": a fresh hold, or (for a retry) a hold already captured.
     const AUTHORIZED_STATUSES: [&str; 2] = ["AUTHORIZED", "APPROVED"];
 
@@ -485,7 +479,9 @@ pub mod ordering {
                 Ok(authorized) => Authorization::Authorized(authorized.payment_id),
                 Err(error) => Authorization::Failed(PaymentFailure::Call(error)),
             },
-            StatusCode::PAYMENT_REQUIRED => match answer.json::<DeclinedAnswer>() {
+            // Payment's refusal is a problem+json; only its detail is passed on. A body that is not one is an
+            // unreadable answer (the pending order stays, as after any answer that is not a clear no).
+            StatusCode::PAYMENT_REQUIRED => match answer.json::<food_delivery_kit::Problem>() {
                 Ok(declined) => Authorization::Refused(Refusal::Declined(declined.detail)),
                 Err(error) => Authorization::Failed(PaymentFailure::Call(error)),
             },

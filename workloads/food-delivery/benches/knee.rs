@@ -1,0 +1,335 @@
+//! The end-to-end order rate `food-delivery up` keeps pace with, as a curve: an open-loop client offers orders at a
+//! fixed rate (it does not slow down when the platform does, as real customers do not), walking the rate up in
+//! steps. Per step: offered and achieved placements, placement p50/p99, completion (placed to DELIVERED, from the
+//! order service's own timestamps) p50/p99/max, orders not finished, errors, the process's CPU and memory. Beside
+//! it, the same process's `/health/live` rate at 50 connections (the ceiling of its HTTP stack). Writes the chart
+//! of completion p99 against offered rate to `KNEE_CHART` (an SVG).
+//!
+//! `cargo bench -p food-delivery --bench knee`; `KNEE_RATES` (`50,100,200,400`), `KNEE_STEP_SECONDS` (10),
+//! `KNEE_CHART` (`target/knee.svg`). Cooking and riding take no time; durable commits stay on.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use food_delivery_testkit::{free_port, percentile, resident_kib};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_food-delivery");
+/// Orders of one customer the order service lists at most (`GET /orders?customerId=` has a limit of 100).
+const ORDERS_PER_CUSTOMER: usize = 100;
+/// How long a step's orders may take to finish after the step before the unfinished ones are counted.
+const DRAIN: Duration = Duration::from_secs(60);
+
+fn setting(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+/// One step's figures.
+struct Step {
+    offered: f64,
+    achieved: f64,
+    placement_p50: Duration,
+    placement_p99: Duration,
+    completion_p50: Duration,
+    completion_p99: Duration,
+    completion_max: Duration,
+    unfinished: usize,
+    errors: usize,
+    cpu_percent: f64,
+    rss_mib: f64,
+}
+
+/// The CPU time (user + system) the process has used so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: u64 = fields.get(11..13).map_or(0, |times| {
+        times
+            .iter()
+            .filter_map(|time| time.parse::<u64>().ok())
+            .sum()
+    });
+    // The kernel's clock ticks per second (USER_HZ) are 100 on Linux.
+    Duration::from_millis(ticks * 10)
+}
+
+async fn wait_ready(client: &reqwest::Client, base: &str) {
+    let started = Instant::now();
+    loop {
+        if let Ok(response) = client.get(format!("{base}/health/ready")).send().await
+            && response.status().is_success()
+        {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "up did not become ready"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `/health/live` answered per second with `connections` closed-loop clients for `length`.
+async fn hello_rate(base: &str, connections: usize, length: Duration) -> f64 {
+    let client = reqwest::Client::new();
+    let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let stop = Instant::now() + length;
+    let tasks: Vec<_> = (0..connections)
+        .map(|_| {
+            let (client, done, url) = (client.clone(), done.clone(), format!("{base}/health/live"));
+            tokio::spawn(async move {
+                while Instant::now() < stop {
+                    if client.get(&url).send().await.is_ok() {
+                        done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    done.load(std::sync::atomic::Ordering::Relaxed) as f64 / length.as_secs_f64()
+}
+
+async fn run_step(
+    client: &reqwest::Client,
+    base: &str,
+    pid: u32,
+    step: usize,
+    rate: u32,
+    length: Duration,
+) -> Step {
+    let placements: Arc<Mutex<Vec<Duration>>> = Arc::new(Mutex::new(Vec::new()));
+    let errors = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let cpu_before = cpu_time(pid);
+    let started = Instant::now();
+    // Ticks of 10 ms, each sending its share of the rate: open loop, whatever the answers take.
+    let ticks = u32::try_from(length.as_millis() / 10).unwrap();
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut sent = 0usize;
+    let mut requests = Vec::new();
+    for index in 0..ticks {
+        tick.tick().await;
+        let due = usize::try_from(u64::from(rate) * u64::from(index + 1) / 100).unwrap();
+        while sent < due {
+            let customer = format!("knee-{step}-{}", sent / ORDERS_PER_CUSTOMER);
+            let (client, placements, errors) = (client.clone(), placements.clone(), errors.clone());
+            let url = format!("{base}/api/orders");
+            let key = format!("knee-{step}-{sent}");
+            requests.push(tokio::spawn(async move {
+                let asked = Instant::now();
+                let answer = client
+                    .post(url)
+                    .header("idempotency-key", key)
+                    .json(&serde_json::json!({"customerId": customer, "items": [{"menuId": "knee", "qty": 1}]}))
+                    .send()
+                    .await;
+                match answer {
+                    Ok(response) if response.status().as_u16() == 201 => {
+                        placements.lock().unwrap().push(asked.elapsed());
+                    }
+                    _ => {
+                        errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            }));
+            sent += 1;
+        }
+    }
+    for request in requests {
+        request.await.unwrap();
+    }
+    let placing = started.elapsed();
+    let cpu_percent = (cpu_time(pid) - cpu_before).as_secs_f64() / placing.as_secs_f64() * 100.0;
+    let rss_mib = resident_kib(pid) as f64 / 1024.0;
+    // Completion from the order service's own clock: placed (recorded pending) to DELIVERED.
+    let customers = sent.div_ceil(ORDERS_PER_CUSTOMER);
+    let drain_until = Instant::now() + DRAIN;
+    let (completions, unfinished) = loop {
+        let mut completions = Vec::new();
+        let mut unfinished = 0;
+        for customer in 0..customers {
+            let orders: serde_json::Value = client
+                .get(format!(
+                    "{base}/api/orders?customerId=knee-{step}-{customer}"
+                ))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            for order in orders.as_array().unwrap() {
+                match order["status"].as_str().unwrap() {
+                    "DELIVERED" => completions.push(Duration::from_millis(
+                        u64::try_from(
+                            order["updatedAt"].as_i64().unwrap()
+                                - order["placedAt"].as_i64().unwrap(),
+                        )
+                        .unwrap_or(0),
+                    )),
+                    "CANCELLED" | "REJECTED" => {}
+                    _ => unfinished += 1,
+                }
+            }
+        }
+        if unfinished == 0 || Instant::now() > drain_until {
+            break (completions, unfinished);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let mut placements = placements.lock().unwrap().clone();
+    placements.sort_unstable();
+    let mut completions = completions;
+    completions.sort_unstable();
+    Step {
+        offered: f64::from(rate),
+        achieved: placements.len() as f64 / placing.as_secs_f64(),
+        placement_p50: percentile(&placements, 0.50),
+        placement_p99: percentile(&placements, 0.99),
+        completion_p50: percentile(&completions, 0.50),
+        completion_p99: percentile(&completions, 0.99),
+        completion_max: completions.last().copied().unwrap_or_default(),
+        unfinished,
+        errors: errors.load(std::sync::atomic::Ordering::Relaxed),
+        cpu_percent,
+        rss_mib,
+    }
+}
+
+/// Completion p99 (seconds) against offered rate, as an SVG line chart.
+fn chart(steps: &[Step], title: &str) -> String {
+    let (width, height, margin) = (640.0, 400.0, 60.0);
+    let max_rate = steps.iter().map(|step| step.offered).fold(1.0, f64::max);
+    let max_p99 = steps
+        .iter()
+        .map(|step| step.completion_p99.as_secs_f64())
+        .fold(0.1, f64::max)
+        * 1.1;
+    let x = |rate: f64| margin + rate / max_rate * (width - 2.0 * margin);
+    let y = |seconds: f64| height - margin - seconds / max_p99 * (height - 2.0 * margin);
+    let points: Vec<String> = steps
+        .iter()
+        .map(|step| {
+            format!(
+                "{:.1},{:.1}",
+                x(step.offered),
+                y(step.completion_p99.as_secs_f64())
+            )
+        })
+        .collect();
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{}\" y=\"24\" text-anchor=\"middle\" font-size=\"14\">{title}</text>\n\
+         <line x1=\"{margin}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n\
+         <line x1=\"{margin}\" y1=\"{margin}\" x2=\"{margin}\" y2=\"{}\" stroke=\"black\"/>\n\
+         <text x=\"{}\" y=\"{}\" text-anchor=\"middle\">offered orders/s</text>\n\
+         <text x=\"16\" y=\"{}\" transform=\"rotate(-90 16 {})\" text-anchor=\"middle\">completion p99 (s)</text>\n\
+         <polyline fill=\"none\" stroke=\"#c0392b\" stroke-width=\"2\" points=\"{}\"/>\n",
+        width / 2.0,
+        height - margin,
+        width - margin,
+        height - margin,
+        height - margin,
+        width / 2.0,
+        height - 16.0,
+        height / 2.0,
+        height / 2.0,
+        points.join(" ")
+    );
+    for step in steps {
+        let (px, py) = (x(step.offered), y(step.completion_p99.as_secs_f64()));
+        svg.push_str(&format!(
+            "<circle cx=\"{px:.1}\" cy=\"{py:.1}\" r=\"3\" fill=\"#c0392b\"/>\n\
+             <text x=\"{px:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{:.0}</text>\n\
+             <text x=\"{px:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#555\">{:.2}</text>\n",
+            height - margin + 16.0,
+            step.offered,
+            py - 8.0,
+            step.completion_p99.as_secs_f64()
+        ));
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+fn main() {
+    let rates: Vec<u32> = setting("KNEE_RATES", "50,100,200,400")
+        .split(',')
+        .map(|rate| rate.trim().parse().unwrap())
+        .collect();
+    let length = Duration::from_secs(setting("KNEE_STEP_SECONDS", "10").parse().unwrap());
+    let chart_path = setting("KNEE_CHART", "target/knee.svg");
+    let directory = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut up: Child = Command::new(BINARY)
+        .args(["up", "--port", &port.to_string(), "--data-dir"])
+        .arg(directory.path())
+        .env("LOG_LEVEL", "error")
+        .env("KITCHEN_AUTO_START_AFTER_MS", "0")
+        .env("KITCHEN_COOK_TIME_MS", "0")
+        .env("DELIVERY_RIDE_TIME_MS", "0")
+        .env(
+            "KITCHEN_MENU",
+            r#"[{"menuId":"knee","name":"Knee soup","price":500,"stock":1000000}]"#,
+        )
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = up.id();
+    let base = format!("http://127.0.0.1:{port}");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let steps = runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(512)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        wait_ready(&client, &base).await;
+        // Let the order service learn the menu before the first order.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let hello = hello_rate(&base, 50, Duration::from_secs(3)).await;
+        println!("same process, GET /health/live at 50 connections: {hello:.0} requests/s");
+        println!(
+            "{:>8} {:>9} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7} {:>6} {:>8}",
+            "offered", "achieved", "place p50", "place p99", "done p50", "done p99", "done max", "unfinished", "errors", "cpu %", "rss MiB"
+        );
+        let mut steps = Vec::new();
+        for (index, rate) in rates.iter().enumerate() {
+            let step = run_step(&client, &base, pid, index, *rate, length).await;
+            println!(
+                "{:>8.0} {:>9.1} {:>10.1?} {:>10.1?} {:>10.1?} {:>10.1?} {:>10.1?} {:>10} {:>7} {:>6.0} {:>8.1}",
+                step.offered,
+                step.achieved,
+                step.placement_p50,
+                step.placement_p99,
+                step.completion_p50,
+                step.completion_p99,
+                step.completion_max,
+                step.unfinished,
+                step.errors,
+                step.cpu_percent,
+                step.rss_mib,
+            );
+            steps.push(step);
+        }
+        steps
+    });
+    let _ = up.kill();
+    let _ = up.wait();
+    std::fs::write(
+        &chart_path,
+        chart(
+            &steps,
+            "food-delivery up: completion p99 against offered rate",
+        ),
+    )
+    .unwrap();
+    println!("chart: {chart_path}");
+}
