@@ -3,10 +3,12 @@
 //! steps. Per step: offered and achieved placements, placement p50/p99, completion (placed to DELIVERED, from the
 //! order service's own timestamps) p50/p99/max, orders not finished, errors, the process's CPU and memory. Beside
 //! it, the same process's `/health/live` rate at 50 connections (the ceiling of its HTTP stack). Writes the chart
-//! of completion p99 against offered rate to `KNEE_CHART` (an SVG).
+//! of completion p99 against offered rate to `KNEE_CHART` (an SVG). The whole walk runs once per consumer batch
+//! size (`CONSUMER_BATCH_MAX`; 1 is one transaction per event, as before batching), so the ratio comes from one run.
 //!
 //! `cargo bench -p food-delivery --bench knee`; `KNEE_RATES` (`50,100,200,400`), `KNEE_STEP_SECONDS` (10),
-//! `KNEE_CHART` (`target/knee.svg`). Cooking and riding take no time; durable commits stay on.
+//! `KNEE_BATCHES` (`1,64`), `KNEE_CHART` (`target/knee.svg`). Cooking and riding take no time; durable commits
+//! stay on.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use food_delivery_testkit::{free_port, percentile, resident_kib};
@@ -202,27 +204,18 @@ async fn run_step(
     }
 }
 
-/// Completion p99 (seconds) against offered rate, as an SVG line chart.
-fn chart(steps: &[Step], title: &str) -> String {
+/// Completion p99 (seconds) against offered rate, as an SVG line chart, one line per series.
+fn chart(series: &[(String, Vec<Step>)], title: &str) -> String {
     let (width, height, margin) = (640.0, 400.0, 60.0);
+    let steps: Vec<&Step> = series.iter().flat_map(|(_, steps)| steps).collect();
     let max_rate = steps.iter().map(|step| step.offered).fold(1.0, f64::max);
     let max_p99 = steps
         .iter()
         .map(|step| step.completion_p99.as_secs_f64())
         .fold(0.1, f64::max)
-        * 1.1;
+        * 1.15;
     let x = |rate: f64| margin + rate / max_rate * (width - 2.0 * margin);
     let y = |seconds: f64| height - margin - seconds / max_p99 * (height - 2.0 * margin);
-    let points: Vec<String> = steps
-        .iter()
-        .map(|step| {
-            format!(
-                "{:.1},{:.1}",
-                x(step.offered),
-                y(step.completion_p99.as_secs_f64())
-            )
-        })
-        .collect();
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
@@ -230,8 +223,7 @@ fn chart(steps: &[Step], title: &str) -> String {
          <line x1=\"{margin}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n\
          <line x1=\"{margin}\" y1=\"{margin}\" x2=\"{margin}\" y2=\"{}\" stroke=\"black\"/>\n\
          <text x=\"{}\" y=\"{}\" text-anchor=\"middle\">offered orders/s</text>\n\
-         <text x=\"16\" y=\"{}\" transform=\"rotate(-90 16 {})\" text-anchor=\"middle\">completion p99 (s)</text>\n\
-         <polyline fill=\"none\" stroke=\"#c0392b\" stroke-width=\"2\" points=\"{}\"/>\n",
+         <text x=\"16\" y=\"{}\" transform=\"rotate(-90 16 {})\" text-anchor=\"middle\">completion p99 (s)</text>\n",
         width / 2.0,
         height - margin,
         width - margin,
@@ -241,37 +233,59 @@ fn chart(steps: &[Step], title: &str) -> String {
         height - 16.0,
         height / 2.0,
         height / 2.0,
-        points.join(" ")
     );
-    for step in steps {
-        let (px, py) = (x(step.offered), y(step.completion_p99.as_secs_f64()));
+    let colours = ["#c0392b", "#2471a3", "#229954", "#7d3c98"];
+    for (index, (name, steps)) in series.iter().enumerate() {
+        let colour = colours[index % colours.len()];
+        let points: Vec<String> = steps
+            .iter()
+            .map(|step| {
+                format!(
+                    "{:.1},{:.1}",
+                    x(step.offered),
+                    y(step.completion_p99.as_secs_f64())
+                )
+            })
+            .collect();
         svg.push_str(&format!(
-            "<circle cx=\"{px:.1}\" cy=\"{py:.1}\" r=\"3\" fill=\"#c0392b\"/>\n\
-             <text x=\"{px:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{:.0}</text>\n\
-             <text x=\"{px:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#555\">{:.2}</text>\n",
-            height - margin + 16.0,
-            step.offered,
-            py - 8.0,
-            step.completion_p99.as_secs_f64()
+            "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>\n\
+             <text x=\"{}\" y=\"{}\" fill=\"{colour}\">{name}</text>\n",
+            points.join(" "),
+            margin + 10.0,
+            margin + 16.0 * (index as f64 + 1.0),
+        ));
+        for step in steps {
+            let (px, py) = (x(step.offered), y(step.completion_p99.as_secs_f64()));
+            svg.push_str(&format!(
+                "<circle cx=\"{px:.1}\" cy=\"{py:.1}\" r=\"3\" fill=\"{colour}\"/>\n\
+                 <text x=\"{px:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"{colour}\">{:.2}</text>\n",
+                py - 8.0,
+                step.completion_p99.as_secs_f64()
+            ));
+        }
+    }
+    let mut rates: Vec<f64> = steps.iter().map(|step| step.offered).collect();
+    rates.dedup();
+    for rate in rates {
+        svg.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{rate:.0}</text>\n",
+            x(rate),
+            height - margin + 16.0
         ));
     }
     svg.push_str("</svg>\n");
     svg
 }
 
-fn main() {
-    let rates: Vec<u32> = setting("KNEE_RATES", "50,100,200,400")
-        .split(',')
-        .map(|rate| rate.trim().parse().unwrap())
-        .collect();
-    let length = Duration::from_secs(setting("KNEE_STEP_SECONDS", "10").parse().unwrap());
-    let chart_path = setting("KNEE_CHART", "target/knee.svg");
+/// Starts `up` with consumer batches of `batch` events at most and walks the rates up; the steps' figures.
+fn walk(rates: &[u32], length: Duration, batch: &str) -> Vec<Step> {
     let directory = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut up: Child = Command::new(BINARY)
         .args(["up", "--port", &port.to_string(), "--data-dir"])
         .arg(directory.path())
         .env("LOG_LEVEL", "error")
+        .env("CONSUMER_BATCH_MAX", batch)
         .env("KITCHEN_AUTO_START_AFTER_MS", "0")
         .env("KITCHEN_COOK_TIME_MS", "0")
         .env("DELIVERY_RIDE_TIME_MS", "0")
@@ -323,10 +337,25 @@ fn main() {
     });
     let _ = up.kill();
     let _ = up.wait();
+    steps
+}
+
+fn main() {
+    let rates: Vec<u32> = setting("KNEE_RATES", "50,100,200,400")
+        .split(',')
+        .map(|rate| rate.trim().parse().unwrap())
+        .collect();
+    let length = Duration::from_secs(setting("KNEE_STEP_SECONDS", "10").parse().unwrap());
+    let chart_path = setting("KNEE_CHART", "target/knee.svg");
+    let mut series = Vec::new();
+    for batch in setting("KNEE_BATCHES", "1,64").split(',') {
+        println!("\n== CONSUMER_BATCH_MAX={batch} ==");
+        series.push((format!("batch {batch}"), walk(&rates, length, batch.trim())));
+    }
     std::fs::write(
         &chart_path,
         chart(
-            &steps,
+            &series,
             "food-delivery up: completion p99 against offered rate",
         ),
     )

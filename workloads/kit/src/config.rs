@@ -235,6 +235,9 @@ pub struct KitConfig {
     pub shutdown_timeout: Duration,
     /// `OUTBOX_POLL_INTERVAL_MS`: how often the relay looks for rows it was not woken for (default 250).
     pub outbox_poll_interval: Duration,
+    /// `CONSUMER_BATCH_MAX`: the most waiting events a consumer applies in one transaction (default 64, 1 to 1000;
+    /// 1 applies each alone, one commit per event).
+    pub consumer_batch_max: usize,
     /// `READINESS_REQUIRES_BROKER`: whether an unreachable broker makes the service unready (default false: the
     /// outbox rides out a broker outage, so the API, cancellations included, keeps serving; the broker's state is a
     /// readiness detail either way).
@@ -331,6 +334,16 @@ impl KitConfig {
                 .millis_or(env::SHUTDOWN_TIMEOUT_MS, Duration::from_secs(10))?,
             outbox_poll_interval: environment
                 .millis_or("OUTBOX_POLL_INTERVAL_MS", Duration::from_millis(250))?,
+            consumer_batch_max: {
+                let most: usize = environment.parsed_or("CONSUMER_BATCH_MAX", 64)?;
+                if !(1..=1000).contains(&most) {
+                    return Err(ConfigError::new(
+                        "CONSUMER_BATCH_MAX",
+                        format!("is {most}; must be between 1 and 1000"),
+                    ));
+                }
+                most
+            },
             readiness_requires_broker: environment.flag_or("READINESS_REQUIRES_BROKER", false)?,
             log: LogConfig {
                 level: environment

@@ -8,7 +8,9 @@
 //! 5. the outbox relay publishes what it can (bounded), then the store closes and the process exits 0.
 
 use crate::config::KitConfig;
-use crate::events::{EventBus, EventHandler, KafkaBus, Outbox, OutboxRelay, Topics, run_consumer};
+use crate::events::{
+    EventBus, EventHandler, KafkaBus, Outbox, OutboxRelay, Topics, run_consumer_batched,
+};
 use crate::health::{self, BusCheck, ConsumersCheck, Health, StoreCheck};
 use crate::store::{Migration, Store, StoreError};
 use axum::Router;
@@ -282,7 +284,7 @@ impl ServiceHost {
             check
         });
         check.watch(names.name(group));
-        let task = run_consumer(
+        let task = run_consumer_batched(
             store,
             bus,
             Some(self.outbox.clone()),
@@ -290,6 +292,7 @@ impl ServiceHost {
             names.names(self.spec.consumes),
             handler,
             self.consumers_stop.clone(),
+            self.config.consumer_batch_max,
         );
         self.consumers.push(tokio::spawn(task));
         Ok(())

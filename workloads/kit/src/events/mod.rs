@@ -13,8 +13,8 @@ pub use bus::in_process::InProcessBus;
 pub use bus::kafka::{KafkaAssigner, KafkaBus, MembershipReport, membership_reports};
 pub use bus::{BusError, Delivery, EventBus, Subscription};
 pub use consumer::{
-    ConsumerOutcome, EventHandler, HandlerError, StuckDelivery, apply_delivery, run_consumer,
-    stuck_deliveries,
+    ConsumerOutcome, DEFAULT_BATCH_MAX, EventHandler, HandlerError, StuckDelivery, apply_delivery,
+    run_consumer, run_consumer_batched, stuck_deliveries,
 };
 pub use envelope::{Event, Message, PoisonReason, header_names};
 pub use inbox::record_first_delivery;
