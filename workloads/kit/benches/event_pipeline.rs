@@ -8,12 +8,13 @@
 //! `cargo bench -p food-delivery-kit --bench event_pipeline` (starts its own tansu unless
 //! `KAFKA_BOOTSTRAP_SERVERS` is set; `BENCH_EVENTS` sets the saturation count, default 5000; `BENCH_WRITERS` the
 //! concurrent writers, default 8; `BENCH_PACED_RATE` events per second of the paced phase, default 200, for
-//! 10 s; PostgreSQL from `TEST_POSTGRES_URL`).
+//! 10 s; PostgreSQL from `TEST_POSTGRES_URL`). Saturation runs once per consumer batch size (`BENCH_BATCHES`,
+//! default `1,64`: 1 is one transaction per event), so their ratio comes from one run.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use food_delivery_kit::events::{
     Event, EventBus, EventHandler, HandlerError, KafkaBus, Outbox, OutboxRelay, Topics,
-    run_consumer,
+    run_consumer_batched,
 };
 use food_delivery_kit::{Migration, Store, StoreTransaction};
 use std::sync::{Arc, Mutex};
@@ -72,7 +73,14 @@ enum Load {
     Paced(usize),
 }
 
-async fn run(backend: Backend, bootstrap: &str, events: usize, writers: usize, load: Load) {
+async fn run(
+    backend: Backend,
+    bootstrap: &str,
+    events: usize,
+    writers: usize,
+    load: Load,
+    batch: usize,
+) {
     let producer_database = TestDatabase::create(backend).await;
     let consumer_database = TestDatabase::create(backend).await;
     let producer_store = Store::connect(&producer_database.url, 10).await.unwrap();
@@ -103,7 +111,7 @@ async fn run(backend: Backend, bootstrap: &str, events: usize, writers: usize, l
     );
     let relay_task = tokio::spawn(relay.run(stop.clone(), Duration::from_secs(5)));
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(events)));
-    let consumer_task = tokio::spawn(run_consumer(
+    let consumer_task = tokio::spawn(run_consumer_batched(
         consumer_store.clone(),
         bus.clone(),
         None,
@@ -113,6 +121,7 @@ async fn run(backend: Backend, bootstrap: &str, events: usize, writers: usize, l
             latencies: latencies.clone(),
         },
         stop.clone(),
+        batch,
     ));
     // Let the consumer join its group before timing starts.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -189,7 +198,7 @@ async fn run(backend: Backend, bootstrap: &str, events: usize, writers: usize, l
         Load::Paced(rate) => format!("paced {rate}/s"),
     };
     println!(
-        "{:<10} {phase:<13} events {events:>6}  writers {writers:>2}  commits/s {:>7.0}  end-to-end events/s {:>7.0}  latency p50 {:>7.1} ms  p99 {:>7.1} ms  max {:>7.1} ms",
+        "{:<10} {phase:<13} batch {batch:>3}  events {events:>6}  writers {writers:>2}  commits/s {:>7.0}  end-to-end events/s {:>7.0}  latency p50 {:>7.1} ms  p99 {:>7.1} ms  max {:>7.1} ms",
         format!("{backend:?}"),
         events as f64 / written.as_secs_f64(),
         events as f64 / elapsed.as_secs_f64(),
@@ -211,14 +220,29 @@ fn main() {
         .unwrap();
     println!("event pipeline: outbox -> relay -> tansu ({bootstrap}) -> consumer with inbox");
     let paced_rate = environment_number("BENCH_PACED_RATE", 200);
+    let batches: Vec<usize> = std::env::var("BENCH_BATCHES")
+        .unwrap_or_else(|_| "1,64".to_owned())
+        .split(',')
+        .map(|batch| batch.trim().parse().unwrap())
+        .collect();
     for backend in [Backend::Sqlite, Backend::Postgres] {
-        runtime.block_on(run(backend, &bootstrap, events, writers, Load::Saturation));
+        for batch in &batches {
+            runtime.block_on(run(
+                backend,
+                &bootstrap,
+                events,
+                writers,
+                Load::Saturation,
+                *batch,
+            ));
+        }
         runtime.block_on(run(
             backend,
             &bootstrap,
             paced_rate * 10,
             writers,
             Load::Paced(paced_rate),
+            food_delivery_kit::events::DEFAULT_BATCH_MAX,
         ));
     }
 }
