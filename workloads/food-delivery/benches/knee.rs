@@ -37,6 +37,8 @@ struct Step {
     completion_max: Duration,
     unfinished: usize,
     errors: usize,
+    /// Failed placements by answer (`503`, `no answer`, ...).
+    errors_by_answer: std::collections::BTreeMap<String, usize>,
     cpu_percent: f64,
     rss_mib: f64,
 }
@@ -106,7 +108,7 @@ async fn run_step(
     length: Duration,
 ) -> Step {
     let placements: Arc<Mutex<Vec<Duration>>> = Arc::new(Mutex::new(Vec::new()));
-    let errors = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let errors: Arc<Mutex<std::collections::BTreeMap<String, usize>>> = Arc::default();
     let cpu_before = cpu_time(pid);
     let started = Instant::now();
     // Ticks of 10 ms, each sending its share of the rate: open loop, whatever the answers take.
@@ -135,8 +137,12 @@ async fn run_step(
                     Ok(response) if response.status().as_u16() == 201 => {
                         placements.lock().unwrap().push(asked.elapsed());
                     }
-                    _ => {
-                        errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    failed => {
+                        let answer = match failed {
+                            Ok(response) => response.status().as_u16().to_string(),
+                            Err(_) => "no answer".to_owned(),
+                        };
+                        *errors.lock().unwrap().entry(answer).or_default() += 1;
                     }
                 }
             }));
@@ -198,7 +204,8 @@ async fn run_step(
         completion_p99: percentile(&completions, 0.99),
         completion_max: completions.last().copied().unwrap_or_default(),
         unfinished,
-        errors: errors.load(std::sync::atomic::Ordering::Relaxed),
+        errors: errors.lock().unwrap().values().sum(),
+        errors_by_answer: errors.lock().unwrap().clone(),
         cpu_percent,
         rss_mib,
     }
@@ -331,6 +338,9 @@ fn walk(rates: &[u32], length: Duration, batch: &str) -> Vec<Step> {
                 step.cpu_percent,
                 step.rss_mib,
             );
+            if !step.errors_by_answer.is_empty() {
+                println!("         errors by answer: {:?}", step.errors_by_answer);
+            }
             steps.push(step);
         }
         steps
