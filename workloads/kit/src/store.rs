@@ -397,9 +397,18 @@ impl Store {
         }
     }
 
-    /// Starts a transaction.
+    /// Starts a transaction. Cancelling the returned future (a request whose client went away) cannot leave the
+    /// connection inside a transaction: sqlx 0.8 counts a PostgreSQL transaction as open only once BEGIN has been
+    /// answered, so a `begin` dropped while BEGIN was on the wire left the session in a transaction nothing would
+    /// roll back, and the pool handed it on; the next failure there turned every statement on that connection into
+    /// "current transaction is aborted" (launchbadge/sqlx#4393; seen as 500s in the fault-injection rollout). The
+    /// BEGIN runs in a task of its own, which finishes whatever happens to the caller; a transaction nobody takes
+    /// is then dropped there, which rolls it back.
     pub async fn begin(&self) -> Result<StoreTransaction, sqlx::Error> {
-        self.pool.begin().await
+        let pool = self.pool.clone();
+        tokio::spawn(async move { pool.begin().await })
+            .await
+            .unwrap_or(Err(sqlx::Error::WorkerCrashed))
     }
 
     /// The connection pool, for queries outside a transaction.

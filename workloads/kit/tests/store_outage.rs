@@ -377,3 +377,34 @@ async fn the_inbox_prune_finds_old_entries_through_an_index() {
         "{plan:?}"
     );
 }
+
+/// A request whose client goes away while its transaction is being opened drops the `begin` future mid-flight. On
+/// PostgreSQL sqlx then leaves the session inside a transaction it does not know about (launchbadge/sqlx#4393) and
+/// hands the connection to the next borrower: once anything fails in that stale transaction, every statement on
+/// the connection answers "current transaction is aborted" (25P02), which the API turned into 500s (seen in the
+/// fault-injection rollout on one shared database). A cancelled begin must leave the pool usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_abandoned_while_it_opens_leaves_the_connection_clean() {
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let store = Store::connect(&database.url, 1).await.unwrap();
+    for attempt in 0..80u64 {
+        // Given up after a moment (the acquire's ping, BEGIN on its way, or on the wire: where exactly varies), as
+        // a cancelled request drops it.
+        let _ = tokio::time::timeout(Duration::from_micros(25 * attempt), store.begin()).await;
+        // Something fails on the connection (a constraint, a timeout), then the next user comes.
+        let _ = sqlx::query("SELECT 1 / 0").execute(store.pool()).await;
+        let fine = sqlx::query("SELECT 1").execute(store.pool()).await;
+        assert!(
+            fine.is_ok(),
+            "attempt {attempt}: the connection was handed on inside a stale transaction: {fine:?}"
+        );
+        let mut transaction = store.begin().await.unwrap();
+        sqlx::query("SELECT 1")
+            .execute(&mut *transaction)
+            .await
+            .unwrap();
+        transaction.commit().await.unwrap();
+    }
+    store.close().await;
+    database.remove().await;
+}

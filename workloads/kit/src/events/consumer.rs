@@ -463,47 +463,68 @@ pub async fn run_consumer_batched<H: EventHandler>(
                 .get(&partition_of(delivery))
                 .is_none_or(|position| delivery.offset >= *position)
         });
-        if batch.len() > 1
-            && !batch
-                .iter()
-                .any(|delivery| strayed.contains(&partition_of(delivery)))
-            && let Some(outcomes) = apply_together(&store, &group, &handler, &batch, held).await
-        {
-            for (delivery, outcome) in batch.iter().zip(&outcomes) {
-                record_outcome(&group, delivery, outcome);
-                subscription.acknowledge(delivery);
-            }
-            if let (true, Some(outbox)) = (outcomes.contains(&ConsumerOutcome::Applied), &outbox) {
-                outbox.wake_relay();
-            }
-            continue;
-        }
+        // With positions kept in lease rows (several replicas), one transaction moves one partition's row only:
+        // locking several would deadlock against the lease keeper's renewal, which locks them all. So the batch is
+        // applied in runs of one partition; with the store as the only reader (SQLite, in process) in one run.
+        let mut runs: Vec<Vec<Delivery>> = Vec::new();
         for delivery in batch {
-            let outcome = if strayed.contains(&partition_of(&delivery)) {
-                Some(ConsumerOutcome::NotHeld)
-            } else {
-                apply_with_retries(&store, &group, &handler, &delivery, held, &shutdown).await
-            };
-            let Some(mut outcome) = outcome else {
-                break 'consuming;
-            };
-            if let ConsumerOutcome::Skipped(reason) = &outcome {
-                record_outcome(&group, &delivery, &outcome);
-                match park_with_retries(&store, &group, &delivery, reason, held, &shutdown).await {
-                    // Shutdown came before the park committed: not acknowledged, so it comes again.
-                    None => break 'consuming,
-                    Some(parked) => outcome = parked,
+            match runs.last_mut() {
+                Some(run)
+                    if held.is_none()
+                        || run.last().map(partition_of) == Some(partition_of(&delivery)) =>
+                {
+                    run.push(delivery);
                 }
-            } else {
-                record_outcome(&group, &delivery, &outcome);
+                _ => runs.push(vec![delivery]),
             }
-            if outcome == ConsumerOutcome::NotHeld {
-                strayed.insert(partition_of(&delivery));
+        }
+        for run in runs {
+            if run.len() > 1
+                && !run
+                    .iter()
+                    .any(|delivery| strayed.contains(&partition_of(delivery)))
+                && let Some(outcomes) = apply_together(&store, &group, &handler, &run, held).await
+            {
+                for (delivery, outcome) in run.iter().zip(&outcomes) {
+                    record_outcome(&group, delivery, outcome);
+                    subscription.acknowledge(delivery);
+                }
+                if let (true, Some(outbox)) =
+                    (outcomes.contains(&ConsumerOutcome::Applied), &outbox)
+                {
+                    outbox.wake_relay();
+                }
                 continue;
             }
-            subscription.acknowledge(&delivery);
-            if let (ConsumerOutcome::Applied, Some(outbox)) = (&outcome, &outbox) {
-                outbox.wake_relay();
+            for delivery in run {
+                let outcome = if strayed.contains(&partition_of(&delivery)) {
+                    Some(ConsumerOutcome::NotHeld)
+                } else {
+                    apply_with_retries(&store, &group, &handler, &delivery, held, &shutdown).await
+                };
+                let Some(mut outcome) = outcome else {
+                    break 'consuming;
+                };
+                if let ConsumerOutcome::Skipped(reason) = &outcome {
+                    record_outcome(&group, &delivery, &outcome);
+                    match park_with_retries(&store, &group, &delivery, reason, held, &shutdown)
+                        .await
+                    {
+                        // Shutdown came before the park committed: not acknowledged, so it comes again.
+                        None => break 'consuming,
+                        Some(parked) => outcome = parked,
+                    }
+                } else {
+                    record_outcome(&group, &delivery, &outcome);
+                }
+                if outcome == ConsumerOutcome::NotHeld {
+                    strayed.insert(partition_of(&delivery));
+                    continue;
+                }
+                subscription.acknowledge(&delivery);
+                if let (ConsumerOutcome::Applied, Some(outbox)) = (&outcome, &outbox) {
+                    outbox.wake_relay();
+                }
             }
         }
     }
