@@ -378,19 +378,57 @@ async fn the_inbox_prune_finds_old_entries_through_an_index() {
     );
 }
 
+/// A TCP proxy to PostgreSQL that delays every answer by `delay`: a slow database, which widens the moment a
+/// cancelled `begin` can hit (on loopback it is a fraction of a millisecond). Returns its port.
+async fn slow_postgres(delay: Duration) -> u16 {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = tokio::net::TcpStream::connect(("127.0.0.1", 5432))
+                .await
+                .unwrap();
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+            });
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buffer = vec![0u8; 64 * 1024];
+                while let Ok(read) = server_read.read(&mut buffer).await {
+                    if read == 0 {
+                        break;
+                    }
+                    tokio::time::sleep(delay).await;
+                    if client_write.write_all(&buffer[..read]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
 /// A request whose client goes away while its transaction is being opened drops the `begin` future mid-flight. On
 /// PostgreSQL sqlx then leaves the session inside a transaction it does not know about (launchbadge/sqlx#4393) and
-/// hands the connection to the next borrower: once anything fails in that stale transaction, every statement on
-/// the connection answers "current transaction is aborted" (25P02), which the API turned into 500s (seen in the
-/// fault-injection rollout on one shared database). A cancelled begin must leave the pool usable.
+/// hands the connection to the next borrower: its statements run in that stale transaction and keep their locks,
+/// and once anything fails there every statement on the connection answers "current transaction is aborted"
+/// (25P02), which the API turned into 500s (seen in the fault-injection rollout on one shared database). A
+/// cancelled begin must leave the pool usable and nothing held.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_abandoned_while_it_opens_leaves_the_connection_clean() {
     let database = TestDatabase::create(Backend::Postgres).await;
-    let store = Store::connect(&database.url, 1).await.unwrap();
-    for attempt in 0..80u64 {
-        // Given up after a moment (the acquire's ping, BEGIN on its way, or on the wire: where exactly varies), as
-        // a cancelled request drops it.
-        let _ = tokio::time::timeout(Duration::from_micros(25 * attempt), store.begin()).await;
+    let port = slow_postgres(Duration::from_millis(40)).await;
+    let url = database.url.replacen(":5432/", &format!(":{port}/"), 1);
+    assert_ne!(url, database.url, "the test database is on 5432");
+    let store = Store::connect(&url, 1).await.unwrap();
+    for attempt in 0..12u64 {
+        // Given up at moments spread over the acquire's ping and BEGIN's round trip, as a cancelled request is.
+        let _ = tokio::time::timeout(Duration::from_millis(10 * attempt), store.begin()).await;
         // Something fails on the connection (a constraint, a timeout), then the next user comes.
         let _ = sqlx::query("SELECT 1 / 0").execute(store.pool()).await;
         let fine = sqlx::query("SELECT 1").execute(store.pool()).await;
@@ -398,12 +436,15 @@ async fn a_transaction_abandoned_while_it_opens_leaves_the_connection_clean() {
             fine.is_ok(),
             "attempt {attempt}: the connection was handed on inside a stale transaction: {fine:?}"
         );
-        let mut transaction = store.begin().await.unwrap();
-        sqlx::query("SELECT 1")
-            .execute(&mut *transaction)
+        let open: i64 = sqlx::query_scalar("SELECT txid_current_if_assigned() IS NOT NULL AND now() <> statement_timestamp() AS open")
+            .fetch_one(store.pool())
             .await
+            .map(|open: bool| i64::from(open))
             .unwrap();
-        transaction.commit().await.unwrap();
+        assert_eq!(
+            open, 0,
+            "attempt {attempt}: a statement ran inside a transaction nobody opened"
+        );
     }
     store.close().await;
     database.remove().await;
