@@ -380,18 +380,18 @@ async fn the_inbox_prune_finds_old_entries_through_an_index() {
 
 /// A TCP proxy to PostgreSQL that delays every answer by `delay`: a slow database, which widens the moment a
 /// cancelled `begin` can hit (on loopback it is a fraction of a millisecond). Returns its port.
-async fn slow_postgres(delay: Duration) -> u16 {
+async fn slow_postgres(server: String, delay: Duration) -> u16 {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
         .await
         .unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
         while let Ok((client, _)) = listener.accept().await {
-            let server = tokio::net::TcpStream::connect(("127.0.0.1", 5432))
+            let upstream = tokio::net::TcpStream::connect(server.as_str())
                 .await
                 .unwrap();
             let (mut client_read, mut client_write) = client.into_split();
-            let (mut server_read, mut server_write) = server.into_split();
+            let (mut server_read, mut server_write) = upstream.into_split();
             tokio::spawn(async move {
                 let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
             });
@@ -422,9 +422,11 @@ async fn slow_postgres(delay: Duration) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_abandoned_while_it_opens_leaves_the_connection_clean() {
     let database = TestDatabase::create(Backend::Postgres).await;
-    let port = slow_postgres(Duration::from_millis(40)).await;
-    let url = database.url.replacen(":5432/", &format!(":{port}/"), 1);
-    assert_ne!(url, database.url, "the test database is on 5432");
+    // postgres://user@host:port/database: the proxy stands in for host:port.
+    let (prefix, rest) = database.url.split_once('@').unwrap();
+    let (server, path) = rest.split_once('/').unwrap();
+    let port = slow_postgres(server.to_owned(), Duration::from_millis(40)).await;
+    let url = format!("{prefix}@127.0.0.1:{port}/{path}");
     let store = Store::connect(&url, 1).await.unwrap();
     for attempt in 0..12u64 {
         // Given up at moments spread over the acquire's ping and BEGIN's round trip, as a cancelled request is.
