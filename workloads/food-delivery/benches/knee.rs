@@ -191,6 +191,8 @@ async fn run_step(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
+    // One lock, outside the struct below: a guard in a struct literal lives to the end of the statement.
+    let errors_by_answer = errors.lock().unwrap().clone();
     let mut placements = placements.lock().unwrap().clone();
     placements.sort_unstable();
     let mut completions = completions;
@@ -204,8 +206,8 @@ async fn run_step(
         completion_p99: percentile(&completions, 0.99),
         completion_max: completions.last().copied().unwrap_or_default(),
         unfinished,
-        errors: errors.lock().unwrap().values().sum(),
-        errors_by_answer: errors.lock().unwrap().clone(),
+        errors: errors_by_answer.values().sum(),
+        errors_by_answer,
         cpu_percent,
         rss_mib,
     }
