@@ -334,16 +334,7 @@ impl KitConfig {
                 .millis_or(env::SHUTDOWN_TIMEOUT_MS, Duration::from_secs(10))?,
             outbox_poll_interval: environment
                 .millis_or("OUTBOX_POLL_INTERVAL_MS", Duration::from_millis(250))?,
-            consumer_batch_max: {
-                let most: usize = environment.parsed_or("CONSUMER_BATCH_MAX", 64)?;
-                if !(1..=1000).contains(&most) {
-                    return Err(ConfigError::new(
-                        "CONSUMER_BATCH_MAX",
-                        format!("is {most}; must be between 1 and 1000"),
-                    ));
-                }
-                most
-            },
+            consumer_batch_max: environment.number_in_or("CONSUMER_BATCH_MAX", 1..=1000, 64)?,
             readiness_requires_broker: environment.flag_or("READINESS_REQUIRES_BROKER", false)?,
             log: LogConfig {
                 level: environment
