@@ -129,7 +129,19 @@ pub async fn ride(
     action: RiderAction,
 ) -> Result<Delivery, RideError> {
     let mut transaction = store.begin().await?;
-    let mut delivery = store::delivery(&mut *transaction, order_id)
+    let delivery = ride_in(&mut transaction, outbox, order_id, action).await?;
+    outbox.commit(transaction).await?;
+    Ok(delivery)
+}
+
+/// [`ride`] inside the caller's transaction. A refusal (no delivery, a step that does not follow) writes nothing.
+async fn ride_in(
+    transaction: &mut StoreTransaction,
+    outbox: &Outbox,
+    order_id: &str,
+    action: RiderAction,
+) -> Result<Delivery, RideError> {
+    let mut delivery = store::delivery(&mut **transaction, order_id)
         .await?
         .ok_or_else(|| RideError::NoDelivery(order_id.to_owned()))?;
     let read_status = delivery.status;
@@ -145,14 +157,20 @@ pub async fn ride(
             DELIVERED
         }
     };
-    if !store::update_delivery(&mut transaction, &delivery, read_status).await? {
+    if !store::update_delivery(transaction, &delivery, read_status).await? {
         return Err(RideError::NotAllowed(format!(
             "the delivery of order {order_id} changed meanwhile (cancelled, or another rider); look again"
         )));
     }
-    record_step(outbox, &mut transaction, event_type, order_id).await?;
-    outbox.commit(transaction).await?;
+    record_step(outbox, transaction, event_type, order_id).await?;
     Ok(delivery)
+}
+
+impl RideError {
+    /// Whether this is the delivery's state saying no (nothing was written), rather than the store failing.
+    fn is_refusal(&self) -> bool {
+        matches!(self, Self::NoDelivery(_) | Self::NotAllowed(_))
+    }
 }
 
 /// How often auto mode looks for work.
@@ -181,7 +199,7 @@ async fn ride_what_is_due(
     store: &Store,
     outbox: &Outbox,
     ride_millis: i64,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), RideError> {
     let to_pick_up = store::deliveries_in(store.pool(), DeliveryStatus::Waiting, None).await?;
     let to_complete = store::deliveries_in(
         store.pool(),
@@ -189,15 +207,27 @@ async fn ride_what_is_due(
         Some(now_millis() - ride_millis),
     )
     .await?;
+    if to_pick_up.is_empty() && to_complete.is_empty() {
+        return Ok(());
+    }
     let steps = to_pick_up
         .iter()
         .map(|id| (id, RiderAction::PickUp))
         .chain(to_complete.iter().map(|id| (id, RiderAction::Complete)));
+    // The round's steps in one transaction, one commit (see the kitchen's auto cook). A failing store rolls the
+    // round back; the next tick does it again.
+    let mut transaction = store.begin().await?;
     for (order_id, action) in steps {
-        // A cancellation or a rider's button may have come first; that is not an error.
-        if let Err(error) = ride(store, outbox, order_id, action).await {
-            tracing::debug!(%error, order_id, "auto ride skipped a delivery");
+        match ride_in(&mut transaction, outbox, order_id, action).await {
+            // A cancellation or a rider's button may have come first; that is not an error.
+            Err(error) if error.is_refusal() => {
+                tracing::debug!(%error, order_id, "auto ride skipped a delivery");
+            }
+            other => {
+                other?;
+            }
         }
     }
+    outbox.commit(transaction).await?;
     Ok(())
 }

@@ -228,7 +228,19 @@ pub async fn request_start(
     outbox: &Outbox,
     order_id: &str,
 ) -> Result<Ticket, CookError> {
-    change_ticket(store, outbox, order_id, |mut ticket| {
+    let mut transaction = store.begin().await?;
+    let ticket = request_start_in(&mut transaction, outbox, order_id).await?;
+    outbox.commit(transaction).await?;
+    Ok(ticket)
+}
+
+/// [`request_start`] inside the caller's transaction.
+async fn request_start_in(
+    transaction: &mut StoreTransaction,
+    outbox: &Outbox,
+    order_id: &str,
+) -> Result<Ticket, CookError> {
+    change_ticket(transaction, outbox, order_id, |mut ticket| {
         domain::apply_cook_action(ticket.status, CookAction::Start)
             .map_err(CookError::NotAllowed)?;
         ticket.start_requested_at = Some(now_millis());
@@ -239,29 +251,46 @@ pub async fn request_start(
 
 /// Finishes cooking an order's ticket, with its event, in one transaction.
 pub async fn finish(store: &Store, outbox: &Outbox, order_id: &str) -> Result<Ticket, CookError> {
-    change_ticket(store, outbox, order_id, |ticket| {
+    let mut transaction = store.begin().await?;
+    let ticket = finish_in(&mut transaction, outbox, order_id).await?;
+    outbox.commit(transaction).await?;
+    Ok(ticket)
+}
+
+/// [`finish`] inside the caller's transaction.
+async fn finish_in(
+    transaction: &mut StoreTransaction,
+    outbox: &Outbox,
+    order_id: &str,
+) -> Result<Ticket, CookError> {
+    change_ticket(transaction, outbox, order_id, |ticket| {
         cooked(ticket, CookAction::Finish)
     })
     .await
 }
 
 /// Reads `order_id`'s ticket, changes it by `decide` (the changed ticket and its event's type), and saves both in
-/// one transaction.
+/// the caller's transaction. A refusal (no ticket, a step that does not follow) writes nothing.
 async fn change_ticket(
-    store: &Store,
+    transaction: &mut StoreTransaction,
     outbox: &Outbox,
     order_id: &str,
     decide: impl FnOnce(Ticket) -> Result<(Ticket, &'static str), CookError>,
 ) -> Result<Ticket, CookError> {
-    let mut transaction = store.begin().await?;
-    let read = store::ticket(&mut *transaction, order_id)
+    let read = store::ticket(&mut **transaction, order_id)
         .await?
         .ok_or_else(|| CookError::NoTicket(order_id.to_owned()))?;
     let read_status = read.status;
     let (ticket, event_type) = decide(read)?;
-    save_and_announce(&mut transaction, outbox, &ticket, read_status, event_type).await?;
-    outbox.commit(transaction).await?;
+    save_and_announce(transaction, outbox, &ticket, read_status, event_type).await?;
     Ok(ticket)
+}
+
+impl CookError {
+    /// Whether this is the ticket's state saying no (nothing was written), rather than the store failing.
+    fn is_refusal(&self) -> bool {
+        matches!(self, Self::NoTicket(_) | Self::NotAllowed(_))
+    }
 }
 
 /// `ticket` moved by a cook's `action`, and the type of the event that says so.
@@ -331,7 +360,7 @@ async fn cook_what_is_due(
     outbox: &Outbox,
     start_after_millis: i64,
     cook_millis: i64,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), CookError> {
     let now = now_millis();
     let to_start = store::tickets_to_request(
         store.pool(),
@@ -345,18 +374,37 @@ async fn cook_what_is_due(
         Some(now_millis() - cook_millis),
     )
     .await?;
-    // A cancellation or a cook's button may have come first; that is not an error.
+    if to_start.is_empty() && to_finish.is_empty() {
+        return Ok(());
+    }
+    // The round's steps in one transaction, one commit: a transaction per ticket made the auto cook one of the
+    // heaviest writers under load. A failing store rolls the round back; the next tick does it again.
+    let mut transaction = store.begin().await?;
     for order_id in &to_start {
-        if let Err(error) = request_start(store, outbox, order_id).await {
-            tracing::debug!(%error, order_id, "auto cook skipped a ticket");
-        }
+        skip_refusal(
+            request_start_in(&mut transaction, outbox, order_id).await,
+            order_id,
+        )?;
     }
     for order_id in &to_finish {
-        if let Err(error) = finish(store, outbox, order_id).await {
-            tracing::debug!(%error, order_id, "auto cook skipped a ticket");
-        }
+        skip_refusal(
+            finish_in(&mut transaction, outbox, order_id).await,
+            order_id,
+        )?;
     }
+    outbox.commit(transaction).await?;
     Ok(())
+}
+
+/// A cancellation or a cook's button may have come first: that ticket is skipped, not an error of the round.
+fn skip_refusal(step: Result<Ticket, CookError>, order_id: &str) -> Result<(), CookError> {
+    match step {
+        Err(error) if error.is_refusal() => {
+            tracing::debug!(%error, order_id, "auto cook skipped a ticket");
+            Ok(())
+        }
+        other => other.map(|_| ()),
+    }
 }
 
 /// Announces every dish as it stands (MENU_ITEM_UPDATED), at start and then `every`, so the order service's copy

@@ -3,8 +3,10 @@
 
 use crate::domain::{CustomerHistory, OrderTrace, RecordedEvent};
 use chrono::{DateTime, Utc};
+use food_delivery_kit::store::{ROWS_PER_STATEMENT, value_list, value_rows};
 use food_delivery_kit::{Migration, Store, StoreTransaction};
 use sqlx::Any;
+use std::collections::HashMap;
 
 /// The schema (the kit's tables come first).
 pub const MIGRATIONS: &[Migration] = &[Migration {
@@ -85,106 +87,143 @@ impl Subject {
     }
 }
 
-/// Keeps `event` about `subject_id`; false when it was already kept.
-pub async fn record_event(
+/// Keeps `events` (each with the id of its subject); returns the subjects that got an event they did not have,
+/// sorted (the order views are locked in), each once.
+pub async fn record_events(
     transaction: &mut StoreTransaction,
     subject: Subject,
-    subject_id: &str,
-    event: &RecordedEvent,
-) -> Result<bool, sqlx::Error> {
+    events: &[(&str, RecordedEvent)],
+) -> Result<Vec<String>, sqlx::Error> {
     let (table, key) = subject.events_table();
-    let inserted = sqlx::query(&format!(
-        "INSERT INTO {table} (event_id, {key}, at_micros, event_type, source, data)
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING"
-    ))
-    .bind(&event.id)
-    .bind(subject_id)
-    .bind(event.time.timestamp_micros())
-    .bind(&event.event_type)
-    .bind(&event.source)
-    .bind(event.data.to_string())
-    .execute(&mut **transaction)
-    .await?;
-    Ok(inserted.rows_affected() == 1)
+    let mut changed = Vec::new();
+    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        let statement = format!(
+            "INSERT INTO {table} (event_id, {key}, at_micros, event_type, source, data) VALUES {}
+             ON CONFLICT (event_id) DO NOTHING RETURNING {key}",
+            value_rows(1, chunk.len(), 6)
+        );
+        let mut query = sqlx::query_scalar::<_, String>(&statement);
+        for (subject_id, event) in chunk {
+            query = query
+                .bind(&event.id)
+                .bind(*subject_id)
+                .bind(event.time.timestamp_micros())
+                .bind(&event.event_type)
+                .bind(&event.source)
+                .bind(event.data.to_string());
+        }
+        changed.extend(query.fetch_all(&mut **transaction).await?);
+    }
+    changed.sort();
+    changed.dedup();
+    Ok(changed)
 }
 
-/// Locks `subject_id`'s view row (creating a placeholder the fold then replaces) until the transaction ends, so
-/// two replicas folding events of the same order or customer from different partitions take turns: the second
-/// reads the first one's event once it has committed instead of overwriting a view that lacks it.
-pub async fn lock_view(
+/// Locks the view rows of `subject_ids` (creating placeholders the fold then replaces) until the transaction ends,
+/// so two replicas folding events of the same order or customer from different partitions take turns: the second
+/// reads the first one's event once it has committed instead of overwriting a view that lacks it. Sorted ids
+/// make every batch lock in the same order, so two batches wait for each other instead of deadlocking. (`WHERE
+/// true`: SQLite needs it to read ON CONFLICT after a SELECT as the upsert, not as a join's ON.)
+pub async fn lock_views(
     transaction: &mut StoreTransaction,
     subject: Subject,
-    subject_id: &str,
+    subject_ids: &[String],
 ) -> Result<(), sqlx::Error> {
-    let statement = match subject {
-        Subject::Order => {
-            "INSERT INTO mypage_orders (order_id, trace) VALUES ($1, '{}')
-             ON CONFLICT (order_id) DO UPDATE SET trace = mypage_orders.trace"
+    for chunk in subject_ids.chunks(ROWS_PER_STATEMENT) {
+        let rows = value_rows(1, chunk.len(), 1);
+        let statement = match subject {
+            Subject::Order => format!(
+                "INSERT INTO mypage_orders (order_id, trace) SELECT column1, '{{}}' FROM (VALUES {rows}) AS ids WHERE true
+                 ON CONFLICT (order_id) DO UPDATE SET trace = mypage_orders.trace"
+            ),
+            Subject::Customer => format!(
+                "INSERT INTO mypage_customers (customer_id, history) SELECT column1, '[]' FROM (VALUES {rows}) AS ids WHERE true
+                 ON CONFLICT (customer_id) DO UPDATE SET history = mypage_customers.history"
+            ),
+        };
+        let mut query = sqlx::query(&statement);
+        for subject_id in chunk {
+            query = query.bind(subject_id);
         }
-        Subject::Customer => {
-            "INSERT INTO mypage_customers (customer_id, history) VALUES ($1, '[]')
-             ON CONFLICT (customer_id) DO UPDATE SET history = mypage_customers.history"
-        }
-    };
-    sqlx::query(statement)
-        .bind(subject_id)
-        .execute(&mut **transaction)
-        .await?;
+        query.execute(&mut **transaction).await?;
+    }
     Ok(())
 }
 
-/// Every event kept about `subject_id`.
+/// Every event kept about each of `subject_ids`.
 pub async fn events_of(
     transaction: &mut StoreTransaction,
     subject: Subject,
-    subject_id: &str,
-) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+    subject_ids: &[String],
+) -> Result<HashMap<String, Vec<RecordedEvent>>, sqlx::Error> {
     let (table, key) = subject.events_table();
-    let rows: Vec<EventRow> = sqlx::query_as(&format!(
-        "SELECT event_id, at_micros, event_type, source, data FROM {table} WHERE {key} = $1"
-    ))
-    .bind(subject_id)
-    .fetch_all(&mut **transaction)
-    .await?;
-    rows.into_iter().map(recorded).collect()
+    let mut events: HashMap<String, Vec<RecordedEvent>> = HashMap::new();
+    for chunk in subject_ids.chunks(ROWS_PER_STATEMENT) {
+        let statement = format!(
+            "SELECT {key}, event_id, at_micros, event_type, source, data FROM {table} WHERE {key} IN ({})",
+            value_list(1, chunk.len())
+        );
+        let mut query =
+            sqlx::query_as::<_, (String, String, i64, String, String, String)>(&statement);
+        for subject_id in chunk {
+            query = query.bind(subject_id);
+        }
+        for (subject_id, id, at_micros, event_type, source, data) in
+            query.fetch_all(&mut **transaction).await?
+        {
+            let event = recorded((id, at_micros, event_type, source, data))?;
+            events.entry(subject_id).or_default().push(event);
+        }
+    }
+    Ok(events)
 }
 
-/// Replaces an order's view.
-pub async fn save_order(
+/// Replaces orders' views, each with when it was placed (for listing a customer's orders in order).
+pub async fn save_orders(
     transaction: &mut StoreTransaction,
-    trace: &OrderTrace,
-    placed_micros: Option<i64>,
+    traces: &[(OrderTrace, Option<i64>)],
 ) -> Result<(), sqlx::Error> {
-    let json = serde_json::to_string(trace).map_err(|error| corrupt(&trace.order_id, error))?;
-    sqlx::query(
-        "INSERT INTO mypage_orders (order_id, customer_id, placed_micros, trace) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (order_id) DO UPDATE SET customer_id = excluded.customer_id,
-             placed_micros = excluded.placed_micros, trace = excluded.trace",
-    )
-    .bind(&trace.order_id)
-    .bind(&trace.customer_id)
-    .bind(placed_micros)
-    .bind(json)
-    .execute(&mut **transaction)
-    .await?;
+    for chunk in traces.chunks(ROWS_PER_STATEMENT) {
+        let statement = format!(
+            "INSERT INTO mypage_orders (order_id, customer_id, placed_micros, trace) VALUES {}
+             ON CONFLICT (order_id) DO UPDATE SET customer_id = excluded.customer_id,
+                 placed_micros = excluded.placed_micros, trace = excluded.trace",
+            value_rows(1, chunk.len(), 4)
+        );
+        let mut query = sqlx::query(&statement);
+        for (trace, placed_micros) in chunk {
+            let json =
+                serde_json::to_string(trace).map_err(|error| corrupt(&trace.order_id, error))?;
+            query = query
+                .bind(&trace.order_id)
+                .bind(&trace.customer_id)
+                .bind(*placed_micros)
+                .bind(json);
+        }
+        query.execute(&mut **transaction).await?;
+    }
     Ok(())
 }
 
-/// Replaces a customer's history.
-pub async fn save_customer(
+/// Replaces customers' histories.
+pub async fn save_customers(
     transaction: &mut StoreTransaction,
-    history: &CustomerHistory,
+    histories: &[CustomerHistory],
 ) -> Result<(), sqlx::Error> {
-    let json =
-        serde_json::to_string(history).map_err(|error| corrupt(&history.customer_id, error))?;
-    sqlx::query(
-        "INSERT INTO mypage_customers (customer_id, history) VALUES ($1, $2)
-         ON CONFLICT (customer_id) DO UPDATE SET history = excluded.history",
-    )
-    .bind(&history.customer_id)
-    .bind(json)
-    .execute(&mut **transaction)
-    .await?;
+    for chunk in histories.chunks(ROWS_PER_STATEMENT) {
+        let statement = format!(
+            "INSERT INTO mypage_customers (customer_id, history) VALUES {}
+             ON CONFLICT (customer_id) DO UPDATE SET history = excluded.history",
+            value_rows(1, chunk.len(), 2)
+        );
+        let mut query = sqlx::query(&statement);
+        for history in chunk {
+            let json = serde_json::to_string(history)
+                .map_err(|error| corrupt(&history.customer_id, error))?;
+            query = query.bind(&history.customer_id).bind(json);
+        }
+        query.execute(&mut **transaction).await?;
+    }
     Ok(())
 }
 

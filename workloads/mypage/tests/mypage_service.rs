@@ -270,7 +270,104 @@ async fn a_stopped_mypage_catches_up_and_an_empty_store_rebuilds_the_same_views(
     restarted.stop().await;
 }
 
+/// The events of two orders and a customer, interleaved as topics deliver them, with a menu event my page ignores
+/// and one event twice.
+fn interleaved_events() -> Vec<Event> {
+    let event = |event_type: &str, subject: &str, data: Value| {
+        Event::new(event_type, "test", subject, &data).unwrap()
+    };
+    let placed = |order_id: &str| {
+        json!({"orderId": order_id, "customerId": "c-1", "amount": 1200, "paymentId": format!("p-{order_id}"),
+            "items": [{"menuId": "bibimbap", "name": "Bibimbap", "unitPrice": 1200, "qty": 1}]})
+    };
+    let ticket =
+        |order_id: &str| json!({"orderId": order_id, "lines": [{"menuId": "bibimbap", "qty": 1}]});
+    let accepted = event(TICKET_ACCEPTED, "o-1", ticket("o-1"));
+    vec![
+        event(
+            CUSTOMER_REGISTERED,
+            "c-1",
+            json!({"customerId": "c-1", "name": "Ada", "email": "ada@example.org"}),
+        ),
+        event(ORDER_PLACED, "o-2", placed("o-2")),
+        accepted.clone(),
+        event(ORDER_PLACED, "o-1", placed("o-1")),
+        event(
+            "food.kitchen.menu-item-updated.v1",
+            "bibimbap",
+            json!({"menuId": "bibimbap"}),
+        ),
+        accepted,
+        event(COOKING_STARTED, "o-1", ticket("o-1")),
+        event(
+            ORDER_CANCELLED,
+            "o-2",
+            json!({"orderId": "o-2", "customerId": "c-1", "reason": "changed my mind"}),
+        ),
+        event(CUSTOMER_DELETED, "c-1", json!({"customerId": "c-1"})),
+    ]
+}
+
+/// The views as the API serves them: both orders, the customer's list and history.
+async fn views_in(store: &food_delivery_kit::Store) -> Vec<Value> {
+    use food_delivery_mypage::store;
+    vec![
+        json!(store::order(store.pool(), "o-1").await.unwrap()),
+        json!(store::order(store.pool(), "o-2").await.unwrap()),
+        json!(store::orders_of(store.pool(), "c-1").await.unwrap()),
+        json!(store::customer(store.pool(), "c-1").await.unwrap()),
+    ]
+}
+
+/// A batch's events kept together and each view folded once give the views that one event at a time gives.
+async fn a_batch_folds_each_view_once_to_what_one_event_at_a_time_gives(backend: Backend) {
+    use food_delivery_kit::events::EventHandler;
+    use food_delivery_mypage::policies::ProjectViews;
+    let events = interleaved_events();
+    let mut views = Vec::new();
+    for together in [true, false] {
+        let database = TestDatabase::create(backend).await;
+        let store = food_delivery_kit::Store::connect(&database.url, 2)
+            .await
+            .unwrap();
+        store
+            .migrate(food_delivery_mypage::store::MIGRATIONS)
+            .await
+            .unwrap();
+        if together {
+            let mut transaction = store.begin().await.unwrap();
+            ProjectViews
+                .handle_all(&mut transaction, &events)
+                .await
+                .unwrap();
+            transaction.commit().await.unwrap();
+        } else {
+            for event in &events {
+                let mut transaction = store.begin().await.unwrap();
+                ProjectViews.handle(&mut transaction, event).await.unwrap();
+                transaction.commit().await.unwrap();
+            }
+        }
+        views.push(views_in(&store).await);
+        store.close().await;
+    }
+    assert_eq!(views[0], views[1]);
+    let [o1, o2, listed, history] = &views[0][..] else {
+        unreachable!()
+    };
+    assert_eq!(o1["status"], "COOKING", "{o1}");
+    assert_eq!(
+        o1["timeline"].as_array().unwrap().len(),
+        3,
+        "the repeated event once: {o1}"
+    );
+    assert_eq!(o2["status"], "CANCELLED", "{o2}");
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert_eq!(history["history"].as_array().unwrap().len(), 2, "{history}");
+}
+
 food_delivery_testkit::on_both_backends!(
+    a_batch_folds_each_view_once_to_what_one_event_at_a_time_gives,
     an_order_trace_shows_every_step_the_refund_and_the_stamps,
     customer_history_shows_new_mod_and_del,
     a_stopped_mypage_catches_up_and_an_empty_store_rebuilds_the_same_views

@@ -8,7 +8,7 @@
 use super::bus::kafka::KafkaAssigner;
 use super::bus::{Delivery, EventBus};
 use super::envelope::{Event, PoisonReason};
-use super::inbox::record_first_delivery;
+use super::inbox::{record_first_deliveries, record_first_delivery};
 use super::leases::{HeldPartitions, PartitionKey, PartitionLeases, Position, ROUND};
 use super::outbox::Outbox;
 use crate::store::{Store, StoreTransaction};
@@ -116,6 +116,49 @@ pub trait EventHandler: Send + Sync + 'static {
         transaction: &'a mut StoreTransaction,
         event: &'a Event,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send + 'a;
+
+    /// Applies `events`, in the order given, inside one `transaction` (a consumer's batch whose inbox marks are
+    /// written already). Any error rolls the whole batch back and the consumer applies the events one by one with
+    /// [`Self::handle`], so poison and retries keep their handling. The default is exactly that loop; a handler
+    /// whose events share their reads and writes (my page refolds a view per event) overrides it to do them once
+    /// per batch.
+    fn handle_all<'a>(
+        &'a self,
+        transaction: &'a mut StoreTransaction,
+        events: &'a [Event],
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send + 'a
+    where
+        Self: Sized,
+    {
+        async move {
+            for event in events {
+                handle_in_span(self, transaction, event, None).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Runs `handler` on `event` in a span carrying the event's correlation id, as requests' spans do, so every log line
+/// the handler writes names it.
+async fn handle_in_span<H: EventHandler>(
+    handler: &H,
+    transaction: &mut StoreTransaction,
+    event: &Event,
+    group: Option<&str>,
+) -> Result<(), HandlerError> {
+    let span = tracing::info_span!(
+        "event",
+        correlation_id = %event.correlation_id,
+        event_type = %event.event_type,
+        event_id = %event.id,
+        consumer = group,
+    );
+    crate::telemetry::with_correlation_id(
+        event.correlation_id.clone(),
+        tracing::Instrument::instrument(handler.handle(transaction, event), span),
+    )
+    .await
 }
 
 /// Why an event was not applied.
@@ -215,19 +258,7 @@ async fn apply_in<H: EventHandler>(
         // Nothing to apply, but the position (if kept here) moves past it.
         return Ok(false);
     }
-    // The span puts the correlation id on every log line the handler writes, as requests' spans do.
-    let span = tracing::info_span!(
-        "event",
-        correlation_id = %event.correlation_id,
-        event_type = %event.event_type,
-        event_id = %event.id,
-        consumer = group,
-    );
-    crate::telemetry::with_correlation_id(
-        event.correlation_id.clone(),
-        tracing::Instrument::instrument(handler.handle(transaction, event), span),
-    )
-    .await?;
+    handle_in_span(handler, transaction, event, Some(group)).await?;
     Ok(true)
 }
 
@@ -235,9 +266,10 @@ async fn apply_in<H: EventHandler>(
 pub const DEFAULT_BATCH_MAX: usize = 64;
 
 /// Applies the deliveries waiting together in one transaction: one commit (one fsync) for all of them instead of
-/// one each, which is what bounds a consumer's rate. Only the plain case: every event readable, every partition
-/// held, every handler content. Anything else (`None`) rolls the whole batch back, and the caller applies the
-/// deliveries one by one, where poison, retries and lost partitions have their own handling.
+/// one each, which is what bounds a consumer's rate, and one inbox statement for all of them; the handler gets
+/// the new events together ([`EventHandler::handle_all`]). Only the plain case: every event readable, every
+/// partition held, every handler content. Anything else (`None`) rolls the whole batch back, and the caller applies
+/// the deliveries one by one, where poison, retries and lost partitions have their own handling.
 async fn apply_together<H: EventHandler>(
     store: &Store,
     group: &str,
@@ -245,28 +277,48 @@ async fn apply_together<H: EventHandler>(
     deliveries: &[Delivery],
     leases: Option<&PartitionLeases>,
 ) -> Option<Vec<ConsumerOutcome>> {
+    let events = deliveries
+        .iter()
+        .map(|delivery| Event::from_message(&delivery.message).ok())
+        .collect::<Option<Vec<Event>>>()?;
     let mut transaction = store.begin().await.ok()?;
-    let mut outcomes = Vec::with_capacity(deliveries.len());
-    for delivery in deliveries {
-        let event = Event::from_message(&delivery.message).ok()?;
+    let mut outcomes = vec![ConsumerOutcome::Applied; deliveries.len()];
+    // Positions first, as for one delivery: the lease row stays locked until the commit.
+    for (delivery, outcome) in deliveries.iter().zip(&mut outcomes) {
         match move_position(&mut transaction, delivery, leases)
             .await
             .ok()?
         {
-            Some(ConsumerOutcome::Duplicate) => outcomes.push(ConsumerOutcome::Duplicate),
+            Some(ConsumerOutcome::Duplicate) => *outcome = ConsumerOutcome::Duplicate,
             Some(_) => return None,
-            None => outcomes.push(
-                if apply_in(&mut transaction, group, handler, &event)
-                    .await
-                    .ok()?
-                {
-                    ConsumerOutcome::Applied
-                } else {
-                    ConsumerOutcome::Duplicate
-                },
-            ),
+            None => {}
         }
     }
+    let candidates: Vec<&str> = events
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, outcome)| **outcome == ConsumerOutcome::Applied)
+        .map(|(event, _)| event.id.as_str())
+        .collect();
+    let mut first = record_first_deliveries(&mut transaction, group, &candidates)
+        .await
+        .ok()?
+        .into_iter();
+    let mut fresh = Vec::with_capacity(events.len());
+    for (event, outcome) in events.into_iter().zip(&mut outcomes) {
+        if *outcome != ConsumerOutcome::Applied {
+            continue;
+        }
+        if first.next()? {
+            fresh.push(event);
+        } else {
+            *outcome = ConsumerOutcome::Duplicate;
+        }
+    }
+    let span = tracing::info_span!("batch", consumer = group, events = fresh.len());
+    tracing::Instrument::instrument(handler.handle_all(&mut transaction, &fresh), span)
+        .await
+        .ok()?;
     transaction.commit().await.ok()?;
     Some(outcomes)
 }
@@ -797,5 +849,110 @@ fn record_outcome(group: &str, delivery: &Delivery, outcome: &ConsumerOutcome) {
                 "reason" => reason.metric_label())
             .increment(1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Migration;
+
+    const APPLIED: &[Migration] = &[Migration {
+        version: 100,
+        description: "what the test handler applied, duplicates allowed",
+        sqlite: "CREATE TABLE applied (id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL)",
+        postgres: "CREATE TABLE applied (id BIGSERIAL PRIMARY KEY, event_id TEXT NOT NULL)",
+    }];
+
+    /// Writes each event it applies, with no uniqueness: an event applied twice shows twice.
+    struct Apply;
+
+    impl EventHandler for Apply {
+        async fn handle(
+            &self,
+            transaction: &mut StoreTransaction,
+            event: &Event,
+        ) -> Result<(), HandlerError> {
+            sqlx::query("INSERT INTO applied (event_id) VALUES ($1)")
+                .bind(&event.id)
+                .execute(&mut **transaction)
+                .await?;
+            Ok(())
+        }
+    }
+
+    fn delivery_of(event: &Event, offset: i64) -> Delivery {
+        Delivery {
+            message: event.to_message("food.widgets"),
+            partition: 0,
+            offset,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_applies_each_new_event_once_in_order_and_reports_what_it_had_seen() {
+        let store = Store::connect("sqlite::memory:", 1).await.unwrap();
+        store.migrate(APPLIED).await.unwrap();
+        let events: Vec<Event> = (0..4)
+            .map(|seq| Event::new("test.widget.v1", "test", "w-1", &seq).unwrap())
+            .collect();
+        // The inbox saw the first one already (a redelivery after a crash before the offset was stored).
+        let mut transaction = store.begin().await.unwrap();
+        assert!(
+            record_first_delivery(&mut transaction, "group", &events[0].id)
+                .await
+                .unwrap()
+        );
+        transaction.commit().await.unwrap();
+        // The second is delivered twice in one batch (the relay published it again before it could mark it).
+        let batch = [&events[0], &events[1], &events[2], &events[1], &events[3]];
+        let deliveries: Vec<Delivery> = batch
+            .iter()
+            .zip(0..)
+            .map(|(event, offset)| delivery_of(event, offset))
+            .collect();
+
+        let outcomes = apply_together(&store, "group", &Apply, &deliveries, None)
+            .await
+            .expect("a plain batch is applied together, not one by one");
+
+        use ConsumerOutcome::{Applied, Duplicate};
+        assert_eq!(
+            outcomes,
+            vec![Duplicate, Applied, Applied, Duplicate, Applied]
+        );
+        let applied: Vec<String> = sqlx::query_scalar("SELECT event_id FROM applied ORDER BY id")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(
+            applied,
+            [
+                events[1].id.clone(),
+                events[2].id.clone(),
+                events[3].id.clone()
+            ],
+            "each new event once, in delivery order"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_with_an_unreadable_message_is_left_to_the_one_by_one_path() {
+        let store = Store::connect("sqlite::memory:", 1).await.unwrap();
+        store.migrate(APPLIED).await.unwrap();
+        let good = Event::new("test.widget.v1", "test", "w-1", &1).unwrap();
+        let mut unreadable = delivery_of(&good, 1);
+        unreadable.message.headers.clear();
+        let deliveries = [delivery_of(&good, 0), unreadable];
+        assert!(
+            apply_together(&store, "group", &Apply, &deliveries, None)
+                .await
+                .is_none()
+        );
+        let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM applied")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(applied, 0, "nothing of the batch is kept");
     }
 }

@@ -257,12 +257,9 @@ impl OutboxRelay {
 
     async fn mark_sent(&self, ids: &[i64]) -> Result<(), sqlx::Error> {
         // Explicit ids, never a range: a row with a lower id may commit after we read (PostgreSQL sequences).
-        let placeholders: Vec<String> = (2..ids.len() + 2)
-            .map(|index| format!("${index}"))
-            .collect();
         let statement = format!(
             "UPDATE kit_outbox SET sent_at = $1 WHERE id IN ({})",
-            placeholders.join(", ")
+            crate::store::value_list(2, ids.len())
         );
         let mut query = sqlx::query(&statement).bind(now_millis());
         for id in ids {

@@ -11,7 +11,7 @@
 
 use super::delivery::{BusError, Delivery};
 use crate::events::envelope::Message;
-use crate::store::Store;
+use crate::store::{ROWS_PER_STATEMENT, Store, value_rows};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::watch;
@@ -240,23 +240,28 @@ impl InProcessBus {
             }
         }
         let mut transaction = journal.store.pool().begin().await.map_err(journal_error)?;
-        for message in messages {
-            let position = next.entry(message.topic.as_str()).or_default();
-            let headers = serde_json::to_string(&message.headers)
-                .map_err(|error| BusError::Journal(error.to_string()))?;
-            sqlx::query(
-                "INSERT INTO kit_bus_messages (topic, position, message_key, headers, payload)
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(&message.topic)
-            .bind(*position)
-            .bind(&message.key)
-            .bind(headers)
-            .bind(&message.payload)
-            .execute(&mut *transaction)
-            .await
-            .map_err(journal_error)?;
-            *position += 1;
+        for chunk in messages.chunks(ROWS_PER_STATEMENT) {
+            let statement = format!(
+                "INSERT INTO kit_bus_messages (topic, position, message_key, headers, payload) VALUES {}",
+                value_rows(1, chunk.len(), 5)
+            );
+            let mut query = sqlx::query(&statement);
+            for message in chunk {
+                let position = next.entry(message.topic.as_str()).or_default();
+                let headers = serde_json::to_string(&message.headers)
+                    .map_err(|error| BusError::Journal(error.to_string()))?;
+                query = query
+                    .bind(&message.topic)
+                    .bind(*position)
+                    .bind(&message.key)
+                    .bind(headers)
+                    .bind(&message.payload);
+                *position += 1;
+            }
+            query
+                .execute(&mut *transaction)
+                .await
+                .map_err(journal_error)?;
         }
         transaction.commit().await.map_err(journal_error)
     }
