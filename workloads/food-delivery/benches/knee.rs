@@ -7,11 +7,19 @@
 //! size (`CONSUMER_BATCH_MAX`; 1 is one transaction per event, as before batching), so the ratio comes from one run.
 //!
 //! `cargo bench -p food-delivery --bench knee`; `KNEE_RATES` (`50,100,200,400`), `KNEE_STEP_SECONDS` (10),
-//! `KNEE_BATCHES` (`1,64`), `KNEE_CHART` (`target/knee.svg`). Cooking and riding take no time; durable commits
-//! stay on.
+//! `KNEE_BATCHES` (`1,64`), `KNEE_CHART` (`target/knee.svg`), `KNEE_PLATFORMS` (`up`; also `serve-sqlite`: the
+//! eight services as separate `serve` processes, each with its own SQLite file, over a tansu broker (the one in
+//! `KAFKA_BOOTSTRAP_SERVERS`, or one of its own); `serve-postgres`: the same on one shared PostgreSQL database
+//! (`TEST_POSTGRES_URL`), a schema per service, as the production example runs). Cooking and riding take no time;
+//! durable commits stay on. CPU and memory are the sum over the platform's processes (the broker's not included).
+//! `KNEE_BASELINE=/path/to/an/earlier/food-delivery` walks that binary too, just before each walk of this one, so
+//! a change is compared with what it changed within one run (the machine's speed changes from hour to hour).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use food_delivery_testkit::{free_port, percentile, resident_kib};
+use food_delivery_contract::Component;
+use food_delivery_testkit::{
+    Backend, BenchBroker, TestDatabase, free_port, percentile, resident_kib, unique,
+};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -102,14 +110,14 @@ async fn hello_rate(base: &str, connections: usize, length: Duration) -> f64 {
 async fn run_step(
     client: &reqwest::Client,
     base: &str,
-    pid: u32,
+    pids: &[u32],
     step: usize,
     rate: u32,
     length: Duration,
 ) -> Step {
     let placements: Arc<Mutex<Vec<Duration>>> = Arc::new(Mutex::new(Vec::new()));
     let errors: Arc<Mutex<std::collections::BTreeMap<String, usize>>> = Arc::default();
-    let cpu_before = cpu_time(pid);
+    let cpu_before: Duration = pids.iter().map(|pid| cpu_time(*pid)).sum();
     let started = Instant::now();
     // Ticks of 10 ms, each sending its share of the rate: open loop, whatever the answers take.
     let ticks = u32::try_from(length.as_millis() / 10).unwrap();
@@ -153,8 +161,9 @@ async fn run_step(
         request.await.unwrap();
     }
     let placing = started.elapsed();
-    let cpu_percent = (cpu_time(pid) - cpu_before).as_secs_f64() / placing.as_secs_f64() * 100.0;
-    let rss_mib = resident_kib(pid) as f64 / 1024.0;
+    let cpu_after: Duration = pids.iter().map(|pid| cpu_time(*pid)).sum();
+    let cpu_percent = (cpu_after - cpu_before).as_secs_f64() / placing.as_secs_f64() * 100.0;
+    let rss_mib = pids.iter().map(|pid| resident_kib(*pid)).sum::<u64>() as f64 / 1024.0;
     // Completion from the order service's own clock: placed (recorded pending) to DELIVERED.
     let customers = sent.div_ceil(ORDERS_PER_CUSTOMER);
     let drain_until = Instant::now() + DRAIN;
@@ -162,17 +171,23 @@ async fn run_step(
         let mut completions = Vec::new();
         let mut unfinished = 0;
         for customer in 0..customers {
-            let orders: serde_json::Value = client
+            let listed = client
                 .get(format!(
                     "{base}/api/orders?customerId=knee-{step}-{customer}"
                 ))
                 .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            for order in orders.as_array().unwrap() {
+                .await;
+            let orders: Option<serde_json::Value> = match listed {
+                Ok(response) if response.status().is_success() => response.json().await.ok(),
+                _ => None,
+            };
+            // A platform still swamped may not answer the listing in time: its orders count as unfinished until
+            // it does.
+            let Some(orders) = orders.as_ref().and_then(serde_json::Value::as_array) else {
+                unfinished += ORDERS_PER_CUSTOMER.min(sent - customer * ORDERS_PER_CUSTOMER);
+                continue;
+            };
+            for order in orders {
                 match order["status"].as_str().unwrap() {
                     "DELIVERED" => completions.push(Duration::from_millis(
                         u64::try_from(
@@ -286,28 +301,185 @@ fn chart(series: &[(String, Vec<Step>)], title: &str) -> String {
     svg
 }
 
-/// Starts `up` with consumer batches of `batch` events at most and walks the rates up; the steps' figures.
-fn walk(rates: &[u32], length: Duration, batch: &str) -> Vec<Step> {
-    let directory = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut up: Child = Command::new(BINARY)
-        .args(["up", "--port", &port.to_string(), "--data-dir"])
-        .arg(directory.path())
-        .env("LOG_LEVEL", "error")
-        .env("CONSUMER_BATCH_MAX", batch)
-        .env("KITCHEN_AUTO_START_AFTER_MS", "0")
-        .env("KITCHEN_COOK_TIME_MS", "0")
-        .env("DELIVERY_RIDE_TIME_MS", "0")
-        .env(
+/// Where the orders go: the whole platform in one process, or a process per service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Platform {
+    /// `food-delivery up`: one process, SQLite files, the in-process bus.
+    Up,
+    /// `food-delivery serve <service>` for each service over a Kafka broker, on `Backend`'s stores.
+    Serve(Backend),
+}
+
+impl Platform {
+    fn parse(name: &str) -> Self {
+        match name {
+            "up" => Self::Up,
+            "serve-sqlite" => Self::Serve(Backend::Sqlite),
+            "serve-postgres" => Self::Serve(Backend::Postgres),
+            other => panic!(
+                "KNEE_PLATFORMS: unknown platform {other} (up, serve-sqlite, serve-postgres)"
+            ),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Up => "up",
+            Self::Serve(Backend::Sqlite) => "serve-sqlite",
+            Self::Serve(Backend::Postgres) => "serve-postgres",
+        }
+    }
+}
+
+/// Settings every walk gives the services: no waiting in the saga, one dish with endless stock.
+fn saga_settings(batch: &str) -> Vec<(String, String)> {
+    [
+        ("LOG_LEVEL", "error"),
+        ("CONSUMER_BATCH_MAX", batch),
+        // `up` cooks and rides unattended by default; a `serve`d kitchen and delivery wait for people unless told.
+        ("KITCHEN_AUTO_COOK", "true"),
+        ("DELIVERY_AUTO_RIDE", "true"),
+        ("KITCHEN_AUTO_START_AFTER_MS", "0"),
+        ("KITCHEN_COOK_TIME_MS", "0"),
+        ("DELIVERY_RIDE_TIME_MS", "0"),
+        (
             "KITCHEN_MENU",
             r#"[{"menuId":"knee","name":"Knee soup","price":500,"stock":1000000}]"#,
-        )
+        ),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value.to_owned()))
+    .collect()
+}
+
+/// A started platform: its processes and what they need to live (data directory, broker, database).
+struct Running {
+    children: Vec<Child>,
+    port: u16,
+    _directory: tempfile::TempDir,
+    _broker: Option<BenchBroker>,
+    _database: Option<TestDatabase>,
+}
+
+fn spawn(binary: &str, args: &[&str], settings: &[(String, String)]) -> Child {
+    Command::new(binary)
+        .args(args)
+        .envs(settings.iter().map(|(key, value)| (key, value)))
         .stdout(Stdio::null())
         .spawn()
-        .unwrap();
-    let pid = up.id();
-    let base = format!("http://127.0.0.1:{port}");
+        .unwrap()
+}
+
+/// Starts `platform` with consumer batches of `batch` events at most.
+async fn start(binary: &str, platform: Platform, batch: &str) -> Running {
+    let directory = tempfile::tempdir().unwrap();
+    let settings = saga_settings(batch);
+    let Platform::Serve(backend) = platform else {
+        let port = free_port();
+        let up = spawn(
+            binary,
+            &[
+                "up",
+                "--port",
+                &port.to_string(),
+                "--data-dir",
+                directory.path().to_str().unwrap(),
+            ],
+            &settings,
+        );
+        return Running {
+            children: vec![up],
+            port,
+            _directory: directory,
+            _broker: None,
+            _database: None,
+        };
+    };
+    let broker = BenchBroker::start();
+    // One database for all services on PostgreSQL (each in its own schema, the default), as in production.
+    let database = match backend {
+        Backend::Postgres => Some(TestDatabase::create(backend).await),
+        Backend::Sqlite => None,
+    };
+    let ports: Vec<(Component, u16)> = Component::ALL
+        .iter()
+        .map(|component| (*component, free_port()))
+        .collect();
+    let port_of = |wanted: Component| {
+        ports
+            .iter()
+            .find(|(component, _)| *component == wanted)
+            .map(|(_, port)| *port)
+            .unwrap()
+    };
+    let routes = food_delivery_gateway::domain::routes_setting(|component| {
+        Some(format!("http://127.0.0.1:{}", port_of(component)))
+    });
+    let prefix = unique("knee");
+    // The kitchen first: it announces the menu the order service prices from.
+    let mut order: Vec<Component> = Component::ALL.to_vec();
+    order.sort_by_key(|component| *component != Component::Kitchen);
+    let mut children = Vec::new();
+    for component in order {
+        let mut environment = settings.clone();
+        environment.extend(
+            [
+                ("HTTP_HOST", "127.0.0.1".to_owned()),
+                ("HTTP_PORT", port_of(component).to_string()),
+                ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap.clone()),
+                ("KAFKA_TOPIC_PREFIX", prefix.clone()),
+                (
+                    "PAYMENT_URL",
+                    format!("http://127.0.0.1:{}", port_of(Component::Payment)),
+                ),
+                (
+                    "INTERNAL_TOKEN",
+                    "knee-internal-token-of-at-least-32-characters".to_owned(),
+                ),
+                ("GATEWAY_ROUTES", routes.clone()),
+            ]
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value)),
+        );
+        if component.stateful() {
+            let url = match &database {
+                Some(database) => database.url.clone(),
+                None => format!(
+                    "sqlite://{}",
+                    directory.path().join(format!("{component}.db")).display()
+                ),
+            };
+            environment.push(("DATABASE_URL".to_owned(), url));
+        }
+        children.push(spawn(binary, &["serve", component.name()], &environment));
+        wait_ready(
+            &reqwest::Client::new(),
+            &format!("http://127.0.0.1:{}", port_of(component)),
+        )
+        .await;
+    }
+    Running {
+        children,
+        port: port_of(Component::Gateway),
+        _directory: directory,
+        _broker: Some(broker),
+        _database: database,
+    }
+}
+
+/// Starts `platform` with consumer batches of `batch` events at most and walks the rates up; the steps' figures.
+fn walk(
+    binary: &str,
+    rates: &[u32],
+    length: Duration,
+    batch: &str,
+    platform: Platform,
+) -> Vec<Step> {
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut running = runtime.block_on(start(binary, platform, batch));
+    let pids: Vec<u32> = running.children.iter().map(Child::id).collect();
+    let port = running.port;
+    let base = format!("http://127.0.0.1:{port}");
     let steps = runtime.block_on(async {
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(512)
@@ -318,14 +490,14 @@ fn walk(rates: &[u32], length: Duration, batch: &str) -> Vec<Step> {
         // Let the order service learn the menu before the first order.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let hello = hello_rate(&base, 50, Duration::from_secs(3)).await;
-        println!("same process, GET /health/live at 50 connections: {hello:.0} requests/s");
+        println!("same process (the gateway's), GET /health/live at 50 connections: {hello:.0} requests/s");
         println!(
             "{:>8} {:>9} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7} {:>6} {:>8}",
             "offered", "achieved", "place p50", "place p99", "done p50", "done p99", "done max", "unfinished", "errors", "cpu %", "rss MiB"
         );
         let mut steps = Vec::new();
         for (index, rate) in rates.iter().enumerate() {
-            let step = run_step(&client, &base, pid, index, *rate, length).await;
+            let step = run_step(&client, &base, &pids, index, *rate, length).await;
             println!(
                 "{:>8.0} {:>9.1} {:>10.1?} {:>10.1?} {:>10.1?} {:>10.1?} {:>10.1?} {:>10} {:>7} {:>6.0} {:>8.1}",
                 step.offered,
@@ -347,8 +519,10 @@ fn walk(rates: &[u32], length: Duration, batch: &str) -> Vec<Step> {
         }
         steps
     });
-    let _ = up.kill();
-    let _ = up.wait();
+    for child in &mut running.children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     steps
 }
 
@@ -359,16 +533,46 @@ fn main() {
         .collect();
     let length = Duration::from_secs(setting("KNEE_STEP_SECONDS", "10").parse().unwrap());
     let chart_path = setting("KNEE_CHART", "target/knee.svg");
+    let platforms: Vec<Platform> = setting("KNEE_PLATFORMS", "up")
+        .split(',')
+        .map(|name| Platform::parse(name.trim()))
+        .collect();
+    // An earlier build to compare with in the same run (the machine's speed changes from hour to hour).
+    let baseline = std::env::var("KNEE_BASELINE").ok();
+    let binaries: Vec<(&str, &str)> = baseline
+        .as_deref()
+        .map(|path| ("baseline", path))
+        .into_iter()
+        .chain([("", BINARY)])
+        .collect();
     let mut series = Vec::new();
-    for batch in setting("KNEE_BATCHES", "1,64").split(',') {
-        println!("\n== CONSUMER_BATCH_MAX={batch} ==");
-        series.push((format!("batch {batch}"), walk(&rates, length, batch.trim())));
+    for platform in &platforms {
+        for batch in setting("KNEE_BATCHES", "1,64").split(',') {
+            for (label, binary) in &binaries {
+                println!(
+                    "\n== {}, CONSUMER_BATCH_MAX={batch} {label} ==",
+                    platform.name()
+                );
+                let mut name = format!("batch {batch}");
+                if platforms.len() > 1 {
+                    name = format!("{}, {name}", platform.name());
+                }
+                if !label.is_empty() {
+                    name = format!("{name}, {label}");
+                }
+                series.push((name, walk(binary, &rates, length, batch.trim(), *platform)));
+            }
+        }
     }
+    let names: Vec<&str> = platforms.iter().map(|platform| platform.name()).collect();
     std::fs::write(
         &chart_path,
         chart(
             &series,
-            "food-delivery up: completion p99 against offered rate",
+            &format!(
+                "food-delivery {}: completion p99 against offered rate",
+                names.join(" / ")
+            ),
         ),
     )
     .unwrap();
