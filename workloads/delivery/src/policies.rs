@@ -188,7 +188,7 @@ pub async fn ride_unattended(
     periodic::every(
         AUTO_TICK,
         shutdown,
-        "auto ride cannot read deliveries",
+        "auto ride round failed; it is done again at the next tick",
         || ride_what_is_due(&store, &outbox, ride_millis),
     )
     .await;
