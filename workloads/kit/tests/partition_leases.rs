@@ -151,16 +151,18 @@ async fn partitions_move_to_the_surviving_member_after_a_graceful_leave_and_afte
     let (second_stop, second) = group.member();
     let total = group.write(30).await;
     group.applied(total, "events while both members run").await;
+    // Settled, not merely both holding: the member giving leases back releases them one statement at a time and
+    // the other takes them at its next round, so [1, 1] with one partition free is a moment of every hand-over.
     let shared = eventually(
         Duration::from_secs(10),
-        "both members to hold partitions",
+        "both members to hold every partition between them",
         || async {
             let holders = group.holders().await;
-            (holders.len() == 2).then_some(holders)
+            (holders.len() == 2 && holders.iter().sum::<i64>() == 3).then_some(holders)
         },
     )
     .await;
-    assert_eq!(shared.iter().sum::<i64>(), 3, "{shared:?}");
+    assert!(shared.contains(&2) && shared.contains(&1), "{shared:?}");
 
     // The first member leaves as a rollout stops it: the second takes its partitions within a round or two.
     first_stop.cancel();

@@ -347,9 +347,12 @@ pub async fn cook_unattended(
 ) {
     let cook_millis = i64::try_from(cook_time.as_millis()).unwrap_or(i64::MAX);
     let start_after_millis = i64::try_from(start_after.as_millis()).unwrap_or(i64::MAX);
-    periodic::every(AUTO_TICK, shutdown, "auto cook round failed; it is done again at the next tick", || {
-        cook_what_is_due(&store, &outbox, start_after_millis, cook_millis)
-    })
+    periodic::every(
+        AUTO_TICK,
+        shutdown,
+        "auto cook round failed; it is done again at the next tick",
+        || cook_what_is_due(&store, &outbox, start_after_millis, cook_millis),
+    )
     .await;
 }
 
