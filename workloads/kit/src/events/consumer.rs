@@ -11,7 +11,7 @@ use super::envelope::{Event, PoisonReason};
 use super::inbox::{record_first_deliveries, record_first_delivery};
 use super::leases::{HeldPartitions, PartitionKey, PartitionLeases, Position, ROUND};
 use super::outbox::Outbox;
-use crate::store::{Store, StoreTransaction};
+use crate::store::{Backend, Store, StoreTransaction};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::{LazyLock, Mutex, PoisonError};
@@ -515,15 +515,17 @@ pub async fn run_consumer_batched<H: EventHandler>(
                 .get(&partition_of(delivery))
                 .is_none_or(|position| delivery.offset >= *position)
         });
-        // With positions kept in lease rows (several replicas), one transaction moves one partition's row only:
-        // locking several would deadlock against the lease keeper's renewal, which locks them all. So the batch is
-        // applied in runs of one partition; with the store as the only reader (SQLite, in process) in one run.
+        // With positions kept in lease rows on PostgreSQL (several replicas), one transaction moves one partition's
+        // row only: locking several would deadlock against the lease keeper's renewal, which locks them all. So the
+        // batch is applied in runs of one partition there. Without lease rows (the in-process bus) and on SQLite
+        // (one connection, so the keeper and the consumer take turns and cannot deadlock) the batch is one run:
+        // split by partition, a consumer reading nine interleaved partitions over Kafka committed every few events.
+        let one_run = held.is_none() || store.backend() == Backend::Sqlite;
         let mut runs: Vec<Vec<Delivery>> = Vec::new();
         for delivery in batch {
             match runs.last_mut() {
                 Some(run)
-                    if held.is_none()
-                        || run.last().map(partition_of) == Some(partition_of(&delivery)) =>
+                    if one_run || run.last().map(partition_of) == Some(partition_of(&delivery)) =>
                 {
                     run.push(delivery);
                 }
