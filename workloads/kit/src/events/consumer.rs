@@ -283,15 +283,42 @@ async fn apply_together<H: EventHandler>(
         .collect::<Option<Vec<Event>>>()?;
     let mut transaction = store.begin().await.ok()?;
     let mut outcomes = vec![ConsumerOutcome::Applied; deliveries.len()];
-    // Positions first, as for one delivery: the lease row stays locked until the commit.
-    for (delivery, outcome) in deliveries.iter().zip(&mut outcomes) {
-        match move_position(&mut transaction, delivery, leases)
-            .await
-            .ok()?
-        {
-            Some(ConsumerOutcome::Duplicate) => *outcome = ConsumerOutcome::Duplicate,
-            Some(_) => return None,
-            None => {}
+    // Positions first, as for one delivery: the lease rows stay locked until the commit. A partition's deliveries
+    // move its position in one statement when the first of them is the next one; otherwise one by one.
+    if let Some(held) = leases {
+        let mut by_partition: BTreeMap<PartitionKey, Vec<usize>> = BTreeMap::new();
+        for (index, delivery) in deliveries.iter().enumerate() {
+            by_partition
+                .entry(partition_of(delivery))
+                .or_default()
+                .push(index);
+        }
+        for (key, indexes) in by_partition {
+            let offsets: Vec<i64> = indexes
+                .iter()
+                .map(|index| deliveries[*index].offset)
+                .collect();
+            if let (Some(first), Some(last)) = (offsets.first(), offsets.last())
+                && offsets.windows(2).all(|pair| pair[0] < pair[1])
+                && held
+                    .advance_past(&mut transaction, &key, *first, *last)
+                    .await
+                    .ok()?
+            {
+                continue;
+            }
+            for index in indexes {
+                match move_position(&mut transaction, &deliveries[index], leases)
+                    .await
+                    .ok()?
+                {
+                    Some(ConsumerOutcome::Duplicate) => {
+                        outcomes[index] = ConsumerOutcome::Duplicate
+                    }
+                    Some(_) => return None,
+                    None => {}
+                }
+            }
         }
     }
     let candidates: Vec<&str> = events
@@ -936,6 +963,63 @@ mod tests {
             ],
             "each new event once, in delivery order"
         );
+    }
+
+    /// Positions kept in lease rows (a Kafka consumer): a batch moves each partition's position once, past its
+    /// last delivery, and what precedes a position is a duplicate, as one by one.
+    #[tokio::test]
+    async fn a_batch_moves_each_partition_past_its_last_delivery_and_skips_what_was_applied() {
+        let store = Store::connect("sqlite::memory:", 1).await.unwrap();
+        store.migrate(APPLIED).await.unwrap();
+        let leases = PartitionLeases::new(store.clone(), "group".into(), "member".into());
+        let key = |partition| PartitionKey {
+            topic: "food.widgets".into(),
+            partition,
+        };
+        leases.round(&[key(0), key(1)]).await.unwrap();
+        // Partition 1 was applied up to offset 7 before (a re-read after a re-assignment starts earlier).
+        let mut transaction = store.begin().await.unwrap();
+        assert!(
+            leases
+                .advance_past(&mut transaction, &key(1), 0, 7)
+                .await
+                .unwrap()
+        );
+        transaction.commit().await.unwrap();
+        let events: Vec<Event> = (0..5)
+            .map(|seq| Event::new("test.widget.v1", "test", "w-1", &seq).unwrap())
+            .collect();
+        let placed = [(0, 0), (1, 7), (0, 1), (1, 8), (0, 2)];
+        let deliveries: Vec<Delivery> = events
+            .iter()
+            .zip(placed)
+            .map(|(event, (partition, offset))| Delivery {
+                partition,
+                ..delivery_of(event, offset)
+            })
+            .collect();
+
+        let outcomes = apply_together(&store, "group", &Apply, &deliveries, Some(&leases))
+            .await
+            .expect("a plain batch is applied together");
+
+        use ConsumerOutcome::{Applied, Duplicate};
+        assert_eq!(
+            outcomes,
+            vec![Applied, Duplicate, Applied, Applied, Applied]
+        );
+        let positions: Vec<(i32, i64)> = sqlx::query_as(
+            "SELECT partition_number, next_offset FROM kit_consumer_leases ORDER BY partition_number",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(positions, [(0, 3), (1, 9)]);
+        let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM applied")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(applied, 4);
     }
 
     #[tokio::test]

@@ -329,6 +329,35 @@ impl PartitionLeases {
     }
 }
 
+impl PartitionLeases {
+    /// [`Self::advance`] for several messages of one partition, `first` to `last` (offsets increasing), in one
+    /// statement: when `first` is the next message, the position moves past `last` and every one of them is
+    /// [`Position::Next`] (as advancing one by one would have found). `false` changes nothing; the caller then
+    /// asks message by message.
+    pub async fn advance_past(
+        &self,
+        transaction: &mut StoreTransaction,
+        key: &PartitionKey,
+        first: i64,
+        last: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let moved = sqlx::query(
+            "UPDATE kit_consumer_leases SET next_offset = $1
+             WHERE consumer_group = $2 AND topic = $3 AND partition_number = $4 AND holder = $5
+             AND next_offset <= $6",
+        )
+        .bind(last + 1)
+        .bind(&self.group)
+        .bind(&key.topic)
+        .bind(key.partition)
+        .bind(&self.member)
+        .bind(first)
+        .execute(&mut **transaction)
+        .await?;
+        Ok(moved.rows_affected() == 1)
+    }
+}
+
 /// Where a message stands against its partition's position in the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Position {
