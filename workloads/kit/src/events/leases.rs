@@ -296,20 +296,7 @@ impl PartitionLeases {
         key: &PartitionKey,
         offset: i64,
     ) -> Result<Position, sqlx::Error> {
-        let moved = sqlx::query(
-            "UPDATE kit_consumer_leases SET next_offset = $1
-             WHERE consumer_group = $2 AND topic = $3 AND partition_number = $4 AND holder = $5
-             AND next_offset <= $6",
-        )
-        .bind(offset + 1)
-        .bind(&self.group)
-        .bind(&key.topic)
-        .bind(key.partition)
-        .bind(&self.member)
-        .bind(offset)
-        .execute(&mut **transaction)
-        .await?;
-        if moved.rows_affected() == 1 {
+        if self.advance_past(transaction, key, offset, offset).await? {
             return Ok(Position::Next);
         }
         let next: Option<i64> = sqlx::query_scalar(
