@@ -11,6 +11,11 @@ use std::time::Duration;
 /// How often each endpoint's readiness is probed (the operator's readinessProbe period is longer; shorter here
 /// only makes the test faster, not kinder: a dead endpoint is still routed to until a probe fails).
 const PROBE_PERIOD: Duration = Duration::from_millis(500);
+/// As the operator's readinessProbe (operator/src/build/deployment.rs): a probe may take 3 s, and an endpoint turns
+/// unready after 3 failures in a row, not after one slow answer on a loaded machine (one failure was enough here,
+/// and the gateway's port went away 4 s into a CI run while the other fault-injection run loaded the machine).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+const FAILURE_THRESHOLD: u32 = 3;
 
 #[derive(Debug, Clone)]
 struct Endpoint {
@@ -18,6 +23,8 @@ struct Endpoint {
     port: u16,
     ready: bool,
     terminating: bool,
+    /// Probes failed in a row.
+    failures: u32,
 }
 
 /// One service's stable address.
@@ -59,6 +66,7 @@ impl Balancer {
             port,
             ready: false,
             terminating: false,
+            failures: 0,
         });
     }
 
@@ -170,13 +178,13 @@ async fn accept(
 
 async fn probe(endpoints: Arc<Mutex<Vec<Endpoint>>>, stop: tokio_util::sync::CancellationToken) {
     let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(1))
+        .timeout(PROBE_TIMEOUT)
         .build()
         .unwrap();
     loop {
         let ports: Vec<u16> = endpoints.lock().unwrap().iter().map(|e| e.port).collect();
         for port in ports {
-            let ready = client
+            let passed = client
                 .get(format!("http://127.0.0.1:{port}/health/ready"))
                 .send()
                 .await
@@ -187,7 +195,15 @@ async fn probe(endpoints: Arc<Mutex<Vec<Endpoint>>>, stop: tokio_util::sync::Can
                 .iter_mut()
                 .filter(|e| e.port == port)
             {
-                endpoint.ready = ready;
+                if passed {
+                    endpoint.failures = 0;
+                    endpoint.ready = true;
+                } else {
+                    endpoint.failures += 1;
+                    if endpoint.failures >= FAILURE_THRESHOLD {
+                        endpoint.ready = false;
+                    }
+                }
             }
         }
         tokio::select! {
